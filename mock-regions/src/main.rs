@@ -1,0 +1,151 @@
+//! `mock-regions`: run the default set of mock regions, or a single one so it
+//! can be killed on its own to simulate a regional outage.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::process::ExitCode;
+
+use mock_regions::{default_regions, MockRegion, RegionSpec};
+
+const USAGE: &str = "\
+usage: mock-regions [OPTIONS]
+       mock-regions [OPTIONS] NAME PORT LATENCY_MS
+
+Without arguments, starts the five default regions on ports 8001-8005.
+With NAME PORT LATENCY_MS, starts that one region (PORT 0 picks a free port).
+
+options:
+  --work-ms N     inference work time added to inference/chat requests (default 0)
+  --token-ms N    delay between streamed chunks (default 20)
+  --host ADDR     IP address to listen on (default 127.0.0.1)
+  -h, --help      print this help";
+
+struct Options {
+    host: IpAddr,
+    work_ms: u64,
+    token_ms: u64,
+    single: Option<(String, u16, u64)>,
+}
+
+enum Command {
+    Run(Options),
+    Help,
+}
+
+fn number<T: std::str::FromStr>(what: &str, value: &str) -> Result<T, String> {
+    value
+        .parse()
+        .map_err(|_| format!("invalid {what}: {value:?}"))
+}
+
+fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
+    let mut opts = Options {
+        host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        work_ms: 0,
+        token_ms: 20,
+        single: None,
+    };
+    let mut positional = Vec::new();
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        if arg == "-h" || arg == "--help" {
+            return Ok(Command::Help);
+        }
+        if !arg.starts_with("--") {
+            positional.push(arg);
+            continue;
+        }
+        let (flag, inline) = match arg.split_once('=') {
+            Some((flag, value)) => (flag.to_string(), Some(value.to_string())),
+            None => (arg, None),
+        };
+        if !matches!(flag.as_str(), "--work-ms" | "--token-ms" | "--host") {
+            return Err(format!("unknown option {flag}"));
+        }
+        let value = match inline.or_else(|| args.next()) {
+            Some(value) => value,
+            None => return Err(format!("{flag} needs a value")),
+        };
+        match flag.as_str() {
+            "--work-ms" => opts.work_ms = number("--work-ms", &value)?,
+            "--token-ms" => opts.token_ms = number("--token-ms", &value)?,
+            _ => opts.host = number("--host address", &value)?,
+        }
+    }
+    match positional.as_slice() {
+        [] => {}
+        [name, port, latency] => {
+            if name.is_empty() {
+                return Err("region NAME must not be empty".to_string());
+            }
+            opts.single = Some((
+                name.clone(),
+                number("PORT", port)?,
+                number("LATENCY_MS", latency)?,
+            ));
+        }
+        _ => return Err("expected either no arguments or NAME PORT LATENCY_MS".to_string()),
+    }
+    Ok(Command::Run(opts))
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let opts = match parse(std::env::args().skip(1)) {
+        Ok(Command::Run(opts)) => opts,
+        Ok(Command::Help) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(msg) => {
+            eprintln!("mock-regions: {msg}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+
+    let specs = match opts.single {
+        Some((name, port, latency)) => vec![(RegionSpec::new(&name, latency), port)],
+        None => default_regions(),
+    };
+    let mut regions = Vec::with_capacity(specs.len());
+    for (mut spec, port) in specs {
+        spec.work_ms = opts.work_ms;
+        spec.token_ms = opts.token_ms;
+        let latency = spec.latency_ms;
+        let addr = SocketAddr::new(opts.host, port);
+        let name = spec.name.clone();
+        match MockRegion::start(spec, addr).await {
+            Ok(region) => {
+                println!(
+                    "mock region {name} listening on {} (latency {latency} ms)",
+                    region.url()
+                );
+                regions.push(region);
+            }
+            Err(e) => {
+                eprintln!("mock-regions: cannot start region {name} on {addr}: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+
+    shutdown_signal().await;
+    for region in regions {
+        region.kill().await;
+    }
+    ExitCode::SUCCESS
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

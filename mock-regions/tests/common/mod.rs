@@ -1,0 +1,41 @@
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+
+use mock_regions::{MockRegion, RegionSpec};
+use serde_json::Value;
+
+/// A region on an ephemeral port with no latency and fast token pacing.
+pub async fn region(name: &str) -> MockRegion {
+    let mut spec = RegionSpec::new(name, 0);
+    spec.token_ms = 1;
+    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    MockRegion::start(spec, addr).await.unwrap()
+}
+
+pub fn client() -> reqwest::Client {
+    // Proxy variables in the environment must not redirect loopback traffic.
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+pub async fn get(region: &MockRegion, path: &str) -> (u16, Value) {
+    let resp = client()
+        .get(format!("{}{path}", region.url()))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap())
+}
+
+pub async fn post(region: &MockRegion, path: &str, body: &str) -> (u16, Value) {
+    let resp = client()
+        .post(format!("{}{path}", region.url()))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap())
+}

@@ -1,0 +1,103 @@
+//! Prometheus metrics, `meridian_*`, in a registry of Meridian's own (never the global one,
+//! so two servers in one process cannot collide).
+
+use crate::app::Runtime;
+use crate::regions::{CircuitState, Region, RegionTable};
+use prometheus::{Encoder, GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    failovers: IntCounterVec,
+    upstream_failures: IntCounterVec,
+    geo_rejections: IntCounterVec,
+    healthy: IntGaugeVec,
+    in_flight: IntGaugeVec,
+    latency: GaugeVec,
+    circuit_open: IntGaugeVec,
+}
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    registry
+        .register(Box::new(c.clone()))
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    c
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), &["region"]).unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    registry
+        .register(Box::new(g.clone()))
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    g
+}
+
+impl Metrics {
+    /// Metric definitions are constants of this file: a failure here is a programming error
+    /// caught by the test suite, never something input can cause.
+    pub fn new(regions: &RegionTable) -> Self {
+        let registry = Registry::new();
+        let latency = GaugeVec::new(
+            Opts::new("meridian_region_latency_ewma_ms", "Peak-EWMA latency estimate per region"),
+            &["region"],
+        )
+        .unwrap_or_else(|e| panic!("latency metric: {e}"));
+        registry
+            .register(Box::new(latency.clone()))
+            .unwrap_or_else(|e| panic!("latency metric: {e}"));
+        let m = Self {
+            requests: counter(&registry, "meridian_requests_total", "Requests by serving region and status", &["region", "status"]),
+            failovers: counter(&registry, "meridian_failovers_total", "Attempts moved on to another region, by the region tried next", &["region"]),
+            upstream_failures: counter(&registry, "meridian_upstream_failures_total", "Failed attempts by region and kind (connect, response, 5xx)", &["region", "kind"]),
+            geo_rejections: counter(&registry, "meridian_geo_rejections_total", "Requests refused by geo rules, by status (400 malformed, 451 denied)", &["status"]),
+            healthy: gauge(&registry, "meridian_region_healthy", "1 while at least one endpoint of the region passes its probes"),
+            in_flight: gauge(&registry, "meridian_region_in_flight", "Requests in flight per region"),
+            circuit_open: gauge(&registry, "meridian_region_circuit_open", "1 while the region's circuit is open or half-open"),
+            latency,
+            registry,
+        };
+        for r in regions.iter() {
+            m.failovers.with_label_values(&[r.name()]);
+        }
+        m
+    }
+
+    pub fn request(&self, region: Option<&str>, status: u16) {
+        self.requests
+            .with_label_values(&[region.unwrap_or("none"), &status.to_string()])
+            .inc();
+    }
+
+    pub fn failover(&self, to: &Region) {
+        self.failovers.with_label_values(&[to.name()]).inc();
+    }
+
+    pub fn upstream_failure(&self, region: &Region, kind: &str) {
+        self.upstream_failures.with_label_values(&[region.name(), kind]).inc();
+    }
+
+    pub fn geo_rejected(&self, status: u16) {
+        self.geo_rejections.with_label_values(&[&status.to_string()]).inc();
+    }
+
+    /// Prometheus text format; gauges are read from live state at scrape time.
+    pub fn render(&self, rt: &Runtime) -> String {
+        for r in rt.regions.iter() {
+            let name = [r.name()];
+            self.healthy.with_label_values(&name).set(i64::from(rt.region_healthy(r)));
+            self.in_flight.with_label_values(&name).set(r.in_flight() as i64);
+            self.circuit_open
+                .with_label_values(&name)
+                .set(i64::from(r.circuit.state() != CircuitState::Closed));
+            if let Some(ms) = r.latency.estimate_ms() {
+                self.latency.with_label_values(&name).set(ms);
+            }
+        }
+        let mut out = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            log::error!("metrics encoding failed: {e}");
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}

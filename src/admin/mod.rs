@@ -1,0 +1,60 @@
+//! The admin listener: `/regions/status`, `/health`, `/metrics`.
+
+mod metrics;
+mod status;
+
+pub use metrics::Metrics;
+
+use crate::app::Runtime;
+use async_trait::async_trait;
+use http::Response;
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+use std::sync::Arc;
+
+pub struct AdminApp {
+    rt: Arc<Runtime>,
+}
+
+impl AdminApp {
+    pub fn new(rt: Arc<Runtime>) -> Self {
+        Self { rt }
+    }
+
+    fn route(&self, method: &http::Method, path: &str) -> (u16, &'static str, String) {
+        const JSON: &str = "application/json";
+        if method != http::Method::GET {
+            let body = serde_json::json!({"error": {"type": "method_not_allowed", "message": "the admin API is read-only: use GET"}});
+            return (405, JSON, body.to_string());
+        }
+        match path {
+            "/regions/status" => (200, JSON, status::regions(&self.rt).to_string()),
+            "/health" => {
+                let (code, body) = crate::proxy::health_body(&self.rt);
+                (code, JSON, body)
+            }
+            "/metrics" => (200, "text/plain; version=0.0.4", self.rt.metrics.render(&self.rt)),
+            _ => {
+                let body = serde_json::json!({"error": {"type": "not_found", "message": format!("no admin endpoint {path}; try /regions/status, /health or /metrics")}});
+                (404, JSON, body.to_string())
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl ServeHttp for AdminApp {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let req = session.req_header();
+        let (status, content_type, body) = self.route(&req.method, req.uri.path());
+        let mut resp = Response::builder()
+            .status(status)
+            .header("content-type", content_type)
+            .header("cache-control", "no-store")
+            .header("content-length", body.len());
+        if status == 405 {
+            resp = resp.header("allow", "GET");
+        }
+        resp.body(body.into_bytes()).unwrap_or_else(|_| Response::new(Vec::new()))
+    }
+}

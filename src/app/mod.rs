@@ -1,0 +1,57 @@
+//! Wiring: the shared [`Runtime`] every part reads, and the Pingora server built from it.
+
+mod server;
+
+pub use server::build_server;
+
+use crate::admin::Metrics;
+use crate::config::Config;
+use crate::geo::GeoPolicy;
+use crate::regions::{build_pool, build_table, Region, RegionPool, RegionTable};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+/// Everything the proxy hooks, the health service and the admin API share.
+pub struct Runtime {
+    pub config: Config,
+    pub regions: RegionTable,
+    pub pool: Arc<RegionPool>,
+    pub geo: GeoPolicy,
+    pub metrics: Metrics,
+    /// Set until the first probe round has decided every endpoint's health.
+    pub booting: Arc<AtomicBool>,
+}
+
+impl Runtime {
+    pub fn new(config: Config) -> Arc<Self> {
+        let regions = build_table(&config);
+        let booting = Arc::new(AtomicBool::new(true));
+        let pool = Arc::new(build_pool(&config, &regions, Arc::clone(&booting)));
+        let geo = GeoPolicy::new(&config.geo, regions.len());
+        let metrics = Metrics::new(&regions);
+        Arc::new(Self {
+            config,
+            regions,
+            pool,
+            geo,
+            metrics,
+            booting,
+        })
+    }
+
+    /// A region is healthy while at least one of its endpoints passes its probes.
+    pub fn region_healthy(&self, region: &Region) -> bool {
+        (0..region.endpoints.len()).any(|i| self.endpoint_healthy(region, i))
+    }
+
+    pub fn endpoint_healthy(&self, region: &Region, endpoint: usize) -> bool {
+        region.endpoints.get(endpoint).is_some_and(|e| {
+            let backend = crate::regions::backend_of(region.id, endpoint, e.endpoint.addr);
+            self.pool.backends().ready(&backend)
+        })
+    }
+
+    pub fn healthy_count(&self) -> usize {
+        self.regions.iter().filter(|r| self.region_healthy(r)).count()
+    }
+}

@@ -1,0 +1,68 @@
+//! Builds the Pingora server: the health service, the proxy (which starts only after the
+//! first probe round), and the admin listener.
+
+use super::Runtime;
+use crate::admin::AdminApp;
+use crate::config::Config;
+use crate::health::HealthService;
+use crate::proxy::MeridianProxy;
+use pingora::apps::http_app::HttpServer;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::Server;
+use pingora::services::background::background_service;
+use pingora::services::listening::Service;
+use std::sync::Arc;
+
+/// Pingora's own settings from the `server:` section.
+fn server_conf(config: &Config, daemon: bool) -> ServerConf {
+    let s = &config.server;
+    let mut conf = ServerConf::default();
+    conf.threads = s.threads;
+    conf.work_stealing = s.work_stealing;
+    conf.pid_file = s.pid_file.clone();
+    conf.upgrade_sock = s.upgrade_sock.clone();
+    conf.error_log = s.error_log.clone();
+    conf.user = s.user.clone();
+    conf.group = s.group.clone();
+    conf.grace_period_seconds = Some(s.grace_period_seconds);
+    conf.graceful_shutdown_timeout_seconds = Some(s.graceful_shutdown_timeout_seconds);
+    conf.upstream_keepalive_pool_size = s.upstream_keepalive_pool_size;
+    conf.daemon = daemon;
+    conf
+}
+
+pub fn build_server(config: Config, upgrade: bool, daemon: bool) -> (Server, Arc<Runtime>) {
+    let opt = Opt {
+        upgrade,
+        daemon,
+        nocapture: false,
+        test: false,
+        conf: None,
+    };
+    let conf = server_conf(&config, daemon);
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
+    server.bootstrap();
+
+    let proxy_addr = config.listen.proxy.to_string();
+    let admin_addr = config.listen.admin.to_string();
+    let rt = Runtime::new(config);
+
+    let health = background_service(
+        "region health checks",
+        HealthService::new(Arc::clone(&rt.pool), Arc::clone(&rt.booting)),
+    );
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        MeridianProxy::new(Arc::clone(&rt)),
+        "meridian proxy",
+    );
+    proxy.add_tcp(&proxy_addr);
+    let mut admin = Service::new("meridian admin".to_string(), HttpServer::new_app(AdminApp::new(Arc::clone(&rt))));
+    admin.add_tcp(&admin_addr);
+
+    let health = server.add_service(health);
+    let proxy = server.add_service(proxy);
+    proxy.add_dependency(&health);
+    server.add_service(admin);
+    (server, rt)
+}

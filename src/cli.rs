@@ -1,0 +1,70 @@
+//! Command line: `meridian [-c FILE] [-t] [-d] [-u]` and `meridian demo`.
+
+use crate::config::{Config, DEFAULT_SOURCE};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(name = "meridian", version, about = "Edge load balancer for AI inference across cloud regions")]
+pub struct Cli {
+    /// Meridian YAML config (default: the built-in conf/meridian.yaml)
+    #[arg(short = 'c', long = "conf", global = true)]
+    pub conf: Option<PathBuf>,
+    /// Validate the config and exit (0 = valid)
+    #[arg(short = 't', long = "test", global = true)]
+    pub test: bool,
+    /// Run in the background (Pingora daemon mode)
+    #[arg(short = 'd', long = "daemon")]
+    pub daemon: bool,
+    /// Take over the listening sockets of a running Meridian (graceful upgrade)
+    #[arg(short = 'u', long = "upgrade")]
+    pub upgrade: bool,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Start the five default mock regions and the proxy together (the README walk-through)
+    Demo,
+}
+
+fn load(conf: &Option<PathBuf>) -> Result<Config, String> {
+    let config = match conf {
+        Some(path) => Config::load_file(path),
+        None => Config::load_default(),
+    }
+    .map_err(|e| e.to_string())?;
+    for w in &config.warnings {
+        log::warn!("{}: {w}", config.source);
+        eprintln!("meridian: warning: {}: {w}", config.source);
+    }
+    Ok(config)
+}
+
+/// Runs the command line; returns the process exit code when it returns at all.
+pub fn run(cli: Cli) -> i32 {
+    let config = match load(&cli.conf) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("meridian: {e}");
+            return 1;
+        }
+    };
+    if cli.test {
+        let source = cli.conf.as_ref().map_or(DEFAULT_SOURCE.to_string(), |p| p.display().to_string());
+        println!(
+            "meridian: config {source} is valid ({} regions, {} geo rules)",
+            config.regions.len(),
+            config.geo.rules.len()
+        );
+        return 0;
+    }
+    match cli.command {
+        Some(Command::Demo) => crate::demo::run(config, cli.daemon, cli.upgrade),
+        None => {
+            let (server, _rt) = crate::app::build_server(config, cli.upgrade, cli.daemon);
+            server.run_forever()
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! Endpoint URLs: `http://host[:port][/]`, resolved once at load time.
+//!
+//! Pingora peers take socket addresses and resolve hostnames with a blocking call that panics
+//! on failure, so names are resolved here, where a failure is a clear config error.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// The URL as written (after environment overrides).
+    pub url: String,
+    /// `host:port`, sent as the upstream `Host` header.
+    pub authority: String,
+    pub addr: SocketAddr,
+}
+
+pub fn parse_endpoint(url: &str) -> Result<Endpoint, String> {
+    let url = url.trim();
+    let rest = match url.split_once("://") {
+        Some(("http", rest)) => rest,
+        Some(("https", _)) => {
+            return Err(format!(
+                "'{url}': https endpoints are not supported by this build yet; use http://"
+            ))
+        }
+        Some((scheme, _)) => return Err(format!("'{url}': unsupported scheme '{scheme}'")),
+        None => return Err(format!("'{url}': expected a URL like http://10.0.0.5:8080")),
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    if !path.is_empty() && path != "/" {
+        return Err(format!(
+            "'{url}': endpoint URLs cannot carry a path ('{path}'); requests keep their own path"
+        ));
+    }
+    if authority.is_empty() {
+        return Err(format!("'{url}': missing host"));
+    }
+    if authority.contains('@') || authority.contains('?') || authority.contains('#') {
+        return Err(format!("'{url}': only scheme, host and port are allowed"));
+    }
+    let (host, port) = split_host_port(authority).map_err(|e| format!("'{url}': {e}"))?;
+    let addr = (host.as_str(), port)
+        .to_socket_addrs()
+        .map_err(|e| format!("'{url}': cannot resolve host '{host}': {e}"))?
+        .next()
+        .ok_or_else(|| format!("'{url}': host '{host}' resolved to no address"))?;
+    Ok(Endpoint {
+        url: url.to_string(),
+        authority: authority.to_string(),
+        addr,
+    })
+}
+
+fn split_host_port(authority: &str) -> Result<(String, u16), String> {
+    // Bracketed IPv6 literal: [::1]:8080
+    if let Some(rest) = authority.strip_prefix('[') {
+        let (host, after) = rest
+            .split_once(']')
+            .ok_or("unterminated '[' in IPv6 address")?;
+        let port = match after {
+            "" => 80,
+            p => parse_port(p.strip_prefix(':').ok_or("expected ':' after ']'")?)?,
+        };
+        return Ok((host.to_string(), port));
+    }
+    match authority.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() => Ok((host.to_string(), parse_port(port)?)),
+        Some(_) => Err("missing host".into()),
+        None => Ok((authority.to_string(), 80)),
+    }
+}
+
+fn parse_port(port: &str) -> Result<u16, String> {
+    match port.parse::<u16>() {
+        Ok(0) | Err(_) => Err(format!("invalid port '{port}'")),
+        Ok(p) => Ok(p),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_loopback_and_ipv6() {
+        let e = parse_endpoint("http://127.0.0.1:8003").unwrap();
+        assert_eq!(e.addr, "127.0.0.1:8003".parse().unwrap());
+        assert_eq!(e.authority, "127.0.0.1:8003");
+        let e = parse_endpoint("http://[::1]:9/").unwrap();
+        assert_eq!(e.addr, "[::1]:9".parse().unwrap());
+        let e = parse_endpoint("http://localhost").unwrap();
+        assert_eq!(e.addr.port(), 80);
+    }
+
+    #[test]
+    fn rejects_bad_urls() {
+        for bad in [
+            "127.0.0.1:8000",
+            "ftp://x:1",
+            "http://",
+            "http://127.0.0.1:0",
+            "http://127.0.0.1:99999",
+            "http://127.0.0.1:80/v1",
+            "http://user@127.0.0.1:80",
+            "https://127.0.0.1:443",
+            "http://no-such-host.invalid:80",
+        ] {
+            assert!(parse_endpoint(bad).is_err(), "{bad} should be refused");
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! The YAML file format, exactly as users write it.
+//!
+//! Kept apart from the validated [`super::Config`] so the file can stay stable while the
+//! internals change. Every struct rejects unknown fields: a typo must not be silently ignored.
+
+use serde::Deserialize;
+use std::time::Duration;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub server: ServerFile,
+    #[serde(default)]
+    pub listen: ListenFile,
+    #[serde(default)]
+    pub health_check: HealthCheckFile,
+    #[serde(default)]
+    pub circuit_breaker: CircuitBreakerFile,
+    #[serde(default)]
+    pub selection: SelectionFile,
+    #[serde(default)]
+    pub upstream: UpstreamFile,
+    #[serde(default)]
+    pub regions: Vec<RegionFile>,
+    #[serde(default)]
+    pub geo: GeoFile,
+}
+
+/// Pingora's own server settings; only the ones Meridian supports are accepted.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerFile {
+    pub threads: usize,
+    pub work_stealing: bool,
+    pub pid_file: String,
+    pub upgrade_sock: String,
+    pub error_log: Option<String>,
+    pub user: Option<String>,
+    pub group: Option<String>,
+    pub grace_period_seconds: u64,
+    pub graceful_shutdown_timeout_seconds: u64,
+    pub upstream_keepalive_pool_size: usize,
+}
+
+impl Default for ServerFile {
+    fn default() -> Self {
+        Self {
+            threads: 2,
+            work_stealing: true,
+            pid_file: "/tmp/meridian.pid".into(),
+            upgrade_sock: "/tmp/meridian_upgrade.sock".into(),
+            error_log: None,
+            user: None,
+            group: None,
+            grace_period_seconds: 5,
+            graceful_shutdown_timeout_seconds: 5,
+            upstream_keepalive_pool_size: 128,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListenFile {
+    pub proxy: String,
+    pub admin: String,
+}
+
+impl Default for ListenFile {
+    fn default() -> Self {
+        Self {
+            proxy: "127.0.0.1:8000".into(),
+            admin: "127.0.0.1:9000".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthCheckFile {
+    pub path: String,
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    pub failure_threshold: usize,
+    pub success_threshold: usize,
+}
+
+impl Default for HealthCheckFile {
+    fn default() -> Self {
+        Self {
+            path: "/health".into(),
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            failure_threshold: 3,
+            success_threshold: 2,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CircuitBreakerFile {
+    pub failure_threshold: u32,
+    #[serde(with = "humantime_serde")]
+    pub cooldown: Duration,
+}
+
+impl Default for CircuitBreakerFile {
+    fn default() -> Self {
+        Self {
+            failure_threshold: 3,
+            cooldown: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SelectionFile {
+    pub tier_weight_ms: f64,
+    pub cost_weight_ms: f64,
+    #[serde(with = "humantime_serde")]
+    pub latency_decay: Duration,
+}
+
+impl Default for SelectionFile {
+    fn default() -> Self {
+        Self {
+            tier_weight_ms: 100.0,
+            cost_weight_ms: 200.0,
+            latency_decay: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamFile {
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub read_timeout: Duration,
+    pub max_attempts: usize,
+}
+
+impl Default for UpstreamFile {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(1),
+            read_timeout: Duration::from_secs(60),
+            max_attempts: 3,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegionFile {
+    pub name: String,
+    pub provider: String,
+    pub endpoints: Vec<String>,
+    pub cost_per_1k: f64,
+    pub priority: u32,
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GeoFile {
+    pub header: String,
+    pub default: GeoDefaultFile,
+    pub rules: Vec<GeoRuleFile>,
+}
+
+impl Default for GeoFile {
+    fn default() -> Self {
+        Self {
+            header: "x-geo-country".into(),
+            default: GeoDefaultFile::AllowAll,
+            rules: Vec::new(),
+        }
+    }
+}
+
+/// What requests without the header, or with a value no rule matches, get.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum GeoDefaultFile {
+    AllowAll,
+    Deny,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeoRuleFile {
+    pub name: String,
+    #[serde(rename = "match")]
+    pub values: Vec<String>,
+    /// Region names, or `tag:NAME` for every region carrying that tag.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    #[serde(default)]
+    pub deny: bool,
+}

@@ -1,0 +1,105 @@
+//! Configuration: the YAML file format ([`file`]), its validation ([`validate`]) and the
+//! typed [`Config`] the rest of Meridian runs on.
+
+mod endpoint;
+mod env;
+mod error;
+pub mod file;
+mod validate;
+
+pub use endpoint::{parse_endpoint, Endpoint};
+pub use error::ConfigError;
+
+use crate::regions::RegionMask;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+/// The built-in default configuration: `conf/meridian.yaml`, compiled in.
+pub const DEFAULT_YAML: &str = include_str!("../../conf/meridian.yaml");
+pub const DEFAULT_SOURCE: &str = "<built-in conf/meridian.yaml>";
+
+/// Pingora's server settings pass through unchanged.
+pub type ServerSettings = file::ServerFile;
+pub type HealthSettings = file::HealthCheckFile;
+pub type CircuitSettings = file::CircuitBreakerFile;
+pub type SelectionSettings = file::SelectionFile;
+pub type UpstreamSettings = file::UpstreamFile;
+
+#[derive(Debug)]
+pub struct Config {
+    /// Where the config came from, for messages.
+    pub source: String,
+    pub server: ServerSettings,
+    pub listen: Listen,
+    pub health: HealthSettings,
+    pub circuit: CircuitSettings,
+    pub selection: SelectionSettings,
+    pub upstream: UpstreamSettings,
+    pub regions: Vec<RegionConfig>,
+    pub geo: GeoConfig,
+    /// Non-fatal findings (for example an endpoint override naming no region).
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Listen {
+    pub proxy: SocketAddr,
+    pub admin: SocketAddr,
+}
+
+#[derive(Debug, Clone)]
+pub struct RegionConfig {
+    pub name: String,
+    pub provider: String,
+    pub endpoints: Vec<Endpoint>,
+    pub cost_per_1k: f64,
+    pub priority: u32,
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct GeoConfig {
+    pub header: http::HeaderName,
+    pub default: GeoAction,
+    pub rules: Vec<GeoRule>,
+}
+
+#[derive(Debug, Clone)]
+pub struct GeoRule {
+    pub name: String,
+    /// Upper-cased header values this rule matches.
+    pub values: Vec<String>,
+    pub action: GeoAction,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GeoAction {
+    AllowAll,
+    Deny,
+    Allow(RegionMask),
+}
+
+impl Config {
+    /// Loads and validates a config file, applying `MERIDIAN_ENDPOINT_*` overrides.
+    pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
+        let source = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new(&source, format!("cannot read file: {e}")))?;
+        Self::load_str(&text, &source)
+    }
+
+    /// The built-in default (`conf/meridian.yaml`).
+    pub fn load_default() -> Result<Config, ConfigError> {
+        Self::load_str(DEFAULT_YAML, DEFAULT_SOURCE)
+    }
+
+    pub fn load_str(text: &str, source: &str) -> Result<Config, ConfigError> {
+        let vars: Vec<(String, String)> = std::env::vars().collect();
+        validate::load(text, source, &vars)
+    }
+
+    pub fn read_timeout(&self) -> Duration {
+        self.upstream.read_timeout
+    }
+}

@@ -1,0 +1,314 @@
+//! From YAML text to a validated [`Config`]. Every message names the file, the line where it
+//! can be found, the region and the field.
+
+use super::error::{field_line, find_line, region_line};
+use super::file::{FileConfig, GeoDefaultFile, GeoFile, RegionFile};
+use super::{env, parse_endpoint, Config, ConfigError, GeoAction, GeoConfig, GeoRule, Listen};
+use super::{RegionConfig, ServerSettings};
+use crate::regions::{RegionMask, MAX_REGIONS};
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+pub fn load(text: &str, source: &str, vars: &[(String, String)]) -> Result<Config, ConfigError> {
+    let mut file: FileConfig = serde_yaml::from_str(text).map_err(|e| parse_error(text, source, &e))?;
+    let warnings = env::apply(&mut file.regions, vars);
+    let v = Validator { text, source };
+    let regions = v.regions(&file.regions, vars)?;
+    let geo = v.geo(&file.geo, &regions)?;
+    v.server(&file.server)?;
+    v.sections(&file)?;
+    let listen = Listen {
+        proxy: v.addr(&file.listen.proxy, "listen.proxy")?,
+        admin: v.addr(&file.listen.admin, "listen.admin")?,
+    };
+    if listen.proxy == listen.admin {
+        return Err(v.top("listen.admin", "must differ from listen.proxy"));
+    }
+    Ok(Config {
+        source: source.to_string(),
+        server: file.server,
+        listen,
+        health: file.health_check,
+        circuit: file.circuit_breaker,
+        selection: file.selection,
+        upstream: file.upstream,
+        regions,
+        geo,
+        warnings,
+    })
+}
+
+/// serde_yaml reports a path such as `regions[2].cost_per_1k: invalid type ...`; turn the
+/// index into the region's name so the message says which region is wrong.
+fn parse_error(text: &str, source: &str, e: &serde_yaml::Error) -> ConfigError {
+    let line = e.location().map(|l| l.line());
+    let msg = e.to_string();
+    let msg = match msg.rfind(" at line ") {
+        Some(i) => msg[..i].to_string(),
+        None => msg,
+    };
+    let mut err = ConfigError::new(source, msg.clone()).line(line);
+    if let Some(rest) = msg.strip_prefix("regions[") {
+        if let Some((idx, after)) = rest.split_once(']') {
+            if let Some(name) = idx.parse::<usize>().ok().and_then(|i| region_name_at(text, i)) {
+                err = err.region(name);
+            }
+            let (field, message) = match after.strip_prefix('.') {
+                Some(f) => match f.split_once(": ") {
+                    Some((field, m)) => (Some(field.to_string()), m.to_string()),
+                    None => (None, f.to_string()),
+                },
+                None => (None, after.trim_start_matches(": ").to_string()),
+            };
+            if let Some(field) = field {
+                err = err.field(field);
+            }
+            err.message = message;
+        }
+    } else if let Some((path, message)) = msg.split_once(": ") {
+        if !path.contains(' ') {
+            err = err.field(path);
+            err.message = message.to_string();
+        }
+    }
+    err
+}
+
+fn region_name_at(text: &str, index: usize) -> Option<String> {
+    let value: serde_yaml::Value = serde_yaml::from_str(text).ok()?;
+    value
+        .get("regions")?
+        .get(index)?
+        .get("name")?
+        .as_str()
+        .map(String::from)
+}
+
+struct Validator<'a> {
+    text: &'a str,
+    source: &'a str,
+}
+
+impl Validator<'_> {
+    fn top(&self, field: &str, message: impl Into<String>) -> ConfigError {
+        let leaf = field.rsplit('.').next().unwrap_or(field);
+        let section = field.split('.').next().unwrap_or(field);
+        let section_line = find_line(self.text, None, |l| l.starts_with(&format!("{section}:")));
+        let line = if leaf == section {
+            section_line
+        } else {
+            section_line.and_then(|s| find_line(self.text, Some(s), |l| l.starts_with(&format!("{leaf}:"))))
+        };
+        ConfigError::new(self.source, message).line(line).field(field)
+    }
+
+    fn in_region(&self, name: &str, nth: usize, field: &str, message: impl Into<String>) -> ConfigError {
+        let name_line = region_line(self.text, name, nth);
+        let line = field_line(self.text, name_line, field).or(name_line);
+        ConfigError::new(self.source, message).line(line).region(name).field(field)
+    }
+
+    fn addr(&self, value: &str, field: &str) -> Result<std::net::SocketAddr, ConfigError> {
+        value
+            .parse()
+            .map_err(|_| self.top(field, format!("'{value}' is not an address like 127.0.0.1:8000")))
+    }
+
+    fn regions(&self, files: &[RegionFile], vars: &[(String, String)]) -> Result<Vec<RegionConfig>, ConfigError> {
+        if files.is_empty() {
+            return Err(self.top("regions", "at least one region is required"));
+        }
+        if files.len() > MAX_REGIONS {
+            return Err(self.top("regions", format!("at most {MAX_REGIONS} regions are supported")));
+        }
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        let mut addrs: HashMap<std::net::SocketAddr, String> = HashMap::new();
+        let mut out = Vec::with_capacity(files.len());
+        for r in files {
+            let nth = *seen.get(r.name.as_str()).unwrap_or(&0);
+            let err = |field: &str, msg: String| self.in_region(&r.name, nth, field, msg);
+            if nth > 0 {
+                return Err(err("name", "duplicate region name".into()));
+            }
+            seen.insert(&r.name, 1);
+            if !is_token(&r.name) {
+                return Err(err("name", format!("'{}' must be 1-63 characters of a-z, A-Z, 0-9, '-', '_', '.'", r.name)));
+            }
+            if !is_token(&r.provider) {
+                return Err(err("provider", format!("'{}' must be 1-63 characters of a-z, A-Z, 0-9, '-', '_', '.'", r.provider)));
+            }
+            let overridden = vars.iter().any(|(k, _)| *k == env::var_name(&r.name));
+            let endpoint_field = if overridden {
+                format!("endpoints (from {})", env::var_name(&r.name))
+            } else {
+                "endpoints".to_string()
+            };
+            if r.endpoints.is_empty() {
+                return Err(err(&endpoint_field, "at least one endpoint is required".into()));
+            }
+            let mut endpoints = Vec::new();
+            for url in &r.endpoints {
+                let ep = parse_endpoint(url).map_err(|m| err(&endpoint_field, m))?;
+                if let Some(other) = addrs.insert(ep.addr, r.name.clone()) {
+                    return Err(err(
+                        &endpoint_field,
+                        format!("'{url}' resolves to {}, already used by region '{other}'", ep.addr),
+                    ));
+                }
+                endpoints.push(ep);
+            }
+            if !r.cost_per_1k.is_finite() || r.cost_per_1k < 0.0 {
+                return Err(err("cost_per_1k", format!("{} must be a number >= 0", r.cost_per_1k)));
+            }
+            if r.priority > 1000 {
+                return Err(err("priority", format!("{} must be a cost tier between 0 and 1000", r.priority)));
+            }
+            for tag in &r.tags {
+                if !is_token(tag) {
+                    return Err(err("tags", format!("'{tag}' must be 1-63 characters of a-z, A-Z, 0-9, '-', '_', '.'")));
+                }
+            }
+            out.push(RegionConfig {
+                name: r.name.clone(),
+                provider: r.provider.clone(),
+                endpoints,
+                cost_per_1k: r.cost_per_1k,
+                priority: r.priority,
+                tags: r.tags.clone(),
+            });
+        }
+        Ok(out)
+    }
+
+    fn geo(&self, geo: &GeoFile, regions: &[RegionConfig]) -> Result<GeoConfig, ConfigError> {
+        let header = http::HeaderName::from_bytes(geo.header.as_bytes())
+            .map_err(|_| self.top("geo.header", format!("'{}' is not a valid header name", geo.header)))?;
+        let mut names = HashSet::new();
+        let mut owner: HashMap<String, String> = HashMap::new();
+        let mut rules = Vec::new();
+        for rule in &geo.rules {
+            let rule_line = find_line(self.text, None, |l| {
+                l.strip_prefix("name:").map(|v| v.trim().trim_matches('"') == rule.name).unwrap_or(false)
+            });
+            let err = |field: &str, msg: String| {
+                ConfigError::new(self.source, format!("geo rule '{}': {msg}", rule.name))
+                    .line(field_line(self.text, rule_line, field).or(rule_line))
+                    .field(format!("geo.rules.{field}"))
+            };
+            if rule.name.is_empty() || !names.insert(rule.name.clone()) {
+                return Err(err("name", "rule names must be non-empty and unique".into()));
+            }
+            if rule.values.is_empty() {
+                return Err(err("match", "lists no header values".into()));
+            }
+            let mut values = Vec::new();
+            for v in &rule.values {
+                let norm = crate::geo::normalize(v)
+                    .ok_or_else(|| err("match", format!("'{v}' is not a valid value (1-16 letters, digits or '-')")))?;
+                if let Some(other) = owner.insert(norm.clone(), rule.name.clone()) {
+                    return Err(err("match", format!("'{v}' is already matched by rule '{other}'")));
+                }
+                values.push(norm);
+            }
+            let action = match (rule.deny, rule.allow.is_empty()) {
+                (true, true) => GeoAction::Deny,
+                (true, false) => return Err(err("allow", "a rule either denies or allows, not both".into())),
+                (false, true) => return Err(err("allow", "lists no regions (use `deny: true` to refuse)".into())),
+                (false, false) => GeoAction::Allow(self.allowed(&rule.allow, regions).map_err(|m| err("allow", m))?),
+            };
+            rules.push(GeoRule {
+                name: rule.name.clone(),
+                values,
+                action,
+            });
+        }
+        let default = match geo.default {
+            GeoDefaultFile::AllowAll => GeoAction::AllowAll,
+            GeoDefaultFile::Deny => GeoAction::Deny,
+        };
+        Ok(GeoConfig { header, default, rules })
+    }
+
+    fn allowed(&self, entries: &[String], regions: &[RegionConfig]) -> Result<RegionMask, String> {
+        let mut mask = RegionMask::EMPTY;
+        for entry in entries {
+            let before = mask;
+            if let Some(tag) = entry.strip_prefix("tag:") {
+                for (i, r) in regions.iter().enumerate() {
+                    if r.tags.iter().any(|t| t == tag) {
+                        mask = mask.with(i);
+                    }
+                }
+                if mask == before {
+                    return Err(format!("tag '{tag}' is carried by no region"));
+                }
+            } else {
+                let i = regions
+                    .iter()
+                    .position(|r| &r.name == entry)
+                    .ok_or_else(|| format!("region '{entry}' does not exist"))?;
+                mask = mask.with(i);
+            }
+        }
+        Ok(mask)
+    }
+
+    fn server(&self, s: &ServerSettings) -> Result<(), ConfigError> {
+        if s.threads == 0 {
+            return Err(self.top("server.threads", "must be at least 1"));
+        }
+        for (field, path) in [("server.pid_file", &s.pid_file), ("server.upgrade_sock", &s.upgrade_sock)] {
+            if !path.starts_with('/') {
+                return Err(self.top(field, format!("'{path}' must be an absolute path")));
+            }
+        }
+        Ok(())
+    }
+
+    fn sections(&self, f: &FileConfig) -> Result<(), ConfigError> {
+        let positive = |field: &str, d: Duration| {
+            if d.is_zero() {
+                Err(self.top(field, "must be greater than 0"))
+            } else {
+                Ok(())
+            }
+        };
+        let h = &f.health_check;
+        if !h.path.starts_with('/') {
+            return Err(self.top("health_check.path", format!("'{}' must start with '/'", h.path)));
+        }
+        positive("health_check.interval", h.interval)?;
+        positive("health_check.timeout", h.timeout)?;
+        if h.failure_threshold == 0 {
+            return Err(self.top("health_check.failure_threshold", "must be at least 1"));
+        }
+        if h.success_threshold == 0 {
+            return Err(self.top("health_check.success_threshold", "must be at least 1"));
+        }
+        if f.circuit_breaker.failure_threshold == 0 {
+            return Err(self.top("circuit_breaker.failure_threshold", "must be at least 1"));
+        }
+        positive("circuit_breaker.cooldown", f.circuit_breaker.cooldown)?;
+        let s = &f.selection;
+        for (field, w) in [("selection.tier_weight_ms", s.tier_weight_ms), ("selection.cost_weight_ms", s.cost_weight_ms)] {
+            if !w.is_finite() || w < 0.0 {
+                return Err(self.top(field, format!("{w} must be a number >= 0")));
+            }
+        }
+        positive("selection.latency_decay", s.latency_decay)?;
+        let u = &f.upstream;
+        positive("upstream.connect_timeout", u.connect_timeout)?;
+        positive("upstream.read_timeout", u.read_timeout)?;
+        if !(1..=10).contains(&u.max_attempts) {
+            return Err(self.top("upstream.max_attempts", format!("{} must be between 1 and 10", u.max_attempts)));
+        }
+        Ok(())
+    }
+}
+
+/// Names end up in response headers and metric labels: keep them to a safe alphabet.
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}

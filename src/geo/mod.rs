@@ -1,0 +1,151 @@
+//! Geo restriction: maps a request header (by default `x-geo-country`) to the regions the
+//! request may be served from. Decisions fail closed: the resulting set is applied to the
+//! first attempt and to every retry.
+
+use crate::config::{GeoAction, GeoConfig};
+use crate::regions::RegionMask;
+use http::HeaderMap;
+use std::collections::HashMap;
+
+pub struct GeoPolicy {
+    header: http::HeaderName,
+    default: GeoAction,
+    rules: Vec<(String, GeoAction)>,
+    by_value: HashMap<String, usize>,
+    all: RegionMask,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GeoDecision {
+    /// Serve from these regions; `rule` names the rule that matched, if any.
+    Allow { regions: RegionMask, rule: Option<usize> },
+    Deny { rule: Option<usize> },
+    Malformed(String),
+}
+
+/// Geo values are short codes (ISO 3166 countries, subdivisions like `US-CA`): 1-16
+/// letters, digits or '-'. Returns the upper-cased value, or `None` when malformed.
+pub fn normalize(value: &str) -> Option<String> {
+    let ok = !value.is_empty()
+        && value.len() <= 16
+        && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    ok.then(|| value.to_ascii_uppercase())
+}
+
+impl GeoPolicy {
+    pub fn new(config: &GeoConfig, region_count: usize) -> Self {
+        let mut by_value = HashMap::new();
+        for (i, rule) in config.rules.iter().enumerate() {
+            for v in &rule.values {
+                by_value.insert(v.clone(), i);
+            }
+        }
+        Self {
+            header: config.header.clone(),
+            default: config.default,
+            rules: config.rules.iter().map(|r| (r.name.clone(), r.action)).collect(),
+            by_value,
+            all: RegionMask::all(region_count),
+        }
+    }
+
+    pub fn header(&self) -> &http::HeaderName {
+        &self.header
+    }
+
+    pub fn rule_name(&self, rule: usize) -> &str {
+        self.rules.get(rule).map_or("?", |(n, _)| n.as_str())
+    }
+
+    pub fn decide(&self, headers: &HeaderMap) -> GeoDecision {
+        let mut values = headers.get_all(&self.header).iter();
+        let Some(raw) = values.next() else {
+            return self.apply(self.default, None);
+        };
+        if values.next().is_some() {
+            return GeoDecision::Malformed(format!("header {} must appear once", self.header));
+        }
+        let Some(value) = raw.to_str().ok().map(str::trim).and_then(normalize) else {
+            return GeoDecision::Malformed(format!(
+                "header {} must be 1-16 letters, digits or '-' (for example DE or US-CA)",
+                self.header
+            ));
+        };
+        match self.by_value.get(&value) {
+            Some(&i) => match self.rules.get(i) {
+                Some((_, action)) => self.apply(*action, Some(i)),
+                None => self.apply(self.default, None),
+            },
+            None => self.apply(self.default, None),
+        }
+    }
+
+    fn apply(&self, action: GeoAction, rule: Option<usize>) -> GeoDecision {
+        match action {
+            GeoAction::AllowAll => GeoDecision::Allow { regions: self.all, rule },
+            GeoAction::Allow(regions) => GeoDecision::Allow { regions, rule },
+            GeoAction::Deny => GeoDecision::Deny { rule },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::GeoRule;
+
+    fn policy(default: GeoAction) -> GeoPolicy {
+        let config = GeoConfig {
+            header: http::HeaderName::from_static("x-geo-country"),
+            default,
+            rules: vec![
+                GeoRule {
+                    name: "eu".into(),
+                    values: vec!["DE".into(), "FR".into()],
+                    action: GeoAction::Allow(RegionMask::EMPTY.with(4)),
+                },
+                GeoRule {
+                    name: "blocked".into(),
+                    values: vec!["KP".into()],
+                    action: GeoAction::Deny,
+                },
+            ],
+        };
+        GeoPolicy::new(&config, 5)
+    }
+
+    fn headers(values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append("x-geo-country", v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn matches_case_insensitively() {
+        let p = policy(GeoAction::AllowAll);
+        let eu = GeoDecision::Allow { regions: RegionMask::EMPTY.with(4), rule: Some(0) };
+        assert_eq!(p.decide(&headers(&["de"])), eu);
+        assert_eq!(p.decide(&headers(&[" DE "])), eu);
+        assert_eq!(p.decide(&headers(&["KP"])), GeoDecision::Deny { rule: Some(1) });
+    }
+
+    #[test]
+    fn default_covers_missing_and_unmatched() {
+        let p = policy(GeoAction::AllowAll);
+        let all = GeoDecision::Allow { regions: RegionMask::all(5), rule: None };
+        assert_eq!(p.decide(&HeaderMap::new()), all);
+        assert_eq!(p.decide(&headers(&["US"])), all);
+        let p = policy(GeoAction::Deny);
+        assert_eq!(p.decide(&HeaderMap::new()), GeoDecision::Deny { rule: None });
+    }
+
+    #[test]
+    fn malformed_values_are_refused() {
+        let p = policy(GeoAction::AllowAll);
+        for bad in [&["DE,FR"][..], &[""], &["a_b"], &["ABCDEFGHIJKLMNOPQ"], &["DE", "FR"]] {
+            assert!(matches!(p.decide(&headers(bad)), GeoDecision::Malformed(_)), "{bad:?}");
+        }
+    }
+}

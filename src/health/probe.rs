@@ -1,0 +1,144 @@
+//! The probe: `GET <path>` on one endpoint, healthy on a 200 within the timeout.
+
+use crate::config::HealthSettings;
+use crate::regions::{EndpointRef, Region, RegionTable};
+use async_trait::async_trait;
+use pingora::connectors::http::Connector;
+use pingora::http::RequestHeader;
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{Error, ErrorType, Result};
+use pingora_load_balancing::health_check::HealthCheck;
+use pingora_load_balancing::Backend;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Probe bodies are drained up to this size; a health endpoint has no reason to send more.
+const MAX_PROBE_BODY: usize = 64 * 1024;
+const POOLED_PROBE_IDLE: Duration = Duration::from_secs(60);
+
+pub struct RegionProbe {
+    regions: RegionTable,
+    path: String,
+    timeout: Duration,
+    failure_threshold: usize,
+    success_threshold: usize,
+    connector: Connector,
+    /// While set, one observation decides health, so the first round before serving
+    /// marks a dead endpoint down at once instead of after `failure_threshold` rounds.
+    booting: Arc<AtomicBool>,
+}
+
+impl RegionProbe {
+    pub fn new(regions: RegionTable, settings: &HealthSettings, booting: Arc<AtomicBool>) -> Self {
+        Self {
+            regions,
+            path: settings.path.clone(),
+            timeout: settings.timeout,
+            failure_threshold: settings.failure_threshold,
+            success_threshold: settings.success_threshold,
+            connector: Connector::new(None),
+            booting,
+        }
+    }
+
+    fn region_of(&self, target: &Backend) -> Option<(&Arc<Region>, usize)> {
+        let r = target.ext.get::<EndpointRef>()?;
+        Some((self.regions.get(r.region)?, r.endpoint))
+    }
+
+    async fn probe(&self, peer: &HttpPeer, authority: &str) -> Result<()> {
+        let (mut session, _reused) = self.connector.get_http_session(peer).await?;
+        let mut req = RequestHeader::build("GET", self.path.as_bytes(), None)?;
+        req.insert_header("host", authority)?;
+        req.insert_header("user-agent", "meridian-probe")?;
+        session.write_request_header(Box::new(req)).await?;
+        session.finish_request_body().await?;
+        session.read_response_header().await?;
+        let status = session
+            .response_header()
+            .map(|h| h.status.as_u16())
+            .unwrap_or(0);
+        let mut read = 0usize;
+        while let Some(chunk) = session.read_response_body().await? {
+            read += chunk.len();
+            if read > MAX_PROBE_BODY {
+                return Error::e_explain(ErrorType::InvalidHTTPHeader, "probe body too large");
+            }
+        }
+        if status != 200 {
+            return Error::e_explain(
+                ErrorType::CustomCode("probe status", status),
+                format!("probe answered {status}"),
+            );
+        }
+        self.connector
+            .release_http_session(session, peer, Some(POOLED_PROBE_IDLE))
+            .await;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl HealthCheck for RegionProbe {
+    async fn check(&self, target: &Backend) -> Result<()> {
+        let Some((region, endpoint)) = self.region_of(target) else {
+            return Error::e_explain(ErrorType::InternalError, "backend without region");
+        };
+        let Some(ep) = region.endpoints.get(endpoint) else {
+            return Error::e_explain(ErrorType::InternalError, "unknown endpoint");
+        };
+        let mut peer = HttpPeer::new(ep.endpoint.addr, false, String::new());
+        peer.options.connection_timeout = Some(self.timeout);
+        peer.options.read_timeout = Some(self.timeout);
+        peer.options.write_timeout = Some(self.timeout);
+        let start = Instant::now();
+        let outcome = tokio::time::timeout(self.timeout, self.probe(&peer, &ep.endpoint.authority)).await;
+        let now = Instant::now();
+        match outcome {
+            Ok(Ok(())) => {
+                let rtt = now - start;
+                ep.record_probe(rtt);
+                region.latency.observe(rtt, now);
+                Ok(())
+            }
+            Ok(Err(e)) => {
+                if matches!(e.etype(), ErrorType::ConnectTimedout | ErrorType::ReadTimedout) {
+                    // A probe that timed out says latency is at least the timeout.
+                    region.latency.observe(self.timeout, now);
+                }
+                Err(e)
+            }
+            Err(_) => {
+                region.latency.observe(self.timeout, now);
+                Error::e_explain(ErrorType::ReadTimedout, format!("probe timed out after {:?}", self.timeout))
+            }
+        }
+    }
+
+    fn health_threshold(&self, success: bool) -> usize {
+        match (self.booting.load(Relaxed), success) {
+            (true, _) => 1,
+            (false, true) => self.success_threshold,
+            (false, false) => self.failure_threshold,
+        }
+    }
+
+    async fn health_status_change(&self, target: &Backend, healthy: bool) {
+        if let Some((region, endpoint)) = self.region_of(target) {
+            let url = region
+                .endpoints
+                .get(endpoint)
+                .map_or("?", |e| e.endpoint.url.as_str());
+            let state = if healthy { "healthy" } else { "unhealthy" };
+            log::warn!("region {} endpoint {url} is now {state}", region.name());
+        }
+    }
+
+    fn backend_summary(&self, target: &Backend) -> String {
+        match self.region_of(target) {
+            Some((region, _)) => format!("region {} endpoint {}", region.name(), target.addr),
+            None => format!("{:?}", target.addr),
+        }
+    }
+}

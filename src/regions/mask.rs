@@ -1,0 +1,56 @@
+//! A set of regions as a bit mask: regions are indexed by their position in the config,
+//! and a request's allowed and tried sets are checked on every selection step.
+
+/// Regions are limited to this many so a set fits one machine word.
+pub const MAX_REGIONS: usize = 64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RegionMask(u64);
+
+impl RegionMask {
+    pub const EMPTY: RegionMask = RegionMask(0);
+
+    pub fn all(count: usize) -> Self {
+        if count >= MAX_REGIONS {
+            RegionMask(u64::MAX)
+        } else {
+            RegionMask((1u64 << count) - 1)
+        }
+    }
+
+    pub fn with(self, id: usize) -> Self {
+        RegionMask(self.0 | (1u64 << id))
+    }
+
+    pub fn contains(self, id: usize) -> bool {
+        id < MAX_REGIONS && self.0 & (1u64 << id) != 0
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    pub fn len(self) -> usize {
+        self.0.count_ones() as usize
+    }
+
+    pub fn iter(self) -> impl Iterator<Item = usize> {
+        (0..MAX_REGIONS).filter(move |&i| self.contains(i))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_operations() {
+        let m = RegionMask::EMPTY.with(0).with(3);
+        assert!(m.contains(0) && m.contains(3) && !m.contains(1));
+        assert_eq!(m.len(), 2);
+        assert_eq!(m.iter().collect::<Vec<_>>(), vec![0, 3]);
+        assert_eq!(RegionMask::all(3).len(), 3);
+        assert_eq!(RegionMask::all(64).len(), 64);
+        assert!(!m.contains(200));
+    }
+}

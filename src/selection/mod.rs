@@ -1,0 +1,137 @@
+//! Meridian's selection algorithm as a `pingora-load-balancing` [`BackendSelection`]:
+//! regions are ordered by [`score`] at pick time (live latency and load are read from the
+//! shared region state), and each region's endpoints are taken in rotation. Per-request
+//! filters (geo, already tried, circuit, health) are applied by `select_with`'s callback.
+
+mod score;
+
+pub use score::{score, Weights};
+
+use crate::regions::{EndpointRef, RegionTable};
+use pingora_load_balancing::selection::{BackendIter, BackendSelection};
+use pingora_load_balancing::Backend;
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
+
+pub struct SelectorConfig {
+    pub regions: RegionTable,
+    pub tier_weight_ms: f64,
+    pub cost_weight_ms: f64,
+}
+
+pub struct RegionSelector {
+    regions: RegionTable,
+    weights: Weights,
+    /// Backends grouped by region id.
+    groups: Vec<Group>,
+}
+
+struct Group {
+    region: usize,
+    backends: Vec<Backend>,
+    next: AtomicUsize,
+}
+
+impl RegionSelector {
+    fn new(backends: &BTreeSet<Backend>, regions: RegionTable, weights: Weights) -> Self {
+        let mut groups: Vec<Group> = Vec::new();
+        for b in backends {
+            let Some(r) = b.ext.get::<EndpointRef>() else {
+                continue;
+            };
+            match groups.iter_mut().find(|g| g.region == r.region) {
+                Some(g) => g.backends.push(b.clone()),
+                None => groups.push(Group {
+                    region: r.region,
+                    backends: vec![b.clone()],
+                    next: AtomicUsize::new(0),
+                }),
+            }
+        }
+        groups.sort_by_key(|g| g.region);
+        Self {
+            regions,
+            weights,
+            groups,
+        }
+    }
+
+    /// Group indices, best score first; ties keep config order.
+    fn ranked(&self) -> Vec<usize> {
+        let mut scored: Vec<(f64, usize)> = self
+            .groups
+            .iter()
+            .enumerate()
+            .map(|(i, g)| {
+                let s = self
+                    .regions
+                    .get(g.region)
+                    .map_or(f64::INFINITY, |r| score(r, &self.weights));
+                (s, i)
+            })
+            .collect();
+        scored.sort_by(|a, b| a.0.total_cmp(&b.0));
+        scored.into_iter().map(|(_, i)| i).collect()
+    }
+}
+
+impl BackendSelection for RegionSelector {
+    type Iter = RankedIter;
+    type Config = SelectorConfig;
+
+    fn build_with_config(backends: &BTreeSet<Backend>, config: &SelectorConfig) -> Self {
+        let weights = Weights {
+            tier_weight_ms: config.tier_weight_ms,
+            cost_weight_ms: config.cost_weight_ms,
+        };
+        Self::new(backends, Arc::clone(&config.regions), weights)
+    }
+
+    /// Without region state every region scores the same: plain rotation in config order.
+    fn build(backends: &BTreeSet<Backend>) -> Self {
+        let weights = Weights {
+            tier_weight_ms: 0.0,
+            cost_weight_ms: 0.0,
+        };
+        Self::new(backends, Arc::new(Vec::new()), weights)
+    }
+
+    fn iter(self: &Arc<Self>, _key: &[u8]) -> RankedIter {
+        RankedIter {
+            order: self.ranked(),
+            selector: Arc::clone(self),
+            group: 0,
+            step: 0,
+            start: 0,
+        }
+    }
+}
+
+/// Yields every backend once: regions best first, a region's endpoints from a rotating start.
+pub struct RankedIter {
+    selector: Arc<RegionSelector>,
+    order: Vec<usize>,
+    group: usize,
+    step: usize,
+    start: usize,
+}
+
+impl BackendIter for RankedIter {
+    fn next(&mut self) -> Option<&Backend> {
+        loop {
+            let gi = *self.order.get(self.group)?;
+            let len = self.selector.groups.get(gi)?.backends.len();
+            if self.step == 0 {
+                self.start = self.selector.groups.get(gi)?.next.fetch_add(1, Relaxed);
+            }
+            if self.step < len {
+                let i = (self.start + self.step) % len;
+                self.step += 1;
+                return self.selector.groups.get(gi)?.backends.get(i);
+            }
+            self.group += 1;
+            self.step = 0;
+        }
+    }
+}
