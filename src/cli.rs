@@ -5,7 +5,11 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
-#[command(name = "meridian", version, about = "Edge load balancer for AI inference across cloud regions")]
+#[command(
+    name = "meridian",
+    version,
+    about = "Edge load balancer for AI inference across cloud regions"
+)]
 pub struct Cli {
     /// Meridian YAML config (default: the built-in conf/meridian.yaml)
     #[arg(short = 'c', long = "conf", global = true)]
@@ -37,7 +41,6 @@ fn load(conf: &Option<PathBuf>) -> Result<Config, String> {
     .map_err(|e| e.to_string())?;
     for w in &config.warnings {
         log::warn!("{}: {w}", config.source);
-        eprintln!("meridian: warning: {}: {w}", config.source);
     }
     Ok(config)
 }
@@ -52,9 +55,12 @@ pub fn run(cli: Cli) -> i32 {
         }
     };
     if cli.test {
-        let source = cli.conf.as_ref().map_or(DEFAULT_SOURCE.to_string(), |p| p.display().to_string());
+        let source = cli
+            .conf
+            .as_ref()
+            .map_or(DEFAULT_SOURCE.to_string(), |p| p.display().to_string());
         println!(
-            "meridian: config {source} is valid ({} regions, {} geo rules)",
+            "meridian: config {source} is valid ({} region(s), {} geo rule(s))",
             config.regions.len(),
             config.geo.rules.len()
         );

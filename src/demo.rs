@@ -13,7 +13,11 @@ pub fn run(config: Config, daemon: bool, upgrade: bool) -> i32 {
     }
     let (ready_tx, ready_rx) = mpsc::channel();
     std::thread::spawn(move || {
-        let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build() {
+        let runtime = match tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+        {
             Ok(r) => r,
             Err(e) => {
                 let _ = ready_tx.send(Err(format!("cannot start mock regions: {e}")));

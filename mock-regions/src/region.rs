@@ -94,6 +94,8 @@ pub(crate) struct RegionState {
     pub header: HeaderValue,
     settings: Mutex<Settings>,
     counts: Mutex<Counts>,
+    // Headers of the last non-probe request, so a test can check what a proxy forwarded.
+    last_headers: Mutex<Vec<(String, String)>>,
     // A watch channel rather than a flag so held streams wake as soon as the
     // hold is released instead of polling.
     hold: watch::Sender<bool>,
@@ -118,6 +120,7 @@ impl RegionState {
                 fail_status: None,
             }),
             counts: Mutex::new(Counts::default()),
+            last_headers: Mutex::new(Vec::new()),
             hold: watch::Sender::new(false),
             chat_seq: AtomicU64::new(0),
         }
@@ -137,6 +140,22 @@ impl RegionState {
 
     pub fn record(&self, category: Category) {
         lock(&self.counts).record(category);
+    }
+
+    pub fn record_headers(&self, headers: &hyper::HeaderMap) {
+        *lock(&self.last_headers) = headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+    }
+
+    pub fn last_headers(&self) -> Vec<(String, String)> {
+        lock(&self.last_headers).clone()
     }
 
     pub fn set_hold(&self, hold: bool) {
@@ -167,6 +186,7 @@ impl RegionState {
             "fail_status": s.fail_status,
             "stream_hold": self.is_held(),
             "requests": self.counts(),
+            "last_request_headers": self.last_headers(),
         })
     }
 }

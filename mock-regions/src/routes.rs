@@ -38,6 +38,9 @@ async fn route(req: Request<Incoming>, state: &Arc<RegionState>) -> Response<Bod
     // Counted before any waiting so a test can observe a request that is
     // still in flight.
     state.record(category);
+    if category != Category::Health {
+        state.record_headers(req.headers());
+    }
 
     let method = req.method().clone();
     let body = match reply::read_body(req).await {

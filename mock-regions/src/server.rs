@@ -93,6 +93,11 @@ impl MockRegion {
         self.state.counts()
     }
 
+    /// Headers of the last request that was not a health probe, as received.
+    pub fn last_headers(&self) -> Vec<(String, String)> {
+        self.state.last_headers()
+    }
+
     /// Simulates the region dying: stops accepting, drops every open
     /// connection without a graceful close, and returns once all sockets are
     /// closed, so new connections are refused and pooled ones see EOF.

@@ -18,7 +18,8 @@ pub struct Metrics {
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let c = IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    let c = IntCounterVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
     registry
         .register(Box::new(c.clone()))
         .unwrap_or_else(|e| panic!("metric {name}: {e}"));
@@ -26,7 +27,8 @@ fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntC
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> IntGaugeVec {
-    let g = IntGaugeVec::new(Opts::new(name, help), &["region"]).unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    let g = IntGaugeVec::new(Opts::new(name, help), &["region"])
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
     registry
         .register(Box::new(g.clone()))
         .unwrap_or_else(|e| panic!("metric {name}: {e}"));
@@ -39,7 +41,10 @@ impl Metrics {
     pub fn new(regions: &RegionTable) -> Self {
         let registry = Registry::new();
         let latency = GaugeVec::new(
-            Opts::new("meridian_region_latency_ewma_ms", "Peak-EWMA latency estimate per region"),
+            Opts::new(
+                "meridian_region_latency_ewma_ms",
+                "Peak-EWMA latency estimate per region",
+            ),
             &["region"],
         )
         .unwrap_or_else(|e| panic!("latency metric: {e}"));
@@ -47,13 +52,45 @@ impl Metrics {
             .register(Box::new(latency.clone()))
             .unwrap_or_else(|e| panic!("latency metric: {e}"));
         let m = Self {
-            requests: counter(&registry, "meridian_requests_total", "Requests by serving region and status", &["region", "status"]),
-            failovers: counter(&registry, "meridian_failovers_total", "Attempts moved on to another region, by the region tried next", &["region"]),
-            upstream_failures: counter(&registry, "meridian_upstream_failures_total", "Failed attempts by region and kind (connect, response, 5xx)", &["region", "kind"]),
-            geo_rejections: counter(&registry, "meridian_geo_rejections_total", "Requests refused by geo rules, by status (400 malformed, 451 denied)", &["status"]),
-            healthy: gauge(&registry, "meridian_region_healthy", "1 while at least one endpoint of the region passes its probes"),
-            in_flight: gauge(&registry, "meridian_region_in_flight", "Requests in flight per region"),
-            circuit_open: gauge(&registry, "meridian_region_circuit_open", "1 while the region's circuit is open or half-open"),
+            requests: counter(
+                &registry,
+                "meridian_requests_total",
+                "Requests by serving region and status",
+                &["region", "status"],
+            ),
+            failovers: counter(
+                &registry,
+                "meridian_failovers_total",
+                "Attempts moved on to another region, by the region tried next",
+                &["region"],
+            ),
+            upstream_failures: counter(
+                &registry,
+                "meridian_upstream_failures_total",
+                "Failed attempts by region and kind (connect, response, 5xx)",
+                &["region", "kind"],
+            ),
+            geo_rejections: counter(
+                &registry,
+                "meridian_geo_rejections_total",
+                "Requests refused by geo rules, by status (400 malformed, 451 denied)",
+                &["status"],
+            ),
+            healthy: gauge(
+                &registry,
+                "meridian_region_healthy",
+                "1 while at least one endpoint of the region passes its probes",
+            ),
+            in_flight: gauge(
+                &registry,
+                "meridian_region_in_flight",
+                "Requests in flight per region",
+            ),
+            circuit_open: gauge(
+                &registry,
+                "meridian_region_circuit_open",
+                "1 while the region's circuit is open or half-open",
+            ),
             latency,
             registry,
         };
@@ -74,19 +111,27 @@ impl Metrics {
     }
 
     pub fn upstream_failure(&self, region: &Region, kind: &str) {
-        self.upstream_failures.with_label_values(&[region.name(), kind]).inc();
+        self.upstream_failures
+            .with_label_values(&[region.name(), kind])
+            .inc();
     }
 
     pub fn geo_rejected(&self, status: u16) {
-        self.geo_rejections.with_label_values(&[&status.to_string()]).inc();
+        self.geo_rejections
+            .with_label_values(&[&status.to_string()])
+            .inc();
     }
 
     /// Prometheus text format; gauges are read from live state at scrape time.
     pub fn render(&self, rt: &Runtime) -> String {
         for r in rt.regions.iter() {
             let name = [r.name()];
-            self.healthy.with_label_values(&name).set(i64::from(rt.region_healthy(r)));
-            self.in_flight.with_label_values(&name).set(r.in_flight() as i64);
+            self.healthy
+                .with_label_values(&name)
+                .set(i64::from(rt.region_healthy(r)));
+            self.in_flight
+                .with_label_values(&name)
+                .set(r.in_flight() as i64);
             self.circuit_open
                 .with_label_values(&name)
                 .set(i64::from(r.circuit.state() != CircuitState::Closed));

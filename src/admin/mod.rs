@@ -33,7 +33,11 @@ impl AdminApp {
                 let (code, body) = crate::proxy::health_body(&self.rt);
                 (code, JSON, body)
             }
-            "/metrics" => (200, "text/plain; version=0.0.4", self.rt.metrics.render(&self.rt)),
+            "/metrics" => (
+                200,
+                "text/plain; version=0.0.4",
+                self.rt.metrics.render(&self.rt),
+            ),
             _ => {
                 let body = serde_json::json!({"error": {"type": "not_found", "message": format!("no admin endpoint {path}; try /regions/status, /health or /metrics")}});
                 (404, JSON, body.to_string())
@@ -55,6 +59,7 @@ impl ServeHttp for AdminApp {
         if status == 405 {
             resp = resp.header("allow", "GET");
         }
-        resp.body(body.into_bytes()).unwrap_or_else(|_| Response::new(Vec::new()))
+        resp.body(body.into_bytes())
+            .unwrap_or_else(|_| Response::new(Vec::new()))
     }
 }

@@ -52,6 +52,9 @@ impl Runtime {
     }
 
     pub fn healthy_count(&self) -> usize {
-        self.regions.iter().filter(|r| self.region_healthy(r)).count()
+        self.regions
+            .iter()
+            .filter(|r| self.region_healthy(r))
+            .count()
     }
 }

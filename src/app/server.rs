@@ -16,19 +16,20 @@ use std::sync::Arc;
 /// Pingora's own settings from the `server:` section.
 fn server_conf(config: &Config, daemon: bool) -> ServerConf {
     let s = &config.server;
-    let mut conf = ServerConf::default();
-    conf.threads = s.threads;
-    conf.work_stealing = s.work_stealing;
-    conf.pid_file = s.pid_file.clone();
-    conf.upgrade_sock = s.upgrade_sock.clone();
-    conf.error_log = s.error_log.clone();
-    conf.user = s.user.clone();
-    conf.group = s.group.clone();
-    conf.grace_period_seconds = Some(s.grace_period_seconds);
-    conf.graceful_shutdown_timeout_seconds = Some(s.graceful_shutdown_timeout_seconds);
-    conf.upstream_keepalive_pool_size = s.upstream_keepalive_pool_size;
-    conf.daemon = daemon;
-    conf
+    ServerConf {
+        threads: s.threads,
+        work_stealing: s.work_stealing,
+        pid_file: s.pid_file.clone(),
+        upgrade_sock: s.upgrade_sock.clone(),
+        error_log: s.error_log.clone(),
+        user: s.user.clone(),
+        group: s.group.clone(),
+        grace_period_seconds: Some(s.grace_period_seconds),
+        graceful_shutdown_timeout_seconds: Some(s.graceful_shutdown_timeout_seconds),
+        upstream_keepalive_pool_size: s.upstream_keepalive_pool_size,
+        daemon,
+        ..ServerConf::default()
+    }
 }
 
 pub fn build_server(config: Config, upgrade: bool, daemon: bool) -> (Server, Arc<Runtime>) {
@@ -57,7 +58,10 @@ pub fn build_server(config: Config, upgrade: bool, daemon: bool) -> (Server, Arc
         "meridian proxy",
     );
     proxy.add_tcp(&proxy_addr);
-    let mut admin = Service::new("meridian admin".to_string(), HttpServer::new_app(AdminApp::new(Arc::clone(&rt))));
+    let mut admin = Service::new(
+        "meridian admin".to_string(),
+        HttpServer::new_app(AdminApp::new(Arc::clone(&rt))),
+    );
     admin.add_tcp(&admin_addr);
 
     let health = server.add_service(health);

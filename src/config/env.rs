@@ -37,7 +37,9 @@ pub fn apply(regions: &mut [RegionFile], vars: &[(String, String)]) -> Vec<Strin
             matched = true;
         }
         if !matched {
-            warnings.push(format!("environment variable {key} names no configured region"));
+            warnings.push(format!(
+                "environment variable {key} names no configured region"
+            ));
         }
     }
     warnings

@@ -87,14 +87,18 @@ pub fn field_line(text: &str, name_line: Option<usize>, field: &str) -> Option<u
     let indent = |l: &str| l.len() - l.trim_start().len();
     let name_idx = name_line?.checked_sub(1)?;
     // Walk back to the `- ` that opens this item: the name need not be its first key.
-    let item_idx = (0..=name_idx)
-        .rev()
-        .find(|&i| lines[i].trim_start().starts_with("- ") && indent(lines[i]) <= indent(lines[name_idx]))?;
+    let item_idx = (0..=name_idx).rev().find(|&i| {
+        lines[i].trim_start().starts_with("- ") && indent(lines[i]) <= indent(lines[name_idx])
+    })?;
     let item_indent = indent(lines[item_idx]);
     let key = format!("{field}:");
     for (i, l) in lines.iter().enumerate().skip(item_idx) {
         let trimmed = l.trim_start();
-        if i > item_idx && !trimmed.is_empty() && !trimmed.starts_with('#') && indent(l) <= item_indent {
+        if i > item_idx
+            && !trimmed.is_empty()
+            && !trimmed.starts_with('#')
+            && indent(l) <= item_indent
+        {
             return None;
         }
         if trimmed.trim_start_matches("- ").starts_with(&key) {

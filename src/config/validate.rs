@@ -10,7 +10,8 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 pub fn load(text: &str, source: &str, vars: &[(String, String)]) -> Result<Config, ConfigError> {
-    let mut file: FileConfig = serde_yaml::from_str(text).map_err(|e| parse_error(text, source, &e))?;
+    let mut file: FileConfig =
+        serde_yaml::from_str(text).map_err(|e| parse_error(text, source, &e))?;
     let warnings = env::apply(&mut file.regions, vars);
     let v = Validator { text, source };
     let regions = v.regions(&file.regions, vars)?;
@@ -42,15 +43,15 @@ pub fn load(text: &str, source: &str, vars: &[(String, String)]) -> Result<Confi
 /// index into the region's name so the message says which region is wrong.
 fn parse_error(text: &str, source: &str, e: &serde_yaml::Error) -> ConfigError {
     let line = e.location().map(|l| l.line());
-    let msg = e.to_string();
-    let msg = match msg.rfind(" at line ") {
-        Some(i) => msg[..i].to_string(),
-        None => msg,
-    };
+    let msg = strip_location(&e.to_string());
     let mut err = ConfigError::new(source, msg.clone()).line(line);
     if let Some(rest) = msg.strip_prefix("regions[") {
         if let Some((idx, after)) = rest.split_once(']') {
-            if let Some(name) = idx.parse::<usize>().ok().and_then(|i| region_name_at(text, i)) {
+            if let Some(name) = idx
+                .parse::<usize>()
+                .ok()
+                .and_then(|i| region_name_at(text, i))
+            {
                 err = err.region(name);
             }
             let (field, message) = match after.strip_prefix('.') {
@@ -60,7 +61,7 @@ fn parse_error(text: &str, source: &str, e: &serde_yaml::Error) -> ConfigError {
                 },
                 None => (None, after.trim_start_matches(": ").to_string()),
             };
-            if let Some(field) = field {
+            if let Some(field) = field.or_else(|| unknown_field(&message)) {
                 err = err.field(field);
             }
             err.message = message;
@@ -72,6 +73,30 @@ fn parse_error(text: &str, source: &str, e: &serde_yaml::Error) -> ConfigError {
         }
     }
     err
+}
+
+/// serde_yaml appends " at line L column C"; the line is reported separately.
+fn strip_location(msg: &str) -> String {
+    let Some(start) = msg.find(" at line ") else {
+        return msg.to_string();
+    };
+    let rest = &msg[start + " at line ".len()..];
+    let end = rest
+        .find(" column ")
+        .map(|c| {
+            let after = &rest[c + " column ".len()..];
+            c + " column ".len()
+                + after
+                    .find(|ch: char| !ch.is_ascii_digit())
+                    .unwrap_or(after.len())
+        })
+        .unwrap_or(0);
+    format!("{}{}", &msg[..start], &rest[end..])
+}
+
+fn unknown_field(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    Some(rest.split('`').next()?.to_string())
 }
 
 fn region_name_at(text: &str, index: usize) -> Option<String> {
@@ -97,29 +122,51 @@ impl Validator<'_> {
         let line = if leaf == section {
             section_line
         } else {
-            section_line.and_then(|s| find_line(self.text, Some(s), |l| l.starts_with(&format!("{leaf}:"))))
+            section_line
+                .and_then(|s| find_line(self.text, Some(s), |l| l.starts_with(&format!("{leaf}:"))))
         };
-        ConfigError::new(self.source, message).line(line).field(field)
+        ConfigError::new(self.source, message)
+            .line(line)
+            .field(field)
     }
 
-    fn in_region(&self, name: &str, nth: usize, field: &str, message: impl Into<String>) -> ConfigError {
+    fn in_region(
+        &self,
+        name: &str,
+        nth: usize,
+        field: &str,
+        message: impl Into<String>,
+    ) -> ConfigError {
         let name_line = region_line(self.text, name, nth);
         let line = field_line(self.text, name_line, field).or(name_line);
-        ConfigError::new(self.source, message).line(line).region(name).field(field)
+        ConfigError::new(self.source, message)
+            .line(line)
+            .region(name)
+            .field(field)
     }
 
     fn addr(&self, value: &str, field: &str) -> Result<std::net::SocketAddr, ConfigError> {
-        value
-            .parse()
-            .map_err(|_| self.top(field, format!("'{value}' is not an address like 127.0.0.1:8000")))
+        value.parse().map_err(|_| {
+            self.top(
+                field,
+                format!("'{value}' is not an address like 127.0.0.1:8000"),
+            )
+        })
     }
 
-    fn regions(&self, files: &[RegionFile], vars: &[(String, String)]) -> Result<Vec<RegionConfig>, ConfigError> {
+    fn regions(
+        &self,
+        files: &[RegionFile],
+        vars: &[(String, String)],
+    ) -> Result<Vec<RegionConfig>, ConfigError> {
         if files.is_empty() {
             return Err(self.top("regions", "at least one region is required"));
         }
         if files.len() > MAX_REGIONS {
-            return Err(self.top("regions", format!("at most {MAX_REGIONS} regions are supported")));
+            return Err(self.top(
+                "regions",
+                format!("at most {MAX_REGIONS} regions are supported"),
+            ));
         }
         let mut seen: HashMap<&str, usize> = HashMap::new();
         let mut addrs: HashMap<std::net::SocketAddr, String> = HashMap::new();
@@ -132,10 +179,22 @@ impl Validator<'_> {
             }
             seen.insert(&r.name, 1);
             if !is_token(&r.name) {
-                return Err(err("name", format!("'{}' must be 1-63 characters of a-z, A-Z, 0-9, '-', '_', '.'", r.name)));
+                return Err(err(
+                    "name",
+                    format!(
+                        "'{}' must be 1-63 characters of a-z, A-Z, 0-9, '-', '_', '.'",
+                        r.name
+                    ),
+                ));
             }
             if !is_token(&r.provider) {
-                return Err(err("provider", format!("'{}' must be 1-63 characters of a-z, A-Z, 0-9, '-', '_', '.'", r.provider)));
+                return Err(err(
+                    "provider",
+                    format!(
+                        "'{}' must be 1-63 characters of a-z, A-Z, 0-9, '-', '_', '.'",
+                        r.provider
+                    ),
+                ));
             }
             let overridden = vars.iter().any(|(k, _)| *k == env::var_name(&r.name));
             let endpoint_field = if overridden {
@@ -144,7 +203,10 @@ impl Validator<'_> {
                 "endpoints".to_string()
             };
             if r.endpoints.is_empty() {
-                return Err(err(&endpoint_field, "at least one endpoint is required".into()));
+                return Err(err(
+                    &endpoint_field,
+                    "at least one endpoint is required".into(),
+                ));
             }
             let mut endpoints = Vec::new();
             for url in &r.endpoints {
@@ -152,20 +214,32 @@ impl Validator<'_> {
                 if let Some(other) = addrs.insert(ep.addr, r.name.clone()) {
                     return Err(err(
                         &endpoint_field,
-                        format!("'{url}' resolves to {}, already used by region '{other}'", ep.addr),
+                        format!(
+                            "'{url}' resolves to {}, already used by region '{other}'",
+                            ep.addr
+                        ),
                     ));
                 }
                 endpoints.push(ep);
             }
             if !r.cost_per_1k.is_finite() || r.cost_per_1k < 0.0 {
-                return Err(err("cost_per_1k", format!("{} must be a number >= 0", r.cost_per_1k)));
+                return Err(err(
+                    "cost_per_1k",
+                    format!("{} must be a number >= 0", r.cost_per_1k),
+                ));
             }
             if r.priority > 1000 {
-                return Err(err("priority", format!("{} must be a cost tier between 0 and 1000", r.priority)));
+                return Err(err(
+                    "priority",
+                    format!("{} must be a cost tier between 0 and 1000", r.priority),
+                ));
             }
             for tag in &r.tags {
                 if !is_token(tag) {
-                    return Err(err("tags", format!("'{tag}' must be 1-63 characters of a-z, A-Z, 0-9, '-', '_', '.'")));
+                    return Err(err(
+                        "tags",
+                        format!("'{tag}' must be 1-63 characters of a-z, A-Z, 0-9, '-', '_', '.'"),
+                    ));
                 }
             }
             out.push(RegionConfig {
@@ -181,14 +255,20 @@ impl Validator<'_> {
     }
 
     fn geo(&self, geo: &GeoFile, regions: &[RegionConfig]) -> Result<GeoConfig, ConfigError> {
-        let header = http::HeaderName::from_bytes(geo.header.as_bytes())
-            .map_err(|_| self.top("geo.header", format!("'{}' is not a valid header name", geo.header)))?;
+        let header = http::HeaderName::from_bytes(geo.header.as_bytes()).map_err(|_| {
+            self.top(
+                "geo.header",
+                format!("'{}' is not a valid header name", geo.header),
+            )
+        })?;
         let mut names = HashSet::new();
         let mut owner: HashMap<String, String> = HashMap::new();
         let mut rules = Vec::new();
         for rule in &geo.rules {
             let rule_line = find_line(self.text, None, |l| {
-                l.strip_prefix("name:").map(|v| v.trim().trim_matches('"') == rule.name).unwrap_or(false)
+                l.strip_prefix("name:")
+                    .map(|v| v.trim().trim_matches('"') == rule.name)
+                    .unwrap_or(false)
             });
             let err = |field: &str, msg: String| {
                 ConfigError::new(self.source, format!("geo rule '{}': {msg}", rule.name))
@@ -196,25 +276,48 @@ impl Validator<'_> {
                     .field(format!("geo.rules.{field}"))
             };
             if rule.name.is_empty() || !names.insert(rule.name.clone()) {
-                return Err(err("name", "rule names must be non-empty and unique".into()));
+                return Err(err(
+                    "name",
+                    "rule names must be non-empty and unique".into(),
+                ));
             }
             if rule.values.is_empty() {
                 return Err(err("match", "lists no header values".into()));
             }
             let mut values = Vec::new();
             for v in &rule.values {
-                let norm = crate::geo::normalize(v)
-                    .ok_or_else(|| err("match", format!("'{v}' is not a valid value (1-16 letters, digits or '-')")))?;
+                let norm = crate::geo::normalize(v).ok_or_else(|| {
+                    err(
+                        "match",
+                        format!("'{v}' is not a valid value (1-16 letters, digits or '-')"),
+                    )
+                })?;
                 if let Some(other) = owner.insert(norm.clone(), rule.name.clone()) {
-                    return Err(err("match", format!("'{v}' is already matched by rule '{other}'")));
+                    return Err(err(
+                        "match",
+                        format!("'{v}' is already matched by rule '{other}'"),
+                    ));
                 }
                 values.push(norm);
             }
             let action = match (rule.deny, rule.allow.is_empty()) {
                 (true, true) => GeoAction::Deny,
-                (true, false) => return Err(err("allow", "a rule either denies or allows, not both".into())),
-                (false, true) => return Err(err("allow", "lists no regions (use `deny: true` to refuse)".into())),
-                (false, false) => GeoAction::Allow(self.allowed(&rule.allow, regions).map_err(|m| err("allow", m))?),
+                (true, false) => {
+                    return Err(err(
+                        "allow",
+                        "a rule either denies or allows, not both".into(),
+                    ))
+                }
+                (false, true) => {
+                    return Err(err(
+                        "allow",
+                        "lists no regions (use `deny: true` to refuse)".into(),
+                    ))
+                }
+                (false, false) => GeoAction::Allow(
+                    self.allowed(&rule.allow, regions)
+                        .map_err(|m| err("allow", m))?,
+                ),
             };
             rules.push(GeoRule {
                 name: rule.name.clone(),
@@ -226,7 +329,11 @@ impl Validator<'_> {
             GeoDefaultFile::AllowAll => GeoAction::AllowAll,
             GeoDefaultFile::Deny => GeoAction::Deny,
         };
-        Ok(GeoConfig { header, default, rules })
+        Ok(GeoConfig {
+            header,
+            default,
+            rules,
+        })
     }
 
     fn allowed(&self, entries: &[String], regions: &[RegionConfig]) -> Result<RegionMask, String> {
@@ -257,7 +364,10 @@ impl Validator<'_> {
         if s.threads == 0 {
             return Err(self.top("server.threads", "must be at least 1"));
         }
-        for (field, path) in [("server.pid_file", &s.pid_file), ("server.upgrade_sock", &s.upgrade_sock)] {
+        for (field, path) in [
+            ("server.pid_file", &s.pid_file),
+            ("server.upgrade_sock", &s.upgrade_sock),
+        ] {
             if !path.starts_with('/') {
                 return Err(self.top(field, format!("'{path}' must be an absolute path")));
             }
@@ -275,7 +385,10 @@ impl Validator<'_> {
         };
         let h = &f.health_check;
         if !h.path.starts_with('/') {
-            return Err(self.top("health_check.path", format!("'{}' must start with '/'", h.path)));
+            return Err(self.top(
+                "health_check.path",
+                format!("'{}' must start with '/'", h.path),
+            ));
         }
         positive("health_check.interval", h.interval)?;
         positive("health_check.timeout", h.timeout)?;
@@ -290,7 +403,10 @@ impl Validator<'_> {
         }
         positive("circuit_breaker.cooldown", f.circuit_breaker.cooldown)?;
         let s = &f.selection;
-        for (field, w) in [("selection.tier_weight_ms", s.tier_weight_ms), ("selection.cost_weight_ms", s.cost_weight_ms)] {
+        for (field, w) in [
+            ("selection.tier_weight_ms", s.tier_weight_ms),
+            ("selection.cost_weight_ms", s.cost_weight_ms),
+        ] {
             if !w.is_finite() || w < 0.0 {
                 return Err(self.top(field, format!("{w} must be a number >= 0")));
             }
@@ -300,7 +416,10 @@ impl Validator<'_> {
         positive("upstream.connect_timeout", u.connect_timeout)?;
         positive("upstream.read_timeout", u.read_timeout)?;
         if !(1..=10).contains(&u.max_attempts) {
-            return Err(self.top("upstream.max_attempts", format!("{} must be between 1 and 10", u.max_attempts)));
+            return Err(self.top(
+                "upstream.max_attempts",
+                format!("{} must be between 1 and 10", u.max_attempts),
+            ));
         }
         Ok(())
     }
@@ -310,5 +429,6 @@ impl Validator<'_> {
 fn is_token(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }

@@ -18,8 +18,13 @@ pub struct GeoPolicy {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GeoDecision {
     /// Serve from these regions; `rule` names the rule that matched, if any.
-    Allow { regions: RegionMask, rule: Option<usize> },
-    Deny { rule: Option<usize> },
+    Allow {
+        regions: RegionMask,
+        rule: Option<usize>,
+    },
+    Deny {
+        rule: Option<usize>,
+    },
     Malformed(String),
 }
 
@@ -28,7 +33,9 @@ pub enum GeoDecision {
 pub fn normalize(value: &str) -> Option<String> {
     let ok = !value.is_empty()
         && value.len() <= 16
-        && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-');
     ok.then(|| value.to_ascii_uppercase())
 }
 
@@ -43,7 +50,11 @@ impl GeoPolicy {
         Self {
             header: config.header.clone(),
             default: config.default,
-            rules: config.rules.iter().map(|r| (r.name.clone(), r.action)).collect(),
+            rules: config
+                .rules
+                .iter()
+                .map(|r| (r.name.clone(), r.action))
+                .collect(),
             by_value,
             all: RegionMask::all(region_count),
         }
@@ -82,7 +93,10 @@ impl GeoPolicy {
 
     fn apply(&self, action: GeoAction, rule: Option<usize>) -> GeoDecision {
         match action {
-            GeoAction::AllowAll => GeoDecision::Allow { regions: self.all, rule },
+            GeoAction::AllowAll => GeoDecision::Allow {
+                regions: self.all,
+                rule,
+            },
             GeoAction::Allow(regions) => GeoDecision::Allow { regions, rule },
             GeoAction::Deny => GeoDecision::Deny { rule },
         }
@@ -125,27 +139,48 @@ mod tests {
     #[test]
     fn matches_case_insensitively() {
         let p = policy(GeoAction::AllowAll);
-        let eu = GeoDecision::Allow { regions: RegionMask::EMPTY.with(4), rule: Some(0) };
+        let eu = GeoDecision::Allow {
+            regions: RegionMask::EMPTY.with(4),
+            rule: Some(0),
+        };
         assert_eq!(p.decide(&headers(&["de"])), eu);
         assert_eq!(p.decide(&headers(&[" DE "])), eu);
-        assert_eq!(p.decide(&headers(&["KP"])), GeoDecision::Deny { rule: Some(1) });
+        assert_eq!(
+            p.decide(&headers(&["KP"])),
+            GeoDecision::Deny { rule: Some(1) }
+        );
     }
 
     #[test]
     fn default_covers_missing_and_unmatched() {
         let p = policy(GeoAction::AllowAll);
-        let all = GeoDecision::Allow { regions: RegionMask::all(5), rule: None };
+        let all = GeoDecision::Allow {
+            regions: RegionMask::all(5),
+            rule: None,
+        };
         assert_eq!(p.decide(&HeaderMap::new()), all);
         assert_eq!(p.decide(&headers(&["US"])), all);
         let p = policy(GeoAction::Deny);
-        assert_eq!(p.decide(&HeaderMap::new()), GeoDecision::Deny { rule: None });
+        assert_eq!(
+            p.decide(&HeaderMap::new()),
+            GeoDecision::Deny { rule: None }
+        );
     }
 
     #[test]
     fn malformed_values_are_refused() {
         let p = policy(GeoAction::AllowAll);
-        for bad in [&["DE,FR"][..], &[""], &["a_b"], &["ABCDEFGHIJKLMNOPQ"], &["DE", "FR"]] {
-            assert!(matches!(p.decide(&headers(bad)), GeoDecision::Malformed(_)), "{bad:?}");
+        for bad in [
+            &["DE,FR"][..],
+            &[""],
+            &["a_b"],
+            &["ABCDEFGHIJKLMNOPQ"],
+            &["DE", "FR"],
+        ] {
+            assert!(
+                matches!(p.decide(&headers(bad)), GeoDecision::Malformed(_)),
+                "{bad:?}"
+            );
         }
     }
 }

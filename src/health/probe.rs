@@ -93,7 +93,8 @@ impl HealthCheck for RegionProbe {
         peer.options.read_timeout = Some(self.timeout);
         peer.options.write_timeout = Some(self.timeout);
         let start = Instant::now();
-        let outcome = tokio::time::timeout(self.timeout, self.probe(&peer, &ep.endpoint.authority)).await;
+        let outcome =
+            tokio::time::timeout(self.timeout, self.probe(&peer, &ep.endpoint.authority)).await;
         let now = Instant::now();
         match outcome {
             Ok(Ok(())) => {
@@ -103,7 +104,10 @@ impl HealthCheck for RegionProbe {
                 Ok(())
             }
             Ok(Err(e)) => {
-                if matches!(e.etype(), ErrorType::ConnectTimedout | ErrorType::ReadTimedout) {
+                if matches!(
+                    e.etype(),
+                    ErrorType::ConnectTimedout | ErrorType::ReadTimedout
+                ) {
                     // A probe that timed out says latency is at least the timeout.
                     region.latency.observe(self.timeout, now);
                 }
@@ -111,7 +115,10 @@ impl HealthCheck for RegionProbe {
             }
             Err(_) => {
                 region.latency.observe(self.timeout, now);
-                Error::e_explain(ErrorType::ReadTimedout, format!("probe timed out after {:?}", self.timeout))
+                Error::e_explain(
+                    ErrorType::ReadTimedout,
+                    format!("probe timed out after {:?}", self.timeout),
+                )
             }
         }
     }

@@ -38,8 +38,21 @@ impl Failure {
     }
 }
 
-/// What to tell the client about an error Pingora surfaced.
-pub fn classify(e: &Error, ctx: &RequestCtx) -> Failure {
+/// Every allowed attempt failed, or no untried eligible region is left after a failure.
+pub fn exhausted(ctx: &RequestCtx, tried: &str) -> Failure {
+    let last = ctx.last_error.as_deref().unwrap_or("no response");
+    Failure::new(
+        502,
+        "attempts_exhausted",
+        format!(
+            "{} attempt(s) failed (tried: {tried}; last error: {last}) and no other eligible region is left",
+            ctx.attempts
+        ),
+    )
+}
+
+/// What to tell the client about an error Pingora surfaced; `tried` names the regions.
+pub fn classify(e: &Error, ctx: &RequestCtx, tried: &str) -> Failure {
     use ErrorType::*;
     let last = ctx.last_error.clone().unwrap_or_else(|| e.to_string());
     match (e.esource(), e.etype()) {
@@ -49,26 +62,28 @@ pub fn classify(e: &Error, ctx: &RequestCtx) -> Failure {
             "upstream_timeout",
             format!("the upstream region did not answer in time ({last})"),
         ),
-        (ErrorSource::Upstream, _) if ctx.attempts > 1 => Failure::new(
-            502,
-            "attempts_exhausted",
-            format!("{} attempts failed; last: {last}", ctx.attempts),
-        ),
+        (ErrorSource::Upstream, _) if ctx.attempts > 1 => exhausted(ctx, tried),
         (ErrorSource::Upstream, _) => {
             Failure::new(502, "upstream_error", format!("upstream failed: {last}"))
         }
         (ErrorSource::Downstream, ReadError | WriteError | ConnectionClosed) => {
             Failure::new(0, "client_gone", "client connection closed")
         }
-        (ErrorSource::Downstream, _) => {
-            Failure::new(400, "bad_request", format!("bad request: {}", e.etype().as_str()))
-        }
+        (ErrorSource::Downstream, _) => Failure::new(
+            400,
+            "bad_request",
+            format!("bad request: {}", e.etype().as_str()),
+        ),
         _ => Failure::new(500, "internal_error", "internal error"),
     }
 }
 
 /// Writes a JSON error response (status 0 means the client is gone: write nothing).
-pub async fn respond(session: &mut Session, failure: &Failure, attempts: usize) -> pingora::Result<()> {
+pub async fn respond(
+    session: &mut Session,
+    failure: &Failure,
+    attempts: usize,
+) -> pingora::Result<()> {
     if failure.status == 0 || session.response_written().is_some() {
         return Ok(());
     }

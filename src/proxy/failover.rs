@@ -45,7 +45,10 @@ fn record_attempt_failure(rt: &Runtime, ctx: &mut RequestCtx, e: &Error, kind: &
     if let Some(attempt) = ctx.current.take() {
         let region = attempt.slot.region();
         if region.record_failure(now) {
-            log::warn!("region {}: circuit opened after repeated failures", region.name());
+            log::warn!(
+                "region {}: circuit opened after repeated failures",
+                region.name()
+            );
         }
         rt.metrics.upstream_failure(region, kind);
         ctx.last_error = Some(format!("{}: {}", region.name(), e.etype().as_str()));
@@ -60,10 +63,15 @@ pub fn response_started(rt: &Runtime, ctx: &mut RequestCtx, resp: &ResponseHeade
     };
     let region = attempt.slot.region();
     let now = Instant::now();
-    region.latency.observe(now.saturating_duration_since(attempt.started), now);
+    region
+        .latency
+        .observe(now.saturating_duration_since(attempt.started), now);
     if resp.status.is_server_error() {
         if region.record_failure(now) {
-            log::warn!("region {}: circuit opened after repeated 5xx", region.name());
+            log::warn!(
+                "region {}: circuit opened after repeated 5xx",
+                region.name()
+            );
         }
         rt.metrics.upstream_failure(region, "5xx");
     } else {

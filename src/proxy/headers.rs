@@ -25,7 +25,11 @@ pub fn strip_upstream_response(resp: &mut ResponseHeader) {
 }
 
 /// Tells the client which region served it, how many attempts it took and the price.
-pub fn add_served(resp: &mut ResponseHeader, region: &Region, attempts: usize) -> pingora::Result<()> {
+pub fn add_served(
+    resp: &mut ResponseHeader,
+    region: &Region,
+    attempts: usize,
+) -> pingora::Result<()> {
     resp.insert_header("x-meridian-region", region.name())?;
     resp.insert_header("x-meridian-provider", region.config.provider.as_str())?;
     resp.insert_header("x-meridian-attempts", attempts.to_string())?;

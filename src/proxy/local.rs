@@ -7,9 +7,17 @@ pub fn health(rt: &Runtime) -> (u16, String) {
     let regions: serde_json::Map<String, serde_json::Value> = rt
         .regions
         .iter()
-        .map(|r| (r.name().to_string(), serde_json::Value::Bool(rt.region_healthy(r))))
+        .map(|r| {
+            (
+                r.name().to_string(),
+                serde_json::Value::Bool(rt.region_healthy(r)),
+            )
+        })
         .collect();
-    let healthy = regions.values().filter(|v| v.as_bool() == Some(true)).count();
+    let healthy = regions
+        .values()
+        .filter(|v| v.as_bool() == Some(true))
+        .count();
     let status = if healthy > 0 { 200 } else { 503 };
     let body = serde_json::json!({
         "status": if healthy > 0 { "ok" } else { "unavailable" },

@@ -57,7 +57,11 @@ impl ProxyHttp for MeridianProxy {
                 let why = rule.map_or("the default geo policy".to_string(), |r| {
                     format!("geo rule '{}'", self.rt.geo.rule_name(r))
                 });
-                Failure::new(451, "geo_denied", format!("requests from this location are refused by {why}"))
+                Failure::new(
+                    451,
+                    "geo_denied",
+                    format!("requests from this location are refused by {why}"),
+                )
             }
             GeoDecision::Malformed(why) => Failure::new(400, "invalid_geo_header", why),
         };
@@ -67,7 +71,11 @@ impl ProxyHttp for MeridianProxy {
         Ok(true)
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
         route::next_peer(&self.rt, ctx).map_err(|failure| {
             let e = failure.to_error();
             ctx.failure = Some(failure);
@@ -134,8 +142,16 @@ impl ProxyHttp for MeridianProxy {
         }
     }
 
-    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
-        let failure = ctx.failure.clone().unwrap_or_else(|| errors::classify(e, ctx));
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let failure = ctx
+            .failure
+            .clone()
+            .unwrap_or_else(|| errors::classify(e, ctx, &route::names(&self.rt, ctx.tried)));
         if let Err(write_err) = errors::respond(session, &failure, ctx.attempts).await {
             log::debug!("could not send error response: {write_err}");
         }

@@ -41,7 +41,11 @@ pub fn next_peer(rt: &Runtime, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>, Fa
         });
     };
     let Some(ep) = region.endpoints.get(endpoint) else {
-        return Err(Failure::new(500, "internal_error", "selected endpoint is unknown"));
+        return Err(Failure::new(
+            500,
+            "internal_error",
+            "selected endpoint is unknown",
+        ));
     };
     let mut peer = HttpPeer::new(ep.endpoint.addr, false, String::new());
     peer.options.connection_timeout = Some(rt.config.upstream.connect_timeout);
@@ -62,7 +66,7 @@ pub fn next_peer(rt: &Runtime, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>, Fa
     Ok(Box::new(peer))
 }
 
-fn names(rt: &Runtime, mask: RegionMask) -> String {
+pub fn names(rt: &Runtime, mask: RegionMask) -> String {
     let names: Vec<&str> = mask
         .iter()
         .filter_map(|i| rt.regions.get(i).map(|r| r.name()))
@@ -71,16 +75,7 @@ fn names(rt: &Runtime, mask: RegionMask) -> String {
 }
 
 fn exhausted(rt: &Runtime, ctx: &RequestCtx) -> Failure {
-    let last = ctx.last_error.as_deref().unwrap_or("no response");
-    Failure::new(
-        502,
-        "attempts_exhausted",
-        format!(
-            "{} attempt(s) failed (tried: {}; last error: {last}) and no other eligible region is left",
-            ctx.attempts,
-            names(rt, ctx.tried)
-        ),
-    )
+    super::errors::exhausted(ctx, &names(rt, ctx.tried))
 }
 
 /// 503 that says why each allowed region was passed over, with a Retry-After estimate.
@@ -101,7 +96,11 @@ fn no_eligible(rt: &Runtime, ctx: &RequestCtx, now: Instant) -> Failure {
         ),
         None => "all regions considered".to_string(),
     };
-    let secs = if wait == Duration::MAX { recovery } else { wait };
+    let secs = if wait == Duration::MAX {
+        recovery
+    } else {
+        wait
+    };
     Failure::new(
         503,
         "no_eligible_region",
@@ -110,11 +109,19 @@ fn no_eligible(rt: &Runtime, ctx: &RequestCtx, now: Instant) -> Failure {
     .retry_after(secs.as_secs_f64().ceil() as u64)
 }
 
-fn ineligible(rt: &Runtime, region: &Region, now: Instant, recovery: Duration) -> (&'static str, Duration) {
+fn ineligible(
+    rt: &Runtime,
+    region: &Region,
+    now: Instant,
+    recovery: Duration,
+) -> (&'static str, Duration) {
     if !rt.region_healthy(region) {
         ("is unhealthy", recovery)
     } else if !region.circuit.would_allow(now) {
-        ("has its circuit open", region.circuit.remaining_cooldown(now))
+        (
+            "has its circuit open",
+            region.circuit.remaining_cooldown(now),
+        )
     } else {
         ("is busy with a trial request", rt.config.circuit.cooldown)
     }

@@ -1,0 +1,227 @@
+//! Bad configs are refused by `meridian -t -c FILE` with one message that names the file,
+//! the line, the region and the field; good ones (every file in conf/) pass.
+
+mod common;
+use common::meridian_bin;
+use std::process::Command;
+
+const REGION: &str = "  - name: ap-south-1\n    provider: aws\n    endpoints: [http://127.0.0.1:8003]\n    cost_per_1k: 0.32\n    priority: 1\n";
+
+/// Runs `meridian -t -c` on `yaml`; returns (exit code, stderr, file path).
+fn check(yaml: &str, env: &[(&str, &str)]) -> (i32, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meridian.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let out = Command::new(meridian_bin())
+        .args(["-t", "-c"])
+        .arg(&path)
+        .envs(env.iter().copied())
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    (
+        out.status.code().unwrap_or(-1),
+        stderr,
+        path.display().to_string(),
+    )
+}
+
+fn refused(yaml: &str, expect: &[&str]) {
+    let (code, stderr, path) = check(yaml, &[]);
+    assert_eq!(code, 1, "should be refused:\n{yaml}\n{stderr}");
+    assert!(stderr.contains(&path), "message names the file: {stderr}");
+    for e in expect {
+        assert!(stderr.contains(e), "message should contain {e:?}: {stderr}");
+    }
+    assert_eq!(
+        stderr
+            .lines()
+            .filter(|l| l.starts_with("meridian:"))
+            .count(),
+        1,
+        "{stderr}"
+    );
+}
+
+#[test]
+fn every_shipped_config_is_valid() {
+    let mut checked = 0;
+    for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/conf")).unwrap() {
+        let path = entry.unwrap().path();
+        let out = Command::new(meridian_bin())
+            .arg("-t")
+            .arg("-c")
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        checked += 1;
+    }
+    assert!(checked >= 1);
+    let out = Command::new(meridian_bin()).arg("-t").output().unwrap();
+    assert!(out.status.success(), "the built-in default is valid");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("is valid (5 region(s), 1 geo rule(s))"));
+}
+
+#[test]
+fn yaml_syntax_error() {
+    refused(
+        "regions:\n  - name: ap-south-1\n    endpoints: [http://x:1\n    priority: 1\n",
+        &["line 4", "expected ',' or ']'"],
+    );
+}
+
+#[test]
+fn unknown_field_names_region_field_and_line() {
+    let yaml = format!("regions:\n{REGION}    priorty: 2\n");
+    refused(
+        &yaml,
+        &[
+            "line 7",
+            "region 'ap-south-1'",
+            "field 'priorty'",
+            "unknown field",
+        ],
+    );
+    refused("listen:\n  proxi: 127.0.0.1:1\n", &["line 2", "proxi"]);
+}
+
+#[test]
+fn wrong_type_names_region_and_field() {
+    let yaml = "regions:\n  - name: ap-south-1\n    provider: aws\n    endpoints: [http://127.0.0.1:8003]\n    cost_per_1k: cheap\n    priority: 1\n";
+    refused(
+        yaml,
+        &[
+            "line 5",
+            "region 'ap-south-1'",
+            "field 'cost_per_1k'",
+            "invalid type",
+        ],
+    );
+}
+
+#[test]
+fn duplicate_region() {
+    let second = REGION.replace("8003", "8004");
+    refused(
+        &format!("regions:\n{REGION}{second}"),
+        &["line 7", "region 'ap-south-1'", "duplicate region name"],
+    );
+}
+
+#[test]
+fn bad_endpoint_url() {
+    for (url, why) in [
+        ("127.0.0.1:8003", "expected a URL"),
+        ("http://127.0.0.1:99999", "invalid port"),
+        ("http://127.0.0.1:8003/v1", "cannot carry a path"),
+        ("ftp://127.0.0.1:21", "unsupported scheme"),
+    ] {
+        let yaml = format!("regions:\n{}", REGION.replace("http://127.0.0.1:8003", url));
+        refused(
+            &yaml,
+            &["line 4", "region 'ap-south-1'", "field 'endpoints'", why],
+        );
+    }
+    // Two regions cannot share one endpoint.
+    let other = REGION.replace("ap-south-1", "me-south-1");
+    refused(
+        &format!("regions:\n{REGION}{other}"),
+        &["region 'me-south-1'", "already used by region 'ap-south-1'"],
+    );
+}
+
+#[test]
+fn geo_rule_naming_an_unknown_region_or_tag() {
+    let geo = "geo:\n  rules:\n    - name: eu\n      match: [DE]\n      allow: [eu-west-1]\n";
+    refused(
+        &format!("regions:\n{REGION}{geo}"),
+        &[
+            "line 11",
+            "geo rule 'eu'",
+            "region 'eu-west-1' does not exist",
+        ],
+    );
+    let geo = "geo:\n  rules:\n    - name: eu\n      match: [DE]\n      allow: [tag:eu]\n";
+    refused(
+        &format!("regions:\n{REGION}{geo}"),
+        &["tag 'eu' is carried by no region"],
+    );
+    let geo = "geo:\n  rules:\n    - name: eu\n      match: [DE]\n      allow: [ap-south-1]\n      deny: true\n";
+    refused(
+        &format!("regions:\n{REGION}{geo}"),
+        &["either denies or allows"],
+    );
+    let geo = "geo:\n  rules:\n    - name: a\n      match: [DE]\n      deny: true\n    - name: b\n      match: [de]\n      deny: true\n";
+    refused(
+        &format!("regions:\n{REGION}{geo}"),
+        &["geo rule 'b'", "already matched by rule 'a'"],
+    );
+}
+
+#[test]
+fn zero_regions() {
+    refused(
+        "regions: []\n",
+        &["line 1", "field 'regions'", "at least one region"],
+    );
+    refused(
+        "listen:\n  proxy: 127.0.0.1:7000\n",
+        &["at least one region"],
+    );
+}
+
+#[test]
+fn out_of_range_settings() {
+    refused(
+        &format!("health_check:\n  interval: 0s\nregions:\n{REGION}"),
+        &["line 2", "health_check.interval", "greater than 0"],
+    );
+    refused(
+        &format!("upstream:\n  max_attempts: 0\nregions:\n{REGION}"),
+        &["upstream.max_attempts"],
+    );
+    refused(
+        &format!("regions:\n{}", REGION.replace("0.32", "-1")),
+        &["region 'ap-south-1'", "cost_per_1k"],
+    );
+    refused(
+        &format!("server:\n  pid_file: relative.pid\nregions:\n{REGION}"),
+        &["server.pid_file", "absolute"],
+    );
+    refused(
+        &format!("listen:\n  proxy: nowhere\nregions:\n{REGION}"),
+        &["line 2", "listen.proxy"],
+    );
+}
+
+#[test]
+fn endpoint_override_from_environment() {
+    let yaml = format!("regions:\n{REGION}");
+    let (code, stderr, _) = check(
+        &yaml,
+        &[("MERIDIAN_ENDPOINT_AP_SOUTH_1", "http://127.0.0.1:9100")],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stderr, _) = check(&yaml, &[("MERIDIAN_ENDPOINT_AP_SOUTH_1", "htp://broken")]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("MERIDIAN_ENDPOINT_AP_SOUTH_1") && stderr.contains("region 'ap-south-1'"),
+        "{stderr}"
+    );
+    let (code, stderr, _) = check(
+        &yaml,
+        &[("MERIDIAN_ENDPOINT_AP_SOTH_1", "http://127.0.0.1:9100")],
+    );
+    assert_eq!(code, 0);
+    assert!(
+        stderr.contains("MERIDIAN_ENDPOINT_AP_SOTH_1 names no configured region"),
+        "{stderr}"
+    );
+}
