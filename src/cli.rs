@@ -31,6 +31,13 @@ pub struct Cli {
 pub enum Command {
     /// Start the five default mock regions and the proxy together (the README walk-through)
     Demo,
+    /// One mock region as its own process (started by `demo`; exits with its parent)
+    #[command(hide = true)]
+    MockRegion {
+        name: String,
+        port: u16,
+        latency_ms: u64,
+    },
 }
 
 fn load(conf: &Option<PathBuf>) -> Result<Config, String> {
@@ -47,6 +54,14 @@ fn load(conf: &Option<PathBuf>) -> Result<Config, String> {
 
 /// Runs the command line; returns the process exit code when it returns at all.
 pub fn run(cli: Cli) -> i32 {
+    if let Some(Command::MockRegion {
+        name,
+        port,
+        latency_ms,
+    }) = &cli.command
+    {
+        return crate::demo::run_region(name, *port, *latency_ms);
+    }
     let config = match load(&cli.conf) {
         Ok(c) => c,
         Err(e) => {
@@ -68,6 +83,7 @@ pub fn run(cli: Cli) -> i32 {
     }
     match cli.command {
         Some(Command::Demo) => crate::demo::run(config, cli.daemon, cli.upgrade),
+        Some(Command::MockRegion { .. }) => 2,
         None => {
             let (server, _rt) = crate::app::build_server(config, cli.upgrade, cli.daemon);
             server.run_forever()

@@ -1,68 +1,109 @@
-//! `meridian demo`: the default mock regions and the proxy in one process, so every curl
-//! in the README works after one command.
+//! `meridian demo`: the five default mock regions, each in its own process (so a user can
+//! kill one, as in a real outage), and the proxy on the built-in config.
 
 use crate::config::Config;
-use mock_regions::{default_regions, MockRegion};
-use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::mpsc;
+use mock_regions::{default_regions, MockRegion, RegionSpec};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
 
 pub fn run(config: Config, daemon: bool, upgrade: bool) -> i32 {
     if daemon || upgrade {
         eprintln!("meridian: demo runs in the foreground only (no -d or -u)");
         return 2;
     }
-    let (ready_tx, ready_rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let runtime = match tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-        {
-            Ok(r) => r,
-            Err(e) => {
-                let _ = ready_tx.send(Err(format!("cannot start mock regions: {e}")));
-                return;
-            }
-        };
-        runtime.block_on(async move {
-            let mut running = Vec::new();
-            for (spec, port) in default_regions() {
-                let name = spec.name.clone();
-                let latency = spec.latency_ms;
-                match MockRegion::start(spec, SocketAddr::from((Ipv4Addr::LOCALHOST, port))).await {
-                    Ok(region) => {
-                        println!("mock region {name:<12} {} (latency {latency} ms)", region.url());
-                        running.push(region);
-                    }
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(format!(
-                            "cannot start mock region {name} on port {port}: {e} (is another demo or mock-regions running?)"
-                        )));
-                        return;
-                    }
-                }
-            }
-            let _ = ready_tx.send(Ok(()));
-            // Keep the regions alive for as long as the process runs.
-            std::future::pending::<()>().await;
-            drop(running);
-        });
-    });
-    match ready_rx.recv() {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            eprintln!("meridian: {e}");
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => {
+            eprintln!("meridian: cannot find own executable to start mock regions: {e}");
             return 1;
         }
-        Err(_) => {
-            eprintln!("meridian: mock regions stopped unexpectedly");
+    };
+    let mut children: Vec<Child> = Vec::new();
+    for (spec, port) in default_regions() {
+        if TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            eprintln!("meridian: port {port} for mock region {} is in use (is another demo or mock-regions running?)", spec.name);
+            return 1;
+        }
+        match Command::new(&exe)
+            .args([
+                "mock-region",
+                &spec.name,
+                &port.to_string(),
+                &spec.latency_ms.to_string(),
+            ])
+            .spawn()
+        {
+            Ok(child) => children.push(child),
+            Err(e) => {
+                eprintln!("meridian: cannot start mock region {}: {e}", spec.name);
+                return 1;
+            }
+        }
+    }
+    for (spec, port) in default_regions() {
+        if !wait_listening(port, Duration::from_secs(10)) {
+            eprintln!(
+                "meridian: mock region {} did not come up on port {port}",
+                spec.name
+            );
+            for c in &mut children {
+                let _ = c.kill();
+            }
             return 1;
         }
     }
     println!(
-        "meridian proxy on http://{} (admin http://{}); try:\n  curl -s http://{}/v1/inference -d '{{\"prompt\":\"hello\",\"max_tokens\":8}}' -i",
+        "meridian demo: proxy http://{} admin http://{}\n  curl -si http://{}/v1/inference -d '{{\"prompt\":\"Hello\",\"max_tokens\":16}}'\n  take a region down: pkill -f 'mock-region ap-south-1'",
         config.listen.proxy, config.listen.admin, config.listen.proxy
     );
     let (server, _rt) = crate::app::build_server(config, false, false);
     server.run_forever()
+}
+
+fn wait_listening(port: u16, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// The `mock-region` child: serves one region until killed or until the demo exits.
+pub fn run_region(name: &str, port: u16, latency_ms: u64) -> i32 {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("mock region {name}: cannot start runtime: {e}");
+            return 1;
+        }
+    };
+    let parent = std::os::unix::process::parent_id();
+    runtime.block_on(async move {
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let region = match MockRegion::start(RegionSpec::new(name, latency_ms), addr).await {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("mock region {name}: cannot listen on {addr}: {e}");
+                return 1;
+            }
+        };
+        println!(
+            "mock region {name:<12} {} (latency {latency_ms} ms)",
+            region.url()
+        );
+        // No orphans: when the demo process goes away, so does its region.
+        while std::os::unix::process::parent_id() == parent {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        region.kill().await;
+        0
+    })
 }

@@ -123,3 +123,42 @@ async fn circuit_opens_on_real_failures_and_closes_after_a_good_trial() {
     assert_eq!(m.region_status("ap-south-1").await["circuit"], "closed");
     assert_eq!(m.infer(&[]).await.region.as_deref(), Some("ap-south-1"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_endpoint_of_a_pool_is_checked_on_its_own() {
+    let a = region("ap-south-1", 5).await;
+    let b = region("ap-south-1", 5).await;
+    let cfg = TestConfig::new().region("ap-south-1", &[a.url(), b.url()], 0.32, 1, "");
+    let m = Meridian::start(&cfg).await;
+    for _ in 0..6 {
+        assert_eq!(m.infer(&[]).await.status, 200);
+    }
+    assert!(
+        a.counts().inference > 0 && b.counts().inference > 0,
+        "both endpoints serve"
+    );
+
+    b.set_fail_status(Some(503));
+    eventually(
+        Duration::from_secs(10),
+        "endpoint b marked down",
+        || async { m.region_status("ap-south-1").await["endpoints"][1]["healthy"] == false },
+    )
+    .await;
+    let st = m.region_status("ap-south-1").await;
+    assert_eq!(
+        st["healthy"], true,
+        "one healthy endpoint keeps the region up: {st}"
+    );
+    assert_eq!(st["endpoints"][0]["healthy"], true);
+    let before = b.counts().inference;
+    for _ in 0..6 {
+        let r = m.infer(&[]).await;
+        assert_eq!(r.status, 200, "{r:?}");
+    }
+    assert_eq!(
+        b.counts().inference,
+        before,
+        "the failing endpoint gets no traffic"
+    );
+}

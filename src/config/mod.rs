@@ -13,7 +13,6 @@ pub use error::ConfigError;
 use crate::regions::RegionMask;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::Duration;
 
 /// The built-in default configuration: `conf/meridian.yaml`, compiled in.
 pub const DEFAULT_YAML: &str = include_str!("../../conf/meridian.yaml");
@@ -97,9 +96,5 @@ impl Config {
     pub fn load_str(text: &str, source: &str) -> Result<Config, ConfigError> {
         let vars: Vec<(String, String)> = std::env::vars().collect();
         validate::load(text, source, &vars)
-    }
-
-    pub fn read_timeout(&self) -> Duration {
-        self.upstream.read_timeout
     }
 }

@@ -131,17 +131,6 @@ impl HealthCheck for RegionProbe {
         }
     }
 
-    async fn health_status_change(&self, target: &Backend, healthy: bool) {
-        if let Some((region, endpoint)) = self.region_of(target) {
-            let url = region
-                .endpoints
-                .get(endpoint)
-                .map_or("?", |e| e.endpoint.url.as_str());
-            let state = if healthy { "healthy" } else { "unhealthy" };
-            log::warn!("region {} endpoint {url} is now {state}", region.name());
-        }
-    }
-
     fn backend_summary(&self, target: &Backend) -> String {
         match self.region_of(target) {
             Some((region, _)) => format!("region {} endpoint {}", region.name(), target.addr),

@@ -135,3 +135,105 @@ impl BackendIter for RankedIter {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::regions::{backend_of, build_table};
+    use std::time::{Duration, Instant};
+
+    /// The default config with the default mock latencies observed.
+    fn default_selector() -> (RegionTable, Arc<RegionSelector>) {
+        let config = Config::load_default().unwrap();
+        let regions = build_table(&config);
+        let now = Instant::now();
+        for (r, ms) in regions.iter().zip([100, 60, 50, 80, 70]) {
+            r.latency.observe(Duration::from_millis(ms), now);
+        }
+        let backends = regions
+            .iter()
+            .map(|r| backend_of(r.id, 0, r.endpoints[0].endpoint.addr))
+            .collect();
+        let cfg = SelectorConfig {
+            regions: Arc::clone(&regions),
+            tier_weight_ms: config.selection.tier_weight_ms,
+            cost_weight_ms: config.selection.cost_weight_ms,
+        };
+        let selector = Arc::new(RegionSelector::build_with_config(&backends, &cfg));
+        (regions, selector)
+    }
+
+    fn order(regions: &RegionTable, selector: &Arc<RegionSelector>) -> Vec<String> {
+        let mut it = selector.iter(b"");
+        let mut out = Vec::new();
+        while let Some(b) = it.next() {
+            let id = b.ext.get::<EndpointRef>().unwrap().region;
+            out.push(regions[id].name().to_string());
+        }
+        out
+    }
+
+    #[test]
+    fn idle_default_prefers_ap_then_me() {
+        let (regions, selector) = default_selector();
+        assert_eq!(
+            order(&regions, &selector),
+            [
+                "ap-south-1",
+                "me-south-1",
+                "brazilsouth",
+                "eu-west-1",
+                "us-east-1"
+            ]
+        );
+    }
+
+    #[test]
+    fn in_flight_requests_raise_the_cost() {
+        let (regions, selector) = default_selector();
+        let _busy = regions[2].start_request();
+        assert_eq!(order(&regions, &selector)[0], "me-south-1");
+        let _busy_too = regions[1].start_request();
+        assert_eq!(order(&regions, &selector)[0], "ap-south-1");
+    }
+
+    #[test]
+    fn slow_region_drops_down_the_order() {
+        let (regions, selector) = default_selector();
+        regions[2]
+            .latency
+            .observe(Duration::from_secs(2), Instant::now());
+        let o = order(&regions, &selector);
+        assert_eq!(o[0], "me-south-1");
+        assert_eq!(o[4], "ap-south-1");
+    }
+
+    #[test]
+    fn endpoints_of_a_region_rotate() {
+        let config = Config::load_default().unwrap();
+        let regions = build_table(&config);
+        let backends = [9001u16, 9002, 9003]
+            .iter()
+            .enumerate()
+            .map(|(i, p)| backend_of(0, i, std::net::SocketAddr::from(([127, 0, 0, 1], *p))))
+            .collect();
+        let cfg = SelectorConfig {
+            regions,
+            tier_weight_ms: 1.0,
+            cost_weight_ms: 1.0,
+        };
+        let selector = Arc::new(RegionSelector::build_with_config(&backends, &cfg));
+        let firsts: Vec<u16> = (0..3)
+            .map(|_| selector.iter(b"").next().unwrap().as_inet().unwrap().port())
+            .collect();
+        assert_eq!(firsts.len(), 3);
+        let mut sorted = firsts.clone();
+        sorted.sort();
+        assert_eq!(
+            sorted,
+            [9001, 9002, 9003],
+            "each endpoint leads once: {firsts:?}"
+        );
+    }
+}
