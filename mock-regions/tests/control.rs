@@ -21,9 +21,21 @@ async fn control_reports_settings_and_is_not_counted() {
             "fail_status": null,
             "stream_hold": false,
             "requests": { "total": 1, "health": 1, "inference": 0, "chat": 0, "models": 0, "other": 0 },
+            "last_request_headers": [],
         })
     );
     assert_eq!(r.counts().total, 1);
+}
+
+#[tokio::test]
+async fn control_shows_the_last_real_request_headers() {
+    let r = region("ctl-h").await;
+    get(&r, "/v1/models").await;
+    get(&r, "/health").await;
+    let (_, json) = get(&r, "/control").await;
+    let headers = json["last_request_headers"].as_array().unwrap();
+    assert!(headers.iter().any(|h| h[0] == "host"), "{json}");
+    assert_eq!(r.last_headers().len(), headers.len(), "probes do not overwrite it");
 }
 
 #[tokio::test]
