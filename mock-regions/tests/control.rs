@@ -35,7 +35,11 @@ async fn control_shows_the_last_real_request_headers() {
     let (_, json) = get(&r, "/control").await;
     let headers = json["last_request_headers"].as_array().unwrap();
     assert!(headers.iter().any(|h| h[0] == "host"), "{json}");
-    assert_eq!(r.last_headers().len(), headers.len(), "probes do not overwrite it");
+    assert_eq!(
+        r.last_headers().len(),
+        headers.len(),
+        "probes do not overwrite it"
+    );
 }
 
 #[tokio::test]

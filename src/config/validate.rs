@@ -9,6 +9,8 @@ use crate::regions::{RegionMask, MAX_REGIONS};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+
 pub fn load(text: &str, source: &str, vars: &[(String, String)]) -> Result<Config, ConfigError> {
     let mut file: FileConfig =
         serde_yaml::from_str(text).map_err(|e| parse_error(text, source, &e))?;
@@ -376,9 +378,12 @@ impl Validator<'_> {
     }
 
     fn sections(&self, f: &FileConfig) -> Result<(), ConfigError> {
+        // Bounded above so no timer arithmetic can overflow.
         let positive = |field: &str, d: Duration| {
             if d.is_zero() {
                 Err(self.top(field, "must be greater than 0"))
+            } else if d > MAX_DURATION {
+                Err(self.top(field, "must be at most 24h"))
             } else {
                 Ok(())
             }
@@ -392,14 +397,17 @@ impl Validator<'_> {
         }
         positive("health_check.interval", h.interval)?;
         positive("health_check.timeout", h.timeout)?;
-        if h.failure_threshold == 0 {
-            return Err(self.top("health_check.failure_threshold", "must be at least 1"));
-        }
-        if h.success_threshold == 0 {
-            return Err(self.top("health_check.success_threshold", "must be at least 1"));
-        }
-        if f.circuit_breaker.failure_threshold == 0 {
-            return Err(self.top("circuit_breaker.failure_threshold", "must be at least 1"));
+        for (field, n) in [
+            ("health_check.failure_threshold", h.failure_threshold),
+            ("health_check.success_threshold", h.success_threshold),
+            (
+                "circuit_breaker.failure_threshold",
+                f.circuit_breaker.failure_threshold as usize,
+            ),
+        ] {
+            if !(1..=100).contains(&n) {
+                return Err(self.top(field, format!("{n} must be between 1 and 100")));
+            }
         }
         positive("circuit_breaker.cooldown", f.circuit_breaker.cooldown)?;
         let s = &f.selection;

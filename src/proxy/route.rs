@@ -82,7 +82,8 @@ fn exhausted(rt: &Runtime, ctx: &RequestCtx) -> Failure {
 fn no_eligible(rt: &Runtime, ctx: &RequestCtx, now: Instant) -> Failure {
     let mut reasons = Vec::new();
     let mut wait = Duration::MAX;
-    let recovery = rt.config.health.interval * rt.config.health.success_threshold as u32;
+    let threshold = u32::try_from(rt.config.health.success_threshold).unwrap_or(u32::MAX);
+    let recovery = rt.config.health.interval.saturating_mul(threshold);
     for region in rt.regions.iter().filter(|r| ctx.allowed.contains(r.id)) {
         let (why, until) = ineligible(rt, region, now, recovery);
         reasons.push(format!("{} {why}", region.name()));
