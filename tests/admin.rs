@@ -8,7 +8,7 @@ use std::time::Duration;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_metrics_and_health() {
     let ap = region("ap-south-1", 5).await;
-    let me = region("me-south-1", 10).await;
+    let me = region("me-south-1", 80).await;
     let cfg = TestConfig::new()
         .mock(&ap, 0.32, 1)
         .mock_tagged(&me, 0.35, 2, "eu, gpu");

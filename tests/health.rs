@@ -9,8 +9,8 @@ use std::time::Duration;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn down_after_failed_probes_and_back_after_recovery() {
     let ap = region("ap-south-1", 5).await;
-    let me = region("me-south-1", 10).await;
-    let cfg = TestConfig::new().mock(&ap, 0.32, 1).mock(&me, 0.35, 1);
+    let me = region("me-south-1", 80).await;
+    let cfg = TestConfig::new().mock(&ap, 0.32, 1).mock(&me, 0.35, 2);
     let m = Meridian::start(&cfg).await;
     assert_eq!(m.infer(&[]).await.region.as_deref(), Some("ap-south-1"));
 
@@ -54,10 +54,10 @@ async fn thresholds_are_counted_not_guessed() {
     // After start-up a region is marked down only after `failure_threshold` consecutive
     // failed probes, never on the first one.
     let ap = region("ap-south-1", 5).await;
-    let me = region("me-south-1", 10).await;
+    let me = region("me-south-1", 80).await;
     let cfg = TestConfig::new()
         .mock(&ap, 0.32, 1)
-        .mock(&me, 0.35, 1)
+        .mock(&me, 0.35, 2)
         .section(
             "health_check",
             "  interval: 300ms\n  timeout: 500ms\n  failure_threshold: 3\n  success_threshold: 2\n",
@@ -82,10 +82,10 @@ async fn thresholds_are_counted_not_guessed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn circuit_opens_on_real_failures_and_closes_after_a_good_trial() {
     let ap = region("ap-south-1", 5).await;
-    let me = region("me-south-1", 10).await;
+    let me = region("me-south-1", 80).await;
     let cfg = TestConfig::new()
         .mock(&ap, 0.32, 1)
-        .mock(&me, 0.35, 1)
+        .mock(&me, 0.35, 2)
         // Probes at start-up only: what follows is the passive path alone.
         .section("health_check", "  interval: 1h\n  timeout: 500ms\n")
         .section(

@@ -8,10 +8,10 @@ use std::time::Duration;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn latency_rise_moves_traffic_and_recovery_brings_it_back() {
     let ap = region("ap-south-1", 20).await;
-    let me = region("me-south-1", 40).await;
+    let me = region("me-south-1", 80).await;
     let cfg = TestConfig::new()
         .mock(&ap, 0.32, 1)
-        .mock(&me, 0.35, 1)
+        .mock(&me, 0.35, 2)
         // Probes tolerate the slow region (3 s timeout), so only latency can move traffic.
         .section("health_check", "  interval: 200ms\n  timeout: 3s\n")
         .section(

@@ -11,6 +11,10 @@ pub struct Metrics {
     failovers: IntCounterVec,
     upstream_failures: IntCounterVec,
     geo_rejections: IntCounterVec,
+    retries: IntCounterVec,
+    cooldowns: IntCounterVec,
+    circuit_opens: IntCounterVec,
+    shed: IntCounterVec,
     healthy: IntGaugeVec,
     in_flight: IntGaugeVec,
     latency: GaugeVec,
@@ -76,6 +80,10 @@ impl Metrics {
                 "Requests refused by geo rules, by status (400 malformed, 451 denied)",
                 &["status"],
             ),
+            retries: counter(&registry, "meridian_retries_total", "Retry decisions by reason (status, first_byte_timeout, budget_exhausted = refused)", &["reason"]),
+            cooldowns: counter(&registry, "meridian_cooldowns_total", "429/503 answers that cooled a region down", &["region"]),
+            circuit_opens: counter(&registry, "meridian_circuit_opens_total", "Circuit transitions to open", &["region"]),
+            shed: counter(&registry, "meridian_shed_total", "Requests refused because every eligible region was saturated", &[]),
             healthy: gauge(
                 &registry,
                 "meridian_region_healthy",
@@ -114,6 +122,22 @@ impl Metrics {
         self.upstream_failures
             .with_label_values(&[region.name(), kind])
             .inc();
+    }
+
+    pub fn retry(&self, reason: &str) {
+        self.retries.with_label_values(&[reason]).inc();
+    }
+
+    pub fn cooldown(&self, region: &Region) {
+        self.cooldowns.with_label_values(&[region.name()]).inc();
+    }
+
+    pub fn circuit_opened(&self, region: &Region) {
+        self.circuit_opens.with_label_values(&[region.name()]).inc();
+    }
+
+    pub fn shed(&self) {
+        self.shed.with_label_values(&[]).inc();
     }
 
     pub fn geo_rejected(&self, status: u16) {

@@ -7,7 +7,9 @@ pub use server::build_server;
 use crate::admin::Metrics;
 use crate::config::Config;
 use crate::geo::GeoPolicy;
+use crate::proxy::RetryBudget;
 use crate::regions::{build_pool, build_table, Region, RegionPool, RegionTable};
+use crate::selection::Weights;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -18,6 +20,7 @@ pub struct Runtime {
     pub pool: Arc<RegionPool>,
     pub geo: GeoPolicy,
     pub metrics: Metrics,
+    pub budget: Arc<RetryBudget>,
     /// Set until the first probe round has decided every endpoint's health.
     pub booting: Arc<AtomicBool>,
 }
@@ -29,7 +32,9 @@ impl Runtime {
         let pool = Arc::new(build_pool(&config, &regions, Arc::clone(&booting)));
         let geo = GeoPolicy::new(&config.geo, regions.len());
         let metrics = Metrics::new(&regions);
+        let budget = RetryBudget::new(config.retry.budget_ratio, config.retry.budget_min);
         Arc::new(Self {
+            budget,
             config,
             regions,
             pool,
@@ -49,6 +54,13 @@ impl Runtime {
             let backend = crate::regions::backend_of(region.id, endpoint, e.endpoint.addr);
             self.pool.backends().ready(&backend)
         })
+    }
+
+    pub fn weights(&self) -> Weights {
+        Weights {
+            tier_weight_ms: self.config.selection.tier_weight_ms,
+            cost_weight_ms: self.config.selection.cost_weight_ms,
+        }
     }
 
     pub fn healthy_count(&self) -> usize {

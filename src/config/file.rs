@@ -25,6 +25,12 @@ pub struct FileConfig {
     pub regions: Vec<RegionFile>,
     #[serde(default)]
     pub geo: GeoFile,
+    #[serde(default)]
+    pub capacity: CapacityFile,
+    #[serde(default)]
+    pub retry: RetryFile,
+    #[serde(default)]
+    pub model: ModelFile,
 }
 
 /// Pingora's own server settings; only the ones Meridian supports are accepted.
@@ -166,6 +172,12 @@ pub struct RegionFile {
     pub priority: u32,
     #[serde(default)]
     pub tags: Vec<String>,
+    /// Meridian's own cap on requests in flight to this region.
+    #[serde(default)]
+    pub max_in_flight: Option<u64>,
+    /// The model version this region serves when its /health does not say.
+    #[serde(default)]
+    pub model_version: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -205,4 +217,56 @@ pub struct GeoRuleFile {
     pub allow: Vec<String>,
     #[serde(default)]
     pub deny: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CapacityFile {
+    /// When every eligible region is saturated: answer 503 (true) or queue on the least
+    /// loaded one anyway (false).
+    pub shed_when_saturated: bool,
+    /// A reported `gpu_utilization` at or above this marks a region saturated.
+    pub gpu_saturation: f64,
+}
+
+impl Default for CapacityFile {
+    fn default() -> Self {
+        Self {
+            shed_when_saturated: true,
+            gpu_saturation: 0.95,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryFile {
+    /// Retries that add load (after 429/503, after a first-byte timeout) are allowed while
+    /// retries in flight stay below `budget_ratio` x requests in flight, or `budget_min`.
+    pub budget_ratio: f64,
+    pub budget_min: u64,
+    /// Cooldown after a 429/503 without a usable Retry-After.
+    #[serde(with = "humantime_serde")]
+    pub retry_after_default: Duration,
+    /// Upper bound on any Retry-After a region asks for.
+    #[serde(with = "humantime_serde")]
+    pub retry_after_cap: Duration,
+}
+
+impl Default for RetryFile {
+    fn default() -> Self {
+        Self {
+            budget_ratio: 0.2,
+            budget_min: 3,
+            retry_after_default: Duration::from_secs(5),
+            retry_after_cap: Duration::from_secs(300),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelFile {
+    /// When set, only regions serving this model version get traffic (rolling updates).
+    pub pin_version: Option<String>,
 }

@@ -24,6 +24,9 @@ pub type HealthSettings = file::HealthCheckFile;
 pub type CircuitSettings = file::CircuitBreakerFile;
 pub type SelectionSettings = file::SelectionFile;
 pub type UpstreamSettings = file::UpstreamFile;
+pub type CapacitySettings = file::CapacityFile;
+pub type RetrySettings = file::RetryFile;
+pub type ModelSettings = file::ModelFile;
 
 #[derive(Debug)]
 pub struct Config {
@@ -37,6 +40,9 @@ pub struct Config {
     pub upstream: UpstreamSettings,
     pub regions: Vec<RegionConfig>,
     pub geo: GeoConfig,
+    pub capacity: CapacitySettings,
+    pub retry: RetrySettings,
+    pub model: ModelSettings,
     /// Non-fatal findings (for example an endpoint override naming no region).
     pub warnings: Vec<String>,
 }
@@ -55,6 +61,8 @@ pub struct RegionConfig {
     pub cost_per_1k: f64,
     pub priority: u32,
     pub tags: Vec<String>,
+    pub max_in_flight: Option<u64>,
+    pub model_version: Option<String>,
 }
 
 #[derive(Debug, Clone)]

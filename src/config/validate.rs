@@ -37,6 +37,9 @@ pub fn load(text: &str, source: &str, vars: &[(String, String)]) -> Result<Confi
         upstream: file.upstream,
         regions,
         geo,
+        capacity: file.capacity,
+        retry: file.retry,
+        model: file.model,
         warnings,
     })
 }
@@ -236,6 +239,20 @@ impl Validator<'_> {
                     format!("{} must be a cost tier between 0 and 1000", r.priority),
                 ));
             }
+            if r.max_in_flight == Some(0) {
+                return Err(err(
+                    "max_in_flight",
+                    "must be at least 1 (omit it for no cap)".into(),
+                ));
+            }
+            if let Some(v) = &r.model_version {
+                if !is_token(v) {
+                    return Err(err(
+                        "model_version",
+                        format!("'{v}' must be 1-63 characters of a-z, A-Z, 0-9, '-', '_', '.'"),
+                    ));
+                }
+            }
             for tag in &r.tags {
                 if !is_token(tag) {
                     return Err(err(
@@ -251,6 +268,8 @@ impl Validator<'_> {
                 cost_per_1k: r.cost_per_1k,
                 priority: r.priority,
                 tags: r.tags.clone(),
+                max_in_flight: r.max_in_flight,
+                model_version: r.model_version.clone(),
             });
         }
         Ok(out)
@@ -420,6 +439,30 @@ impl Validator<'_> {
             }
         }
         positive("selection.latency_decay", s.latency_decay)?;
+        let c = &f.capacity;
+        if !(c.gpu_saturation > 0.0 && c.gpu_saturation <= 1.0) {
+            return Err(self.top(
+                "capacity.gpu_saturation",
+                format!("{} must be in (0, 1]", c.gpu_saturation),
+            ));
+        }
+        let r = &f.retry;
+        if !(0.0..=1.0).contains(&r.budget_ratio) {
+            return Err(self.top(
+                "retry.budget_ratio",
+                format!("{} must be between 0 and 1", r.budget_ratio),
+            ));
+        }
+        positive("retry.retry_after_default", r.retry_after_default)?;
+        positive("retry.retry_after_cap", r.retry_after_cap)?;
+        if let Some(v) = &f.model.pin_version {
+            if !is_token(v) {
+                return Err(self.top(
+                    "model.pin_version",
+                    format!("'{v}' must be 1-63 characters of a-z, A-Z, 0-9, '-', '_', '.'"),
+                ));
+            }
+        }
         let u = &f.upstream;
         positive("upstream.connect_timeout", u.connect_timeout)?;
         positive("upstream.read_timeout", u.read_timeout)?;

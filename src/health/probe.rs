@@ -1,7 +1,8 @@
-//! The probe: `GET <path>` on one endpoint, healthy on a 200 within the timeout.
+//! The probe: `GET <path>` on one endpoint, healthy on a 200 within the timeout. Its
+//! body may report load and model version (see [`LoadReport`]).
 
 use crate::config::HealthSettings;
-use crate::regions::{EndpointRef, Region, RegionTable};
+use crate::regions::{EndpointRef, LoadReport, Region, RegionTable};
 use async_trait::async_trait;
 use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
@@ -47,7 +48,8 @@ impl RegionProbe {
         Some((self.regions.get(r.region)?, r.endpoint))
     }
 
-    async fn probe(&self, peer: &HttpPeer, authority: &str) -> Result<()> {
+    /// One probe; returns the body of a 200 answer.
+    async fn probe(&self, peer: &HttpPeer, authority: &str) -> Result<Vec<u8>> {
         let (mut session, _reused) = self.connector.get_http_session(peer).await?;
         let mut req = RequestHeader::build("GET", self.path.as_bytes(), None)?;
         req.insert_header("host", authority)?;
@@ -59,12 +61,12 @@ impl RegionProbe {
             .response_header()
             .map(|h| h.status.as_u16())
             .unwrap_or(0);
-        let mut read = 0usize;
+        let mut body = Vec::new();
         while let Some(chunk) = session.read_response_body().await? {
-            read += chunk.len();
-            if read > MAX_PROBE_BODY {
+            if body.len() + chunk.len() > MAX_PROBE_BODY {
                 return Error::e_explain(ErrorType::InvalidHTTPHeader, "probe body too large");
             }
+            body.extend_from_slice(&chunk);
         }
         if status != 200 {
             return Error::e_explain(
@@ -75,7 +77,7 @@ impl RegionProbe {
         self.connector
             .release_http_session(session, peer, Some(POOLED_PROBE_IDLE))
             .await;
-        Ok(())
+        Ok(body)
     }
 }
 
@@ -97,9 +99,10 @@ impl HealthCheck for RegionProbe {
             tokio::time::timeout(self.timeout, self.probe(&peer, &ep.endpoint.authority)).await;
         let now = Instant::now();
         match outcome {
-            Ok(Ok(())) => {
+            Ok(Ok(body)) => {
                 let rtt = now - start;
                 ep.record_probe(rtt);
+                ep.set_report(LoadReport::parse(&body));
                 region.latency.observe(rtt, now);
                 Ok(())
             }

@@ -62,6 +62,11 @@ pub fn classify(e: &Error, ctx: &RequestCtx, tried: &str) -> Failure {
             "upstream_timeout",
             format!("the upstream region did not answer in time ({last})"),
         ),
+        (ErrorSource::Upstream, _) if ctx.served_by.is_some() => Failure::new(
+            502,
+            "upstream_stream_error",
+            format!("the region failed mid-response: {last}"),
+        ),
         (ErrorSource::Upstream, _) if ctx.attempts > 1 => exhausted(ctx, tried),
         (ErrorSource::Upstream, _) => {
             Failure::new(502, "upstream_error", format!("upstream failed: {last}"))
@@ -79,12 +84,23 @@ pub fn classify(e: &Error, ctx: &RequestCtx, tried: &str) -> Failure {
 }
 
 /// Writes a JSON error response (status 0 means the client is gone: write nothing).
+/// When a response has already started, an event stream gets a final SSE `error` event
+/// and a clean end instead of a silent cut; other bodies cannot be amended.
 pub async fn respond(
     session: &mut Session,
     failure: &Failure,
-    attempts: usize,
+    ctx: &RequestCtx,
 ) -> pingora::Result<()> {
-    if failure.status == 0 || session.response_written().is_some() {
+    if failure.status == 0 {
+        return Ok(());
+    }
+    if session.response_written().is_some() {
+        if ctx.sse {
+            let event = format!("event: error\ndata: {}\n\n", failure.body());
+            session
+                .write_response_body(Some(bytes::Bytes::from(event)), true)
+                .await?;
+        }
         return Ok(());
     }
     let body = failure.body();
@@ -92,7 +108,10 @@ pub async fn respond(
     resp.insert_header("content-type", "application/json")?;
     resp.insert_header("content-length", body.len().to_string())?;
     resp.insert_header("cache-control", "no-store")?;
-    resp.insert_header("x-meridian-attempts", attempts.to_string())?;
+    resp.insert_header("x-meridian-attempts", ctx.attempts.to_string())?;
+    if let Some(decision) = &ctx.decision {
+        resp.insert_header("x-meridian-decision", decision.as_str())?;
+    }
     if let Some(secs) = failure.retry_after_secs {
         resp.insert_header("retry-after", secs.to_string())?;
     }

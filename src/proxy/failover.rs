@@ -1,16 +1,24 @@
-//! What a failed or finished attempt means: passive health (circuit), latency samples, and
-//! whether the same request may go on to another region.
+//! What a failed or finished attempt means: passive health (circuit), cooldowns, latency
+//! samples, and whether the same request may go on to another region.
 //!
-//! Retry rules: a connect failure sent nothing upstream, so any request fails over. After
-//! the request went out, Pingora's default policy stands: only idempotent methods, only
-//! when the body could be replayed, and never once the client has received bytes.
+//! Retry rules:
+//! - connect failure: nothing was sent upstream, any request fails over (not budgeted:
+//!   it adds no load anywhere);
+//! - 429/503 response: the region refused before working, so the request is retried
+//!   elsewhere when nothing has reached the client, the body can be replayed, another
+//!   region is eligible, and the retry budget has room; the region cools down for its
+//!   Retry-After either way;
+//! - no response header within `read_timeout` (time to first byte): retried like a 429,
+//!   POST included, because a stuck region must not hold the client;
+//! - anything else after the request went out: Pingora's default policy (idempotent
+//!   methods only), and never once the client has received bytes.
 
 use super::ctx::RequestCtx;
 use crate::app::Runtime;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
-use pingora::{Error, ErrorSource};
-use std::time::Instant;
+use pingora::{Error, ErrorSource, ErrorType};
+use std::time::{Instant, SystemTime};
 
 pub fn connect_failed(rt: &Runtime, ctx: &mut RequestCtx, mut e: Box<Error>) -> Box<Error> {
     record_attempt_failure(rt, ctx, &e, "connect");
@@ -18,16 +26,56 @@ pub fn connect_failed(rt: &Runtime, ctx: &mut RequestCtx, mut e: Box<Error>) -> 
     e
 }
 
+/// Whether a retry that adds load may happen now; takes a budget slot when it may.
+fn may_retry_with_load(rt: &Runtime, ctx: &mut RequestCtx, session: &Session) -> bool {
+    if ctx.attempts >= rt.config.upstream.max_attempts
+        || session.as_ref().retry_buffer_truncated()
+        || session.response_written().is_some()
+        || !super::route::has_alternative(rt, ctx)
+    {
+        return false;
+    }
+    if ctx.retry_slot.is_some() {
+        return true;
+    }
+    match rt.budget.try_retry() {
+        Some(slot) => {
+            ctx.retry_slot = Some(slot);
+            true
+        }
+        None => {
+            rt.metrics.retry("budget_exhausted");
+            false
+        }
+    }
+}
+
 pub fn proxy_failed(
     rt: &Runtime,
     ctx: &mut RequestCtx,
     session: &mut Session,
-    e: Box<Error>,
+    mut e: Box<Error>,
     client_reused: bool,
 ) -> Box<Error> {
-    let mut e = e;
-    if *e.esource() == ErrorSource::Upstream {
+    if std::mem::take(&mut ctx.status_retry) {
+        // Our own error after a 429/503: the retry was already decided and budgeted.
+        ctx.current = None;
+        rt.metrics.retry("status");
+        e.set_retry(true);
+        return e;
+    }
+    let before_headers = ctx.current.as_ref().is_some_and(|a| !a.headers_received);
+    let upstream = *e.esource() == ErrorSource::Upstream;
+    if upstream {
         record_attempt_failure(rt, ctx, &e, "response");
+    }
+    if upstream && before_headers && e.etype() == &ErrorType::ReadTimedout {
+        let retry = may_retry_with_load(rt, ctx, session);
+        if retry {
+            rt.metrics.retry("first_byte_timeout");
+        }
+        e.set_retry(retry);
+        return e;
     }
     let replayable = session.req_header().method.is_idempotent()
         && !session.as_ref().retry_buffer_truncated()
@@ -49,34 +97,89 @@ fn record_attempt_failure(rt: &Runtime, ctx: &mut RequestCtx, e: &Error, kind: &
                 "region {}: circuit opened after repeated failures",
                 region.name()
             );
+            rt.metrics.circuit_opened(region);
         }
         rt.metrics.upstream_failure(region, kind);
         ctx.last_error = Some(format!("{}: {}", region.name(), e.etype().as_str()));
     }
 }
 
-/// Response headers arrived: a latency sample, a verdict for the circuit, and the region
-/// that serves this response.
-pub fn response_started(rt: &Runtime, ctx: &mut RequestCtx, resp: &ResponseHeader) {
-    let Some(attempt) = ctx.current.as_ref() else {
-        return;
+/// Response headers arrived. A 429/503 cools the region down and, when allowed, becomes
+/// an error that sends the request to another region; anything else is passed on.
+pub fn response_started(
+    rt: &Runtime,
+    ctx: &mut RequestCtx,
+    session: &Session,
+    resp: &ResponseHeader,
+) -> pingora::Result<()> {
+    let Some(attempt) = ctx.current.as_mut() else {
+        return Ok(());
     };
-    let region = attempt.slot.region();
+    attempt.headers_received = true;
+    let region = std::sync::Arc::clone(attempt.slot.region());
     let now = Instant::now();
-    region
-        .latency
-        .observe(now.saturating_duration_since(attempt.started), now);
-    if resp.status.is_server_error() {
+    let status = resp.status.as_u16();
+    if status == 429 || status == 503 {
+        let wait = super::retry_after::parse(
+            resp.headers.get("retry-after").map(|v| v.as_bytes()),
+            SystemTime::now(),
+            rt.config.retry.retry_after_cap,
+        )
+        .unwrap_or(rt.config.retry.retry_after_default);
+        region.cool_down(wait, now);
+        rt.metrics.cooldown(&region);
+        log::info!(
+            "region {} answered {status}: cooling down for {wait:?}",
+            region.name()
+        );
+        ctx.last_error = Some(format!(
+            "{}: {status} (cooling down {}s)",
+            region.name(),
+            wait.as_secs()
+        ));
+        if may_retry_with_load(rt, ctx, session) {
+            ctx.status_retry = true;
+            let mut e = Error::explain(
+                ErrorType::HTTPStatus(status),
+                "region refused; retrying elsewhere",
+            );
+            e.set_retry(true);
+            return Err(e);
+        }
+    } else if resp.status.is_server_error() {
         if region.record_failure(now) {
             log::warn!(
                 "region {}: circuit opened after repeated 5xx",
                 region.name()
             );
+            rt.metrics.circuit_opened(&region);
         }
-        rt.metrics.upstream_failure(region, "5xx");
+        rt.metrics.upstream_failure(&region, "5xx");
     } else {
         region.circuit.on_success();
     }
     region.record_served();
     ctx.served_by = Some(region.id);
+    ctx.sse = resp
+        .headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    Ok(())
+}
+
+/// The first body byte (time to first token for streams) is the latency sample.
+pub fn body_received(ctx: &mut RequestCtx, body: &Option<bytes::Bytes>, end_of_stream: bool) {
+    let Some(attempt) = ctx.current.as_mut() else {
+        return;
+    };
+    if attempt.first_byte || !(end_of_stream || body.as_ref().is_some_and(|b| !b.is_empty())) {
+        return;
+    }
+    attempt.first_byte = true;
+    let now = Instant::now();
+    let ttfb = now.saturating_duration_since(attempt.started);
+    let region = attempt.slot.region();
+    region.latency.observe(ttfb, now);
+    region.ttft.observe(ttfb, now);
 }

@@ -1,14 +1,19 @@
 //! The `ProxyHttp` implementation. Each hook hands off to the module that owns the logic:
-//! geo ([`crate::geo`]), routing ([`route`]), failover ([`failover`]), headers ([`headers`]),
-//! errors ([`errors`]) and the endpoints the proxy answers itself ([`local`]).
+//! geo ([`crate::geo`]), hint headers ([`intent`]), routing ([`route`]), failover and
+//! retries ([`failover`]), headers ([`headers`]), errors ([`errors`]) and the endpoints the
+//! proxy answers itself ([`local`]).
 
+mod budget;
 mod ctx;
 mod errors;
 mod failover;
 mod headers;
+mod intent;
 mod local;
+mod retry_after;
 mod route;
 
+pub use budget::RetryBudget;
 pub use ctx::RequestCtx;
 pub use errors::Failure;
 pub use local::health as health_body;
@@ -16,11 +21,13 @@ pub use local::health as health_body;
 use crate::app::Runtime;
 use crate::geo::GeoDecision;
 use async_trait::async_trait;
+use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, Result};
 use std::sync::Arc;
+use std::time::Duration;
 
 pub struct MeridianProxy {
     rt: Arc<Runtime>,
@@ -30,6 +37,34 @@ impl MeridianProxy {
     pub fn new(rt: Arc<Runtime>) -> Self {
         Self { rt }
     }
+
+    /// Geo decision and hint headers: what bounds and shapes every attempt.
+    fn admit(&self, session: &Session, ctx: &mut RequestCtx) -> std::result::Result<(), Failure> {
+        let headers = &session.req_header().headers;
+        match self.rt.geo.decide(headers) {
+            GeoDecision::Allow { regions, rule } => {
+                ctx.allowed = regions;
+                ctx.geo_rule = rule;
+            }
+            GeoDecision::Deny { rule } => {
+                let why = rule.map_or("the default geo policy".to_string(), |r| {
+                    format!("geo rule '{}'", self.rt.geo.rule_name(r))
+                });
+                self.rt.metrics.geo_rejected(451);
+                return Err(Failure::new(
+                    451,
+                    "geo_denied",
+                    format!("requests from this location are refused by {why}"),
+                ));
+            }
+            GeoDecision::Malformed(why) => {
+                self.rt.metrics.geo_rejected(400);
+                return Err(Failure::new(400, "invalid_geo_header", why));
+            }
+        }
+        ctx.hints = intent::parse(headers, &self.rt)?;
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -37,38 +72,26 @@ impl ProxyHttp for MeridianProxy {
     type CTX = RequestCtx;
 
     fn new_ctx(&self) -> RequestCtx {
-        RequestCtx::default()
+        RequestCtx {
+            active: Some(self.rt.budget.start_request()),
+            ..RequestCtx::default()
+        }
     }
 
-    /// Local endpoints, then the geo decision that bounds every attempt of this request.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         if local::is_health_request(session.req_header()) {
             let (status, body) = local::health(&self.rt);
             errors::respond_json(session, status, body).await?;
             return Ok(true);
         }
-        let refusal = match self.rt.geo.decide(&session.req_header().headers) {
-            GeoDecision::Allow { regions, rule } => {
-                ctx.allowed = regions;
-                ctx.geo_rule = rule;
-                return Ok(false);
+        match self.admit(session, ctx) {
+            Ok(()) => Ok(false),
+            Err(refusal) => {
+                errors::respond(session, &refusal, ctx).await?;
+                ctx.failure = Some(refusal);
+                Ok(true)
             }
-            GeoDecision::Deny { rule } => {
-                let why = rule.map_or("the default geo policy".to_string(), |r| {
-                    format!("geo rule '{}'", self.rt.geo.rule_name(r))
-                });
-                Failure::new(
-                    451,
-                    "geo_denied",
-                    format!("requests from this location are refused by {why}"),
-                )
-            }
-            GeoDecision::Malformed(why) => Failure::new(400, "invalid_geo_header", why),
-        };
-        self.rt.metrics.geo_rejected(refusal.status);
-        errors::respond(session, &refusal, 0).await?;
-        ctx.failure = Some(refusal);
-        Ok(true)
+        }
     }
 
     async fn upstream_peer(
@@ -121,13 +144,23 @@ impl ProxyHttp for MeridianProxy {
 
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         headers::strip_upstream_response(resp);
-        failover::response_started(&self.rt, ctx, resp);
-        Ok(())
+        failover::response_started(&self.rt, ctx, session, resp)
+    }
+
+    fn upstream_response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<Duration>> {
+        failover::body_received(ctx, body, end_of_stream);
+        Ok(None)
     }
 
     async fn response_filter(
@@ -136,6 +169,9 @@ impl ProxyHttp for MeridianProxy {
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if let Some(decision) = &ctx.decision {
+            resp.insert_header("x-meridian-decision", decision.as_str())?;
+        }
         match ctx.served_by.and_then(|id| self.rt.regions.get(id)) {
             Some(region) => headers::add_served(resp, region, ctx.attempts),
             None => Ok(()),
@@ -152,7 +188,7 @@ impl ProxyHttp for MeridianProxy {
             .failure
             .clone()
             .unwrap_or_else(|| errors::classify(e, ctx, &route::names(&self.rt, ctx.tried)));
-        if let Err(write_err) = errors::respond(session, &failure, ctx.attempts).await {
+        if let Err(write_err) = errors::respond(session, &failure, ctx).await {
             log::debug!("could not send error response: {write_err}");
         }
         ctx.failure = Some(failure.clone());
@@ -170,7 +206,9 @@ impl ProxyHttp for MeridianProxy {
             .unwrap_or(0);
         let region = ctx.served_by.and_then(|id| self.rt.regions.get(id));
         self.rt.metrics.request(region.map(|r| r.name()), status);
-        // The stream is over: release the in-flight slot now rather than when ctx drops.
+        // The stream is over: release the in-flight and budget slots now.
         ctx.current = None;
+        ctx.retry_slot = None;
+        ctx.active = None;
     }
 }

@@ -1,45 +1,61 @@
-//! Picks the region for one attempt: the best-scored backend whose region the geo rules
-//! allow, that is healthy, whose circuit lets a request through, and that this request has
-//! not tried yet. Nothing outside the allowed set is ever considered, retries included.
+//! Picks the region for one attempt: the first in the selector's ranking that passes every
+//! check in [`crate::selection::skip_reason`] (geo, tried, version, cooldown, circuit,
+//! saturation) and is healthy. Nothing outside the allowed set is ever considered, retries
+//! included.
 
 use super::ctx::{Attempt, RequestCtx};
-use super::errors::Failure;
+use super::errors::{exhausted, Failure};
 use crate::app::Runtime;
 use crate::regions::{EndpointRef, Region, RegionMask};
+use crate::selection::{expected_latency_ms, score, skip_reason, Filter, Intent, Skip};
 use pingora::upstreams::peer::HttpPeer;
+use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const UPSTREAM_IDLE: Duration = Duration::from_secs(60);
 
+fn filter<'a>(rt: &'a Runtime, ctx: &'a RequestCtx) -> Filter<'a> {
+    Filter {
+        allowed: ctx.allowed,
+        tried: ctx.tried,
+        version: ctx
+            .hints
+            .model_version
+            .as_deref()
+            .or(rt.config.model.pin_version.as_deref()),
+        gpu_saturation: rt.config.capacity.gpu_saturation,
+        allow_saturated: false,
+    }
+}
+
 /// Chooses a region, records the attempt in `ctx`, and returns the peer to connect to.
 pub fn next_peer(rt: &Runtime, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>, Failure> {
     if ctx.attempts >= rt.config.upstream.max_attempts {
-        return Err(exhausted(rt, ctx));
+        return Err(exhausted(ctx, &names(rt, ctx.tried)));
     }
     let now = Instant::now();
-    let chosen = rt.pool.select_with(b"", usize::MAX, |backend, healthy| {
-        let Some(r) = backend.ext.get::<EndpointRef>() else {
-            return false;
-        };
-        healthy
-            && ctx.allowed.contains(r.region)
-            && !ctx.tried.contains(r.region)
-            && rt
-                .regions
-                .get(r.region)
-                .is_some_and(|region| region.circuit.try_acquire(now))
-    });
-    let Some((region, endpoint)) = chosen.and_then(|b| {
-        let r = b.ext.get::<EndpointRef>()?;
-        Some((Arc::clone(rt.regions.get(r.region)?), r.endpoint))
-    }) else {
-        return Err(if ctx.tried.is_empty() {
-            no_eligible(rt, ctx, now)
-        } else {
-            exhausted(rt, ctx)
-        });
+    let mut f = filter(rt, ctx);
+    let intent = ctx.hints.intent;
+    let mut chosen = select(rt, intent, &f, now);
+    if chosen.is_none() && !rt.config.capacity.shed_when_saturated {
+        // Every eligible region is full and shedding is off: queue on the best of them.
+        f.allow_saturated = true;
+        chosen = select(rt, intent, &f, now);
+    }
+    let decision = ctx
+        .hints
+        .debug
+        .then(|| describe(rt, &f, intent, chosen.as_ref().map(|(r, _)| r.id), now));
+    let outcome = match chosen {
+        Some(c) => Ok(c),
+        None if ctx.tried.is_empty() => Err(no_eligible(rt, ctx, &f, now)),
+        None => Err(exhausted(ctx, &names(rt, ctx.tried))),
     };
+    if decision.is_some() {
+        ctx.decision = decision;
+    }
+    let (region, endpoint) = outcome?;
     let Some(ep) = region.endpoints.get(endpoint) else {
         return Err(Failure::new(
             500,
@@ -62,8 +78,50 @@ pub fn next_peer(rt: &Runtime, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>, Fa
         slot: region.start_request(),
         endpoint,
         started: now,
+        headers_received: false,
+        first_byte: false,
     });
     Ok(Box::new(peer))
+}
+
+fn select(
+    rt: &Runtime,
+    intent: Intent,
+    f: &Filter<'_>,
+    now: Instant,
+) -> Option<(Arc<Region>, usize)> {
+    let backend = rt
+        .pool
+        .select_with(&intent.to_key(), usize::MAX, |backend, healthy| {
+            let Some(region) = backend
+                .ext
+                .get::<EndpointRef>()
+                .and_then(|r| rt.regions.get(r.region))
+            else {
+                return false;
+            };
+            // The circuit's trial slot is taken last, only by the region that will be used.
+            healthy && skip_reason(region, f, now).is_none() && region.circuit.try_acquire(now)
+        })?;
+    let r = backend.ext.get::<EndpointRef>()?;
+    Some((Arc::clone(rt.regions.get(r.region)?), r.endpoint))
+}
+
+/// Whether another region could take this request now (used before giving up on a 429/503).
+pub fn has_alternative(rt: &Runtime, ctx: &RequestCtx) -> bool {
+    let now = Instant::now();
+    let f = filter(rt, ctx);
+    rt.regions
+        .iter()
+        .any(|r| rt.region_healthy(r) && skip_reason(r, &f, now).is_none())
+}
+
+fn reason(rt: &Runtime, region: &Region, f: &Filter<'_>, now: Instant) -> Option<Skip> {
+    match skip_reason(region, f, now) {
+        Some(s @ (Skip::Geo | Skip::Tried)) => Some(s),
+        _ if !rt.region_healthy(region) => Some(Skip::Unhealthy),
+        other => other,
+    }
 }
 
 pub fn names(rt: &Runtime, mask: RegionMask) -> String {
@@ -74,20 +132,25 @@ pub fn names(rt: &Runtime, mask: RegionMask) -> String {
     names.join(", ")
 }
 
-fn exhausted(rt: &Runtime, ctx: &RequestCtx) -> Failure {
-    super::errors::exhausted(ctx, &names(rt, ctx.tried))
-}
-
-/// 503 that says why each allowed region was passed over, with a Retry-After estimate.
-fn no_eligible(rt: &Runtime, ctx: &RequestCtx, now: Instant) -> Failure {
-    let mut reasons = Vec::new();
-    let mut wait = Duration::MAX;
+/// 503 that says why each allowed region was passed over, with a Retry-After estimate:
+/// the soonest moment any of them may take traffic again.
+fn no_eligible(rt: &Runtime, ctx: &RequestCtx, f: &Filter<'_>, now: Instant) -> Failure {
     let threshold = u32::try_from(rt.config.health.success_threshold).unwrap_or(u32::MAX);
     let recovery = rt.config.health.interval.saturating_mul(threshold);
+    let mut reasons = Vec::new();
+    let mut wait = Duration::MAX;
+    let mut all_saturated = true;
     for region in rt.regions.iter().filter(|r| ctx.allowed.contains(r.id)) {
-        let (why, until) = ineligible(rt, region, now, recovery);
-        reasons.push(format!("{} {why}", region.name()));
+        let why = reason(rt, region, f, now).unwrap_or(Skip::CircuitOpen);
+        all_saturated &= why == Skip::Saturated;
+        let until = match why {
+            Skip::Cooling => region.cooling(now).unwrap_or(Duration::ZERO),
+            Skip::CircuitOpen => region.circuit.remaining_cooldown(now),
+            Skip::Saturated => Duration::from_secs(1),
+            _ => recovery,
+        };
         wait = wait.min(until);
+        reasons.push(format!("{} is {}", region.name(), why.as_str()));
     }
     let scope = match ctx.geo_rule {
         Some(rule) => format!(
@@ -97,33 +160,80 @@ fn no_eligible(rt: &Runtime, ctx: &RequestCtx, now: Instant) -> Failure {
         ),
         None => "all regions considered".to_string(),
     };
-    let secs = if wait == Duration::MAX {
+    let wait = if wait == Duration::MAX {
         recovery
     } else {
         wait
     };
+    let (kind, what) = if all_saturated && !reasons.is_empty() {
+        ("overloaded", "every eligible region is saturated")
+    } else {
+        ("no_eligible_region", "no eligible region")
+    };
+    if kind == "overloaded" {
+        rt.metrics.shed();
+    }
     Failure::new(
         503,
-        "no_eligible_region",
-        format!("no eligible region ({scope}): {}", reasons.join("; ")),
+        kind,
+        format!("{what} ({scope}): {}", reasons.join("; ")),
     )
-    .retry_after(secs.as_secs_f64().ceil() as u64)
+    .retry_after(wait.as_secs_f64().ceil() as u64)
 }
 
-fn ineligible(
+/// `x-meridian-decision`: every region in the order the selector ranked them, with its
+/// score, or why it was passed over; the chosen one is marked, and a latency target says
+/// whether it was met.
+fn describe(
     rt: &Runtime,
-    region: &Region,
+    f: &Filter<'_>,
+    intent: Intent,
+    chosen: Option<usize>,
     now: Instant,
-    recovery: Duration,
-) -> (&'static str, Duration) {
-    if !rt.region_healthy(region) {
-        ("is unhealthy", recovery)
-    } else if !region.circuit.would_allow(now) {
-        (
-            "has its circuit open",
-            region.circuit.remaining_cooldown(now),
-        )
-    } else {
-        ("is busy with a trial request", rt.config.circuit.cooldown)
+) -> String {
+    let order = RefCell::new(Vec::<usize>::new());
+    rt.pool
+        .select_with(&intent.to_key(), usize::MAX, |backend, _| {
+            if let Some(r) = backend.ext.get::<EndpointRef>() {
+                let mut order = order.borrow_mut();
+                if !order.contains(&r.region) {
+                    order.push(r.region);
+                }
+            }
+            false
+        });
+    let weights = rt.weights();
+    let parts: Vec<String> = order
+        .into_inner()
+        .into_iter()
+        .filter_map(|id| rt.regions.get(id))
+        .map(|r| {
+            let s = score(r, &weights);
+            if Some(r.id) == chosen {
+                format!("{}={s:.0}*", r.name())
+            } else if let Some(why) = reason(rt, r, f, now) {
+                format!("{}=-{}", r.name(), why.as_str())
+            } else {
+                format!("{}={s:.0}", r.name())
+            }
+        })
+        .collect();
+    let mut out = parts.join(",");
+    if let Some(target) = intent.max_latency_ms {
+        let met = chosen
+            .and_then(|id| rt.regions.get(id))
+            .is_some_and(|r| expected_latency_ms(r) <= f64::from(target));
+        out.push_str(&format!(
+            "; target={target}ms {}",
+            if met {
+                "met"
+            } else {
+                "missed (fastest chosen)"
+            }
+        ));
     }
+    if let Some(p) = intent.prefer.and_then(|p| rt.regions.get(p)) {
+        out.push_str(&format!("; prefer={}", p.name()));
+    }
+    out
 }

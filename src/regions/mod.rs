@@ -3,18 +3,20 @@
 
 mod circuit;
 mod ewma;
+mod load;
 mod mask;
 mod pool;
 
 pub use circuit::{Circuit, CircuitState};
 pub use ewma::PeakEwma;
+pub use load::LoadReport;
 pub use mask::{RegionMask, MAX_REGIONS};
 pub use pool::{backend_of, build_pool, EndpointRef, RegionPool};
 
 use crate::config::{Config, Endpoint, RegionConfig};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// All regions, indexed by their position in the config.
 pub type RegionTable = Arc<Vec<Arc<Region>>>;
@@ -25,8 +27,13 @@ pub struct Region {
     pub config: RegionConfig,
     /// `cost_per_1k` as sent in `x-meridian-cost-per-1k`, formatted once.
     pub cost_header: String,
+    /// Probe round-trips and real time-to-first-byte: what the score uses.
     pub latency: PeakEwma,
+    /// Real requests' time to the first response body byte (TTFT for streams).
+    pub ttft: PeakEwma,
     pub circuit: Circuit,
+    /// Set by a 429/503 with Retry-After: no requests until then.
+    cooling_until: Mutex<Option<Instant>>,
     pub endpoints: Vec<EndpointState>,
     in_flight: AtomicU64,
     served: AtomicU64,
@@ -38,12 +45,24 @@ pub struct EndpointState {
     pub endpoint: Endpoint,
     /// Round-trip of the last successful probe in microseconds; `u64::MAX` before one.
     last_probe_us: AtomicU64,
+    report: Mutex<LoadReport>,
 }
 
 impl EndpointState {
     pub fn record_probe(&self, rtt: Duration) {
         let us = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX - 1);
         self.last_probe_us.store(us, Relaxed);
+    }
+
+    pub fn set_report(&self, report: LoadReport) {
+        *self.report.lock().unwrap_or_else(|p| p.into_inner()) = report;
+    }
+
+    pub fn report(&self) -> LoadReport {
+        self.report
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn last_probe_ms(&self) -> Option<f64> {
@@ -60,6 +79,8 @@ impl Region {
             id,
             cost_header: format!("{}", config.cost_per_1k),
             latency: PeakEwma::new(settings.selection.latency_decay),
+            ttft: PeakEwma::new(settings.selection.latency_decay),
+            cooling_until: Mutex::new(None),
             circuit: Circuit::new(
                 settings.circuit.failure_threshold,
                 settings.circuit.cooldown,
@@ -70,6 +91,7 @@ impl Region {
                 .map(|e| EndpointState {
                     endpoint: e.clone(),
                     last_probe_us: AtomicU64::new(u64::MAX),
+                    report: Mutex::new(LoadReport::default()),
                 })
                 .collect(),
             config,
@@ -104,6 +126,76 @@ impl Region {
     pub fn record_failure(&self, now: std::time::Instant) -> bool {
         self.total_failures.fetch_add(1, Relaxed);
         self.circuit.on_failure(now)
+    }
+
+    /// Requests the region is busy with: its own report when it gives one, at least the
+    /// requests Meridian itself has in flight there.
+    pub fn busy(&self) -> u64 {
+        let reported: u64 = self
+            .endpoints
+            .iter()
+            .filter_map(|e| e.report().busy())
+            .sum();
+        reported.max(self.in_flight())
+    }
+
+    /// How many requests the region can work on at once, when anyone says: the smaller
+    /// of the config's `max_in_flight` and the endpoints' reported `max_concurrency`.
+    pub fn capacity(&self) -> Option<u64> {
+        let reports: Vec<Option<u64>> = self
+            .endpoints
+            .iter()
+            .map(|e| e.report().max_concurrency)
+            .collect();
+        let reported = if reports.iter().all(Option::is_some) {
+            Some(reports.iter().flatten().sum())
+        } else {
+            None
+        };
+        match (self.config.max_in_flight, reported) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Full: at capacity, or its GPUs report utilization at or above `gpu_saturation`.
+    pub fn saturated(&self, gpu_saturation: f64) -> bool {
+        if let Some(cap) = self.capacity() {
+            if self.busy() >= cap {
+                return true;
+            }
+        }
+        let gpus: Vec<f64> = self
+            .endpoints
+            .iter()
+            .filter_map(|e| e.report().gpu_utilization)
+            .collect();
+        !gpus.is_empty() && gpus.iter().all(|g| *g >= gpu_saturation)
+    }
+
+    /// The model version served: reported by /health, else from the config.
+    pub fn model_version(&self) -> Option<String> {
+        self.endpoints
+            .iter()
+            .find_map(|e| e.report().model_version)
+            .or_else(|| self.config.model_version.clone())
+    }
+
+    /// Honours a region's Retry-After: no traffic until `now + wait` (extends, never shortens).
+    pub fn cool_down(&self, wait: Duration, now: Instant) {
+        let mut until = self.cooling_until.lock().unwrap_or_else(|p| p.into_inner());
+        let new = now + wait;
+        if until.is_none_or(|u| u < new) {
+            *until = Some(new);
+        }
+    }
+
+    /// Time left in the region's cooldown, if it is cooling down.
+    pub fn cooling(&self, now: Instant) -> Option<Duration> {
+        let until = *self.cooling_until.lock().unwrap_or_else(|p| p.into_inner());
+        until
+            .and_then(|u| u.checked_duration_since(now))
+            .filter(|d| !d.is_zero())
     }
 
     /// Marks one request in flight until the returned guard is dropped.

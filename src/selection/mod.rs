@@ -3,9 +3,13 @@
 //! shared region state), and each region's endpoints are taken in rotation. Per-request
 //! filters (geo, already tried, circuit, health) are applied by `select_with`'s callback.
 
+mod eligibility;
+mod intent;
 mod score;
 
-pub use score::{score, Weights};
+pub use eligibility::{skip_reason, Filter, Skip};
+pub use intent::Intent;
+pub use score::{expected_latency_ms, score, Weights};
 
 use crate::regions::{EndpointRef, RegionTable};
 use pingora_load_balancing::selection::{BackendIter, BackendSelection};
@@ -57,22 +61,60 @@ impl RegionSelector {
         }
     }
 
-    /// Group indices, best score first; ties keep config order.
-    fn ranked(&self) -> Vec<usize> {
-        let mut scored: Vec<(f64, usize)> = self
-            .groups
-            .iter()
-            .enumerate()
-            .map(|(i, g)| {
-                let s = self
-                    .regions
-                    .get(g.region)
-                    .map_or(f64::INFINITY, |r| score(r, &self.weights));
-                (s, i)
-            })
-            .collect();
-        scored.sort_by(|a, b| a.0.total_cmp(&b.0));
-        scored.into_iter().map(|(_, i)| i).collect()
+    /// Group indices in the order to try them. Default: best score first (ties keep config
+    /// order). With a latency target: regions expected to meet it, cheapest first, then the
+    /// rest, fastest first. A preferred region goes first.
+    fn ranked(&self, intent: Intent) -> Vec<usize> {
+        let region = |g: &Group| self.regions.get(g.region);
+        let mut order: Vec<usize> = (0..self.groups.len()).collect();
+        let score_of = |i: usize| {
+            self.groups
+                .get(i)
+                .and_then(region)
+                .map_or(f64::INFINITY, |r| score(r, &self.weights))
+        };
+        match intent.max_latency_ms {
+            None => {
+                let scores: Vec<f64> = order.iter().map(|&i| score_of(i)).collect();
+                order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
+            }
+            Some(target) => {
+                let target = f64::from(target);
+                let key = |i: usize| {
+                    let r = self.groups.get(i).and_then(region);
+                    let expected = r.map_or(f64::INFINITY, |r| expected_latency_ms(r));
+                    let price = r.map_or((u32::MAX, f64::INFINITY), |r| {
+                        (r.config.priority, r.config.cost_per_1k)
+                    });
+                    (expected <= target, expected, price, score_of(i))
+                };
+                let keys: Vec<_> = order.iter().map(|&i| key(i)).collect();
+                order.sort_by(|&a, &b| {
+                    let (ma, ea, pa, sa) = keys[a];
+                    let (mb, eb, pb, sb) = keys[b];
+                    match (ma, mb) {
+                        (true, false) => std::cmp::Ordering::Less,
+                        (false, true) => std::cmp::Ordering::Greater,
+                        (true, true) => {
+                            pa.0.cmp(&pb.0)
+                                .then(pa.1.total_cmp(&pb.1))
+                                .then(sa.total_cmp(&sb))
+                        }
+                        (false, false) => ea.total_cmp(&eb),
+                    }
+                });
+            }
+        }
+        if let Some(p) = intent.prefer {
+            if let Some(pos) = order
+                .iter()
+                .position(|&i| self.groups.get(i).is_some_and(|g| g.region == p))
+            {
+                let g = order.remove(pos);
+                order.insert(0, g);
+            }
+        }
+        order
     }
 }
 
@@ -97,9 +139,10 @@ impl BackendSelection for RegionSelector {
         Self::new(backends, Arc::new(Vec::new()), weights)
     }
 
-    fn iter(self: &Arc<Self>, _key: &[u8]) -> RankedIter {
+    /// `key` carries the request's [`Intent`]; the empty key means none.
+    fn iter(self: &Arc<Self>, key: &[u8]) -> RankedIter {
         RankedIter {
-            order: self.ranked(),
+            order: self.ranked(Intent::from_key(key)),
             selector: Arc::clone(self),
             group: 0,
             step: 0,
