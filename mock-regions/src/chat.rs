@@ -8,8 +8,8 @@ use serde::Deserialize;
 
 use crate::region::RegionState;
 use crate::reply::{self, Body};
-use crate::routes::{reply_text, sleep_ms};
-use crate::sse;
+use crate::routes::reply_text;
+use crate::{sse, timing};
 
 const DEFAULT_MODEL: &str = "mock-model";
 
@@ -72,18 +72,21 @@ pub(crate) async fn handle(state: &Arc<RegionState>, body: &[u8]) -> Response<Bo
         model: req.model.unwrap_or_else(|| DEFAULT_MODEL.to_string()),
     };
 
+    // Queued before any response head is sent, as a saturated server would
+    // keep a client waiting; a stream then keeps its slot until it ends.
+    let slot = state.capacity.acquire().await;
     if req.stream.unwrap_or(false) {
         let words = text.split_whitespace().map(str::to_string).collect();
-        return sse::respond(Arc::clone(state), completion, words);
+        return sse::respond(Arc::clone(state), completion, words, slot);
     }
 
-    sleep_ms(state.settings().work_ms).await;
+    let completion_tokens = text.split_whitespace().count();
+    timing::generate(state, completion_tokens as u64).await;
     let prompt_tokens: usize = req
         .messages
         .iter()
         .map(|m| m.text().split_whitespace().count())
         .sum();
-    let completion_tokens = text.split_whitespace().count();
     reply::json(
         StatusCode::OK,
         &serde_json::json!({

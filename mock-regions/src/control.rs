@@ -8,16 +8,30 @@ use serde::{Deserialize, Deserializer};
 use crate::region::RegionState;
 use crate::reply::{self, Body, Reject};
 
+/// Longest model version accepted, so `/health` stays a small answer.
+const MAX_MODEL_VERSION_CHARS: usize = 128;
+
+// For the `Option<Option<_>>` fields, absent leaves the setting alone and an
+// explicit null clears it.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ControlUpdate {
     latency_ms: Option<u64>,
     work_ms: Option<u64>,
     token_ms: Option<u64>,
-    // Absent leaves the setting alone; an explicit null clears it.
     #[serde(default, deserialize_with = "present")]
     fail_status: Option<Option<u16>>,
+    #[serde(default, deserialize_with = "present")]
+    fail_count: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "present")]
+    retry_after_s: Option<Option<u64>>,
     stream_hold: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
+    stream_abort_after: Option<Option<u32>>,
+    hang: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
+    capacity: Option<Option<u32>>,
+    model_version: Option<String>,
 }
 
 fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
@@ -53,12 +67,10 @@ fn apply(state: &RegionState, body: &[u8]) -> Result<(), Reject> {
     }
     let update: ControlUpdate = serde_json::from_value(value)
         .map_err(|e| Reject::bad_request(format!("invalid control update: {e}")))?;
-    if let Some(Some(status)) = update.fail_status {
-        if !(100..=599).contains(&status) {
-            return Err(Reject::bad_request("fail_status must be within 100..=599"));
-        }
-    }
+    validate(&update)?;
 
+    // Everything is validated before anything changes, so a rejected update
+    // leaves the region exactly as it was.
     state.update(|s| {
         if let Some(ms) = update.latency_ms {
             s.latency_ms = ms;
@@ -72,9 +84,43 @@ fn apply(state: &RegionState, body: &[u8]) -> Result<(), Reject> {
         if let Some(status) = update.fail_status {
             s.fail_status = status;
         }
+        if let Some(count) = update.fail_count {
+            s.fail_count = count;
+        }
+        if let Some(seconds) = update.retry_after_s {
+            s.retry_after_s = seconds;
+        }
+        if let Some(after) = update.stream_abort_after {
+            s.stream_abort_after = after;
+        }
     });
     if let Some(hold) = update.stream_hold {
         state.set_hold(hold);
+    }
+    if let Some(hang) = update.hang {
+        state.set_hang(hang);
+    }
+    if let Some(capacity) = update.capacity {
+        state.capacity.set_limit(capacity);
+    }
+    if let Some(version) = &update.model_version {
+        state.set_model_version(version);
+    }
+    Ok(())
+}
+
+fn validate(update: &ControlUpdate) -> Result<(), Reject> {
+    if let Some(Some(status)) = update.fail_status {
+        if !(100..=599).contains(&status) {
+            return Err(Reject::bad_request("fail_status must be within 100..=599"));
+        }
+    }
+    if let Some(version) = &update.model_version {
+        if version.is_empty() || version.chars().count() > MAX_MODEL_VERSION_CHARS {
+            return Err(Reject::bad_request(format!(
+                "model_version must be 1 to {MAX_MODEL_VERSION_CHARS} characters"
+            )));
+        }
     }
     Ok(())
 }

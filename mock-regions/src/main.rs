@@ -12,17 +12,28 @@ usage: mock-regions [OPTIONS]
 
 Without arguments, starts the five default regions on ports 8001-8005.
 With NAME PORT LATENCY_MS, starts that one region (PORT 0 picks a free port).
+LATENCY_MS is network latency, paid by every request before anything else.
 
 options:
-  --work-ms N     inference work time added to inference/chat requests (default 0)
-  --token-ms N    delay between streamed chunks (default 20)
-  --host ADDR     IP address to listen on (default 127.0.0.1)
-  -h, --help      print this help";
+  --work-ms N          time to first token: waited after a request gets a
+                       capacity slot, before its first chunk or answer (default 0)
+  --ttft-ms N          same as --work-ms
+  --token-ms N         time per generated token: between streamed chunks, and
+                       times the token count for non-streamed answers (default 20)
+  --capacity N         inference/chat requests worked on at once; the rest
+                       queue, and 0 queues all of them (default: unlimited)
+  --model-version V    model version reported by /health (default v1)
+  --host ADDR          IP address to listen on (default 127.0.0.1)
+  -h, --help           print this help
+
+Each region also serves /control to inspect and change these at run time.";
 
 struct Options {
     host: IpAddr,
     work_ms: u64,
     token_ms: u64,
+    capacity: Option<u32>,
+    model_version: String,
     single: Option<(String, u16, u64)>,
 }
 
@@ -42,6 +53,8 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
         host: IpAddr::V4(Ipv4Addr::LOCALHOST),
         work_ms: 0,
         token_ms: 20,
+        capacity: None,
+        model_version: "v1".to_string(),
         single: None,
     };
     let mut positional = Vec::new();
@@ -58,7 +71,10 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
             Some((flag, value)) => (flag.to_string(), Some(value.to_string())),
             None => (arg, None),
         };
-        if !matches!(flag.as_str(), "--work-ms" | "--token-ms" | "--host") {
+        if !matches!(
+            flag.as_str(),
+            "--work-ms" | "--ttft-ms" | "--token-ms" | "--capacity" | "--model-version" | "--host"
+        ) {
             return Err(format!("unknown option {flag}"));
         }
         let value = match inline.or_else(|| args.next()) {
@@ -66,8 +82,15 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
             None => return Err(format!("{flag} needs a value")),
         };
         match flag.as_str() {
-            "--work-ms" => opts.work_ms = number("--work-ms", &value)?,
+            "--work-ms" | "--ttft-ms" => opts.work_ms = number(&flag, &value)?,
             "--token-ms" => opts.token_ms = number("--token-ms", &value)?,
+            "--capacity" => opts.capacity = Some(number("--capacity", &value)?),
+            "--model-version" => {
+                if value.is_empty() {
+                    return Err("--model-version must not be empty".to_string());
+                }
+                opts.model_version = value;
+            }
             _ => opts.host = number("--host address", &value)?,
         }
     }
@@ -110,6 +133,8 @@ async fn main() -> ExitCode {
     for (mut spec, port) in specs {
         spec.work_ms = opts.work_ms;
         spec.token_ms = opts.token_ms;
+        spec.capacity = opts.capacity;
+        spec.model_version.clone_from(&opts.model_version);
         let latency = spec.latency_ms;
         let addr = SocketAddr::new(opts.host, port);
         let name = spec.name.clone();

@@ -2,83 +2,14 @@
 //! owning [`crate::MockRegion`] handle.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use hyper::header::HeaderValue;
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-/// Static description of a region to start.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RegionSpec {
-    pub name: String,
-    pub latency_ms: u64,
-    pub work_ms: u64,
-    pub token_ms: u64,
-}
-
-impl RegionSpec {
-    /// A region with no inference work time and 20 ms between stream chunks.
-    pub fn new(name: &str, latency_ms: u64) -> Self {
-        RegionSpec {
-            name: name.to_string(),
-            latency_ms,
-            work_ms: 0,
-            token_ms: 20,
-        }
-    }
-}
-
-/// The five regions `mock-regions` starts when run without arguments.
-pub fn default_regions() -> Vec<(RegionSpec, u16)> {
-    vec![
-        (RegionSpec::new("us-east-1", 100), 8001),
-        (RegionSpec::new("me-south-1", 60), 8002),
-        (RegionSpec::new("ap-south-1", 50), 8003),
-        (RegionSpec::new("brazilsouth", 80), 8004),
-        (RegionSpec::new("eu-west-1", 70), 8005),
-    ]
-}
-
-/// Request counters. Health probes are kept apart from real traffic so tests
-/// can tell "the balancer probed this region" from "the balancer routed here".
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-pub struct Counts {
-    pub total: u64,
-    pub health: u64,
-    pub inference: u64,
-    pub chat: u64,
-    pub models: u64,
-    pub other: u64,
-}
-
-impl Counts {
-    /// Requests that were not health probes.
-    pub fn served(&self) -> u64 {
-        self.inference + self.chat + self.models + self.other
-    }
-
-    pub(crate) fn record(&mut self, category: Category) {
-        self.total += 1;
-        let slot = match category {
-            Category::Health => &mut self.health,
-            Category::Inference => &mut self.inference,
-            Category::Chat => &mut self.chat,
-            Category::Models => &mut self.models,
-            Category::Other => &mut self.other,
-        };
-        *slot += 1;
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Category {
-    Health,
-    Inference,
-    Chat,
-    Models,
-    Other,
-}
+use crate::capacity::Capacity;
+use crate::counts::{Category, Counts};
+use crate::spec::RegionSpec;
 
 /// Knobs that may change while the region is serving.
 #[derive(Clone, Copy, Debug)]
@@ -87,24 +18,39 @@ pub(crate) struct Settings {
     pub work_ms: u64,
     pub token_ms: u64,
     pub fail_status: Option<u16>,
+    /// Failures left before the region recovers on its own; `None` fails for
+    /// as long as `fail_status` is set.
+    pub fail_count: Option<u64>,
+    pub retry_after_s: Option<u64>,
+    pub stream_abort_after: Option<u32>,
+}
+
+/// How one request is to fail.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Failure {
+    pub status: u16,
+    pub retry_after_s: Option<u64>,
 }
 
 pub(crate) struct RegionState {
     pub name: String,
     pub header: HeaderValue,
+    pub capacity: Arc<Capacity>,
     settings: Mutex<Settings>,
+    model_version: Mutex<String>,
     counts: Mutex<Counts>,
     // Headers of the last non-probe request, so a test can check what a proxy forwarded.
     last_headers: Mutex<Vec<(String, String)>>,
-    // A watch channel rather than a flag so held streams wake as soon as the
-    // hold is released instead of polling.
+    // Watch channels rather than flags so waiting requests and held streams
+    // wake as soon as the switch is released instead of polling.
     hold: watch::Sender<bool>,
+    hang: watch::Sender<bool>,
     chat_seq: AtomicU64,
 }
 
 /// A handler that panicked while holding a lock must not take the whole
 /// region down with it; the guarded data is plain counters and numbers.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
@@ -113,15 +59,21 @@ impl RegionState {
         RegionState {
             name: spec.name.clone(),
             header,
+            capacity: Arc::new(Capacity::new(spec.capacity)),
             settings: Mutex::new(Settings {
                 latency_ms: spec.latency_ms,
                 work_ms: spec.work_ms,
                 token_ms: spec.token_ms,
                 fail_status: None,
+                fail_count: None,
+                retry_after_s: None,
+                stream_abort_after: None,
             }),
+            model_version: Mutex::new(spec.model_version.clone()),
             counts: Mutex::new(Counts::default()),
             last_headers: Mutex::new(Vec::new()),
             hold: watch::Sender::new(false),
+            hang: watch::Sender::new(false),
             chat_seq: AtomicU64::new(0),
         }
     }
@@ -132,6 +84,36 @@ impl RegionState {
 
     pub fn update(&self, f: impl FnOnce(&mut Settings)) {
         f(&mut lock(&self.settings));
+    }
+
+    /// Decides whether this request fails, using up one of a limited number
+    /// of failures. When the last one is used the failure mode is switched
+    /// off entirely, so a later `fail_status` alone fails everything again
+    /// instead of being silently cancelled by a spent counter.
+    pub fn take_failure(&self) -> Option<Failure> {
+        let mut s = lock(&self.settings);
+        let status = s.fail_status?;
+        match s.fail_count {
+            Some(0) => return None,
+            Some(1) => {
+                s.fail_status = None;
+                s.fail_count = None;
+            }
+            Some(n) => s.fail_count = Some(n - 1),
+            None => {}
+        }
+        Some(Failure {
+            status,
+            retry_after_s: s.retry_after_s,
+        })
+    }
+
+    pub fn model_version(&self) -> String {
+        lock(&self.model_version).clone()
+    }
+
+    pub fn set_model_version(&self, version: &str) {
+        *lock(&self.model_version) = version.to_string();
     }
 
     pub fn counts(&self) -> Counts {
@@ -170,21 +152,60 @@ impl RegionState {
         self.hold.subscribe()
     }
 
+    pub fn set_hang(&self, hang: bool) {
+        self.hang.send_replace(hang);
+    }
+
+    pub fn is_hung(&self) -> bool {
+        *self.hang.borrow()
+    }
+
+    /// Returns once the region is not hung; at once if it is not.
+    pub async fn wait_unhung(&self) {
+        let mut hang = self.hang.subscribe();
+        // The sender lives in this state, so this only returns once hang is
+        // cleared; a client leaving drops the whole request future instead.
+        let _ = hang.wait_for(|hung| !*hung).await;
+    }
+
     pub fn next_chat_id(&self) -> String {
         let n = self.chat_seq.fetch_add(1, Ordering::Relaxed) + 1;
         format!("chatcmpl-mock-{n}")
     }
 
+    /// The body of a successful `GET /health`.
+    pub fn health_json(&self) -> serde_json::Value {
+        let load = self.capacity.load();
+        serde_json::json!({
+            "status": "ok",
+            "region": self.name,
+            "in_flight": load.in_flight,
+            "queue_depth": load.queue_depth,
+            "max_concurrency": self.capacity.limit(),
+            "gpu_utilization": self.capacity.utilization(),
+            "model_version": self.model_version(),
+        })
+    }
+
     /// The body of `GET /control` (and of a successful `POST /control`).
     pub fn control_json(&self) -> serde_json::Value {
         let s = self.settings();
+        let load = self.capacity.load();
         serde_json::json!({
             "region": self.name,
             "latency_ms": s.latency_ms,
             "work_ms": s.work_ms,
             "token_ms": s.token_ms,
             "fail_status": s.fail_status,
+            "fail_count": s.fail_count,
+            "retry_after_s": s.retry_after_s,
             "stream_hold": self.is_held(),
+            "stream_abort_after": s.stream_abort_after,
+            "hang": self.is_hung(),
+            "capacity": self.capacity.limit(),
+            "model_version": self.model_version(),
+            "in_flight": load.in_flight,
+            "queue_depth": load.queue_depth,
             "requests": self.counts(),
             "last_request_headers": self.last_headers(),
         })

@@ -1,6 +1,6 @@
 //! Response builders and request-body reading shared by every route.
 
-use std::convert::Infallible;
+use std::io;
 
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
@@ -9,12 +9,14 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Request, Response, StatusCode};
 
-pub(crate) type Body = BoxBody<Bytes, Infallible>;
+/// Bodies can fail so a stream can be cut short on purpose; fixed bodies never do.
+pub(crate) type Body = BoxBody<Bytes, io::Error>;
 
 pub(crate) const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 pub(crate) fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
-    let mut resp = Response::new(Full::new(Bytes::from(value.to_string())).boxed());
+    let body = Full::new(Bytes::from(value.to_string())).map_err(|never| match never {});
+    let mut resp = Response::new(body.boxed());
     *resp.status_mut() = status;
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));

@@ -2,14 +2,16 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
 use hyper::body::Incoming;
+use hyper::header::{HeaderValue, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Deserialize;
 
-use crate::region::{Category, RegionState};
+use crate::counts::Category;
+use crate::region::{Failure, RegionState};
 use crate::reply::{self, Body};
+use crate::timing::{self, sleep_ms, MAX_TOKENS};
 use crate::{chat, control};
 
 const DEFAULT_MAX_TOKENS: u64 = 16;
@@ -48,19 +50,22 @@ async fn route(req: Request<Incoming>, state: &Arc<RegionState>) -> Response<Bod
         Err(reject) => return reject.into_response(),
     };
 
+    // Hung only after the body is read: from then on hyper watches the socket
+    // and drops this request if the client gives up.
+    if category != Category::Health {
+        state.wait_unhung().await;
+    }
+
     sleep_ms(state.settings().latency_ms).await;
-    // Read again after the sleep so a failure switched on mid-request applies.
-    if let Some(status) = state.settings().fail_status {
-        return failure(state, status);
+    // Decided after the sleep so a failure switched on mid-request applies.
+    if let Some(fail) = state.take_failure() {
+        return failure(state, fail);
     }
 
     let is_get = method == Method::GET || method == Method::HEAD;
     let is_post = method == Method::POST;
     match category {
-        Category::Health if is_get => reply::json(
-            StatusCode::OK,
-            &serde_json::json!({ "status": "ok", "region": state.name }),
-        ),
+        Category::Health if is_get => reply::json(StatusCode::OK, &state.health_json()),
         Category::Models if is_get => reply::json(
             StatusCode::OK,
             &serde_json::json!({
@@ -86,21 +91,23 @@ fn category(path: &str) -> Category {
     }
 }
 
-pub(crate) async fn sleep_ms(ms: u64) {
-    if ms > 0 {
-        tokio::time::sleep(Duration::from_millis(ms)).await;
-    }
-}
-
-fn failure(state: &RegionState, status: u16) -> Response<Body> {
+fn failure(state: &RegionState, fail: Failure) -> Response<Body> {
     // Library callers can set any u16; an unrepresentable code still has to
     // look like a server-side failure.
-    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    reply::error(
+    let code = StatusCode::from_u16(fail.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut resp = reply::error(
         code,
         "mock_failure",
-        &format!("region {} configured to fail with {status}", state.name),
-    )
+        &format!(
+            "region {} configured to fail with {}",
+            state.name, fail.status
+        ),
+    );
+    if let Some(seconds) = fail.retry_after_s {
+        resp.headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    resp
 }
 
 /// The canned completion text; truncated by characters so multi-byte
@@ -121,12 +128,14 @@ async fn inference(state: &RegionState, body: &[u8]) -> Response<Body> {
         Ok(req) => req,
         Err(reject) => return reject.into_response(),
     };
-    sleep_ms(state.settings().work_ms).await;
+    let tokens = req.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS).min(MAX_TOKENS);
+    let _slot = state.capacity.acquire().await;
+    timing::generate(state, tokens).await;
     reply::json(
         StatusCode::OK,
         &serde_json::json!({
             "output": reply_text(&state.name, &req.prompt),
-            "tokens_used": req.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
+            "tokens_used": tokens,
             "region": state.name,
         }),
     )

@@ -14,8 +14,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::region::{Counts, RegionSpec, RegionState};
+use crate::capacity::Load;
+use crate::counts::Counts;
+use crate::region::RegionState;
 use crate::routes;
+use crate::spec::RegionSpec;
 
 /// A region serving HTTP/1.1 on its own listener.
 ///
@@ -70,16 +73,33 @@ impl MockRegion {
         self.state.update(|s| s.latency_ms = ms);
     }
 
-    /// `Some(status)` makes every non-control route answer with that status;
-    /// `None` recovers.
+    /// `Some(status)` makes every non-control route answer with that status
+    /// (only the next few, with [`MockRegion::set_fail_count`]); `None` recovers.
     pub fn set_fail_status(&self, status: Option<u16>) {
         self.state.update(|s| s.fail_status = status);
     }
 
+    /// `Some(n)`: only the next `n` non-control requests, probes included,
+    /// fail; after the last one the failure mode switches itself off
+    /// (`fail_status` and `fail_count` both become `None`). `None` fails every
+    /// request while `fail_status` is set.
+    pub fn set_fail_count(&self, count: Option<u64>) {
+        self.state.update(|s| s.fail_count = count);
+    }
+
+    /// `Some(n)` adds `Retry-After: n` to failure responses.
+    pub fn set_retry_after_s(&self, seconds: Option<u64>) {
+        self.state.update(|s| s.retry_after_s = seconds);
+    }
+
+    /// Time to first token: waited after taking a capacity slot, before the
+    /// first streamed chunk or before a non-streamed answer.
     pub fn set_work_ms(&self, ms: u64) {
         self.state.update(|s| s.work_ms = ms);
     }
 
+    /// Time per generated token: between streamed chunks, and times the
+    /// token count for a non-streamed answer.
     pub fn set_token_ms(&self, ms: u64) {
         self.state.update(|s| s.token_ms = ms);
     }
@@ -87,6 +107,37 @@ impl MockRegion {
     /// While set, chat streams pause after their first chunk.
     pub fn set_stream_hold(&self, hold: bool) {
         self.state.set_hold(hold);
+    }
+
+    /// `Some(n)`: chat streams send `n` content chunks, then the connection
+    /// is dropped with no final chunk and no `[DONE]`, leaving the client an
+    /// incomplete chunked body. A reply of `n` tokens or fewer is cut before
+    /// its final chunk. Applies to streams already running.
+    pub fn set_stream_abort_after(&self, chunks: Option<u32>) {
+        self.state.update(|s| s.stream_abort_after = chunks);
+    }
+
+    /// While set, every request except `/control` and `/health` is read and
+    /// counted but not answered; clearing it lets them carry on.
+    pub fn set_hang(&self, hang: bool) {
+        self.state.set_hang(hang);
+    }
+
+    /// How many inference/chat requests may be worked on at once (`None`:
+    /// unlimited). Shrinking never interrupts requests already working;
+    /// newcomers wait until the count drops below the new limit.
+    pub fn set_capacity(&self, capacity: Option<u32>) {
+        self.state.capacity.set_limit(capacity);
+    }
+
+    /// The version `/health` reports.
+    pub fn set_model_version(&self, version: &str) {
+        self.state.set_model_version(version);
+    }
+
+    /// Requests working and waiting right now.
+    pub fn load(&self) -> Load {
+        self.state.capacity.load()
     }
 
     pub fn counts(&self) -> Counts {

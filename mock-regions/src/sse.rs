@@ -5,8 +5,8 @@
 //! the whole reply is ready; that is what lets tests see the first token
 //! arrive through a proxy while the rest is still pending.
 
-use std::convert::Infallible;
 use std::future::Future;
+use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -18,46 +18,79 @@ use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::Response;
 use tokio::sync::mpsc;
 
+use crate::capacity::Slot;
 use crate::chat::Completion;
 use crate::region::RegionState;
 use crate::reply::Body;
-use crate::routes::sleep_ms;
+use crate::timing::sleep_ms;
 
 // Small: the producer should feel back-pressure from a slow reader instead
 // of racing ahead of it.
 const CHANNEL_DEPTH: usize = 8;
 
+enum Event {
+    Data(Bytes),
+    /// Cut the connection as a crashed backend would.
+    Abort,
+}
+
 struct ChannelBody {
-    rx: mpsc::Receiver<Bytes>,
+    rx: mpsc::Receiver<Event>,
+    aborting: bool,
 }
 
 impl hyper::body::Body for ChannelBody {
     type Data = Bytes;
-    type Error = Infallible;
+    type Error = io::Error;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.rx
-            .poll_recv(cx)
-            .map(|next| next.map(|data| Ok(Frame::data(data))))
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        if self.aborting {
+            // A body error makes hyper drop the connection without the
+            // terminating chunk, so the client sees a truncated body.
+            return Poll::Ready(Some(Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "mock stream aborted",
+            ))));
+        }
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(Some(Event::Data(data))) => Poll::Ready(Some(Ok(Frame::data(data)))),
+            Poll::Ready(Some(Event::Abort)) => {
+                // Pending once first: hyper flushes what it has buffered when
+                // the body is not ready, but not when the body fails, and the
+                // chunks already sent must reach the client before the cut.
+                self.aborting = true;
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 
-/// Starts streaming `words` and returns the response that carries them.
+/// Starts streaming `words` and returns the response that carries them. The
+/// capacity slot is held until the stream ends or the client leaves.
 pub(crate) fn respond(
     state: Arc<RegionState>,
     completion: Completion,
     words: Vec<String>,
+    slot: Slot,
 ) -> Response<Body> {
     let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
     tokio::spawn(async move {
         // Err only means the client went away, which needs no handling.
         let _ = produce(&state, &completion, &words, &tx).await;
+        drop(slot);
     });
 
-    let mut resp = Response::new(ChannelBody { rx }.boxed());
+    let body = ChannelBody {
+        rx,
+        aborting: false,
+    };
+    let mut resp = Response::new(body.boxed());
     let headers = resp.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
@@ -71,17 +104,23 @@ async fn produce(
     state: &RegionState,
     completion: &Completion,
     words: &[String],
-    tx: &mpsc::Sender<Bytes>,
+    tx: &mpsc::Sender<Event>,
 ) -> Result<(), Gone> {
     let mut hold = state.hold_watch();
+    // Time to first token.
     pause(tx, sleep_ms(state.settings().work_ms)).await?;
-    for (i, word) in words.iter().enumerate() {
-        if i > 0 {
+    for (sent, word) in words.iter().enumerate() {
+        if sent > 0 {
             pause(tx, sleep_ms(state.settings().token_ms)).await?;
+        }
+        // Checked where the next chunk would go out, so the cut lands when
+        // the next token was due.
+        if aborts_after(state, sent) {
+            return send(tx, Event::Abort).await;
         }
         let delta = serde_json::json!({ "content": format!("{word} ") });
         send(tx, chunk(completion, delta, None)).await?;
-        if i == 0 {
+        if sent == 0 {
             pause(tx, async {
                 // The sender lives in the region state we hold, so this only
                 // returns once the hold is released.
@@ -91,11 +130,24 @@ async fn produce(
         }
     }
     pause(tx, sleep_ms(state.settings().token_ms)).await?;
+    // A reply no longer than the abort point is still cut before its end, so
+    // an abort setting always yields an unfinished stream.
+    if aborts_after(state, words.len()) {
+        return send(tx, Event::Abort).await;
+    }
     send(tx, chunk(completion, serde_json::json!({}), Some("stop"))).await?;
-    send(tx, "data: [DONE]\n\n".to_string()).await
+    send(tx, Event::Data(Bytes::from_static(b"data: [DONE]\n\n"))).await
 }
 
-fn chunk(completion: &Completion, delta: serde_json::Value, finish: Option<&str>) -> String {
+/// Read on every chunk so switching it on reaches streams already running.
+fn aborts_after(state: &RegionState, sent: usize) -> bool {
+    state
+        .settings()
+        .stream_abort_after
+        .is_some_and(|n| sent as u64 >= u64::from(n))
+}
+
+fn chunk(completion: &Completion, delta: serde_json::Value, finish: Option<&str>) -> Event {
     let event = serde_json::json!({
         "id": completion.id,
         "object": "chat.completion.chunk",
@@ -103,16 +155,16 @@ fn chunk(completion: &Completion, delta: serde_json::Value, finish: Option<&str>
         "model": completion.model,
         "choices": [{ "index": 0, "delta": delta, "finish_reason": finish }],
     });
-    format!("data: {event}\n\n")
+    Event::Data(Bytes::from(format!("data: {event}\n\n")))
 }
 
-async fn send(tx: &mpsc::Sender<Bytes>, event: String) -> Result<(), Gone> {
-    tx.send(Bytes::from(event)).await.map_err(|_| Gone)
+async fn send(tx: &mpsc::Sender<Event>, event: Event) -> Result<(), Gone> {
+    tx.send(event).await.map_err(|_| Gone)
 }
 
 /// Waits for `f`, giving up early if the client disconnects meanwhile so an
 /// abandoned (or held) stream does not linger.
-async fn pause(tx: &mpsc::Sender<Bytes>, f: impl Future<Output = ()>) -> Result<(), Gone> {
+async fn pause(tx: &mpsc::Sender<Event>, f: impl Future<Output = ()>) -> Result<(), Gone> {
     tokio::select! {
         () = f => Ok(()),
         () = tx.closed() => Err(Gone),

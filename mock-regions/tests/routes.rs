@@ -9,6 +9,7 @@ use tokio::net::TcpStream;
 fn spec_defaults_and_default_regions() {
     let spec = RegionSpec::new("x", 42);
     assert_eq!((spec.latency_ms, spec.work_ms, spec.token_ms), (42, 0, 20));
+    assert_eq!((spec.capacity, spec.model_version.as_str()), (None, "v1"));
 
     let regions: Vec<_> = default_regions()
         .into_iter()
@@ -43,7 +44,15 @@ async fn health_reports_region_and_is_counted_as_probe() {
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(
         body,
-        serde_json::json!({ "status": "ok", "region": "ap-test-1" })
+        serde_json::json!({
+            "status": "ok",
+            "region": "ap-test-1",
+            "in_flight": 0,
+            "queue_depth": 0,
+            "max_concurrency": null,
+            "gpu_utilization": null,
+            "model_version": "v1",
+        })
     );
 
     let counts = r.counts();

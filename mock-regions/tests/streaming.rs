@@ -2,22 +2,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{client, region};
-use mock_regions::MockRegion;
-
-async fn start_stream(r: &MockRegion) -> reqwest::Response {
-    let body = serde_json::json!({
-        "model": "m",
-        "stream": true,
-        "messages": [{ "role": "user", "content": "stream me please" }],
-    });
-    client()
-        .post(format!("{}/v1/chat/completions", r.url()))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-}
+use common::{post, region, start_stream, until};
 
 /// The `delta.content` values of every complete event in `raw`.
 fn deltas(raw: &str) -> Vec<String> {
@@ -93,4 +78,49 @@ async fn stream_respects_failure_mode() {
     assert_eq!(resp.status(), 429);
     let json: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(json["error"]["type"], "mock_failure");
+}
+
+#[tokio::test]
+async fn stream_abort_cuts_the_connection_mid_stream() {
+    let r = region("sse-4").await;
+    let (_, json) = post(&r, "/control", r#"{"stream_abort_after":2}"#).await;
+    assert_eq!(json["stream_abort_after"], 2);
+
+    let mut resp = start_stream(&r).await;
+    assert_eq!(resp.status(), 200);
+    let mut raw = String::new();
+    let ended = loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => raw.push_str(std::str::from_utf8(&chunk).unwrap()),
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(e),
+        }
+    };
+    assert!(
+        ended.is_err(),
+        "an aborted stream must not end cleanly: {raw}"
+    );
+    assert!(!raw.contains("[DONE]"), "{raw}");
+    assert_eq!(
+        deltas(&raw),
+        vec!["Mock ".to_string(), "response ".to_string()]
+    );
+    until("aborted stream released its slot", || {
+        r.load().in_flight == 0
+    })
+    .await;
+
+    // Switching it off restores whole streams.
+    r.set_stream_abort_after(None);
+    let raw = start_stream(&r).await.text().await.unwrap();
+    assert!(raw.ends_with("data: [DONE]\n\n"), "{raw}");
+}
+
+#[tokio::test]
+async fn stream_abort_at_zero_sends_no_chunk() {
+    let r = region("sse-5").await;
+    r.set_stream_abort_after(Some(0));
+    let resp = start_stream(&r).await;
+    assert_eq!(resp.status(), 200);
+    assert!(resp.text().await.is_err());
 }

@@ -148,6 +148,7 @@ impl Metrics {
 
     /// Prometheus text format; gauges are read from live state at scrape time.
     pub fn render(&self, rt: &Runtime) -> String {
+        let fleet = crate::selection::fleet_work_ms(&rt.regions);
         for r in rt.regions.iter() {
             let name = [r.name()];
             self.healthy
@@ -159,9 +160,9 @@ impl Metrics {
             self.circuit_open
                 .with_label_values(&name)
                 .set(i64::from(r.circuit.state() != CircuitState::Closed));
-            if let Some(ms) = r.latency.estimate_ms() {
-                self.latency.with_label_values(&name).set(ms);
-            }
+            self.latency
+                .with_label_values(&name)
+                .set(crate::selection::latency_ms(r, fleet));
         }
         let mut out = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {

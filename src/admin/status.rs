@@ -4,6 +4,8 @@ use crate::app::Runtime;
 use serde_json::{json, Value};
 
 pub fn regions(rt: &Runtime) -> Value {
+    let now = std::time::Instant::now();
+    let fleet = crate::selection::fleet_work_ms(&rt.regions);
     let regions: Vec<Value> = rt
         .regions
         .iter()
@@ -13,11 +15,19 @@ pub fn regions(rt: &Runtime) -> Value {
                 .iter()
                 .enumerate()
                 .map(|(i, e)| {
+                    let report = e.report();
                     json!({
                         "url": e.endpoint.url,
                         "address": e.endpoint.addr.to_string(),
                         "healthy": rt.endpoint_healthy(r, i),
                         "last_probe_ms": e.last_probe_ms(),
+                        "reported": {
+                            "in_flight": report.in_flight,
+                            "queue_depth": report.queue_depth,
+                            "max_concurrency": report.max_concurrency,
+                            "gpu_utilization": report.gpu_utilization,
+                            "model_version": report.model_version,
+                        },
                     })
                 })
                 .collect();
@@ -35,7 +45,16 @@ pub fn regions(rt: &Runtime) -> Value {
                 "tags": r.config.tags,
                 "healthy": rt.region_healthy(r),
                 "circuit": r.circuit.state(),
-                "latency_ewma_ms": r.latency.estimate_ms(),
+                "latency_ewma_ms": crate::selection::latency_ms(r, fleet),
+                "probe_rtt_ewma_ms": r.rtt.estimate_ms(),
+                "work_ewma_ms": r.work.estimate_ms(),
+                "ttft_ewma_ms": r.ttft.estimate_ms(),
+                "model_version": r.model_version(),
+                "busy": r.busy(),
+                "capacity": r.capacity(),
+                "max_in_flight": r.config.max_in_flight,
+                "saturated": r.saturated(rt.config.capacity.gpu_saturation),
+                "cooldown_remaining_ms": r.cooling(now).map(|d| d.as_millis() as u64),
                 "last_probe_ms": last_probe_ms,
                 "consecutive_failures": r.circuit.consecutive_failures(),
                 "total_failures": r.total_failures(),
@@ -46,6 +65,8 @@ pub fn regions(rt: &Runtime) -> Value {
         .collect();
     json!({
         "healthy_regions": rt.healthy_count(),
+        "retries_in_flight": rt.budget.retries_in_flight(),
+        "model_pin": rt.config.model.pin_version,
         "regions": regions,
     })
 }

@@ -103,7 +103,7 @@ impl HealthCheck for RegionProbe {
                 let rtt = now - start;
                 ep.record_probe(rtt);
                 ep.set_report(LoadReport::parse(&body));
-                region.latency.observe(rtt, now);
+                region.rtt.observe(rtt, now);
                 Ok(())
             }
             Ok(Err(e)) => {
@@ -112,12 +112,12 @@ impl HealthCheck for RegionProbe {
                     ErrorType::ConnectTimedout | ErrorType::ReadTimedout
                 ) {
                     // A probe that timed out says latency is at least the timeout.
-                    region.latency.observe(self.timeout, now);
+                    region.rtt.observe(self.timeout, now);
                 }
                 Err(e)
             }
             Err(_) => {
-                region.latency.observe(self.timeout, now);
+                region.rtt.observe(self.timeout, now);
                 Error::e_explain(
                     ErrorType::ReadTimedout,
                     format!("probe timed out after {:?}", self.timeout),

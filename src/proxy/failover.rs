@@ -180,6 +180,5 @@ pub fn body_received(ctx: &mut RequestCtx, body: &Option<bytes::Bytes>, end_of_s
     let now = Instant::now();
     let ttfb = now.saturating_duration_since(attempt.started);
     let region = attempt.slot.region();
-    region.latency.observe(ttfb, now);
-    region.ttft.observe(ttfb, now);
+    region.observe_first_byte(ttfb, now);
 }

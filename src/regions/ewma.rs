@@ -38,6 +38,15 @@ impl PeakEwma {
         *state = Some(Sample { est_ms, stamp: now });
     }
 
+    /// The estimate as it ages: without new samples it drifts to `target` over `tau`, so
+    /// a region that was slow once and then got no traffic is tried again eventually.
+    pub fn estimate_toward_ms(&self, target: f64, now: Instant) -> Option<f64> {
+        let s = (*self.state.lock().unwrap_or_else(|p| p.into_inner()))?;
+        let age = now.saturating_duration_since(s.stamp).as_secs_f64();
+        let w = (-age / self.tau.as_secs_f64()).exp();
+        Some(s.est_ms * w + target * (1.0 - w))
+    }
+
     /// The current estimate in milliseconds; `None` before the first sample.
     pub fn estimate_ms(&self) -> Option<f64> {
         self.state
@@ -68,5 +77,17 @@ mod tests {
         }
         let est = e.estimate_ms().unwrap();
         assert!(est < 60.0, "estimate {est} should have decayed toward 50");
+    }
+
+    #[test]
+    fn ages_toward_a_target_without_samples() {
+        let e = PeakEwma::new(Duration::from_secs(1));
+        let t0 = Instant::now();
+        e.observe(Duration::from_millis(1000), t0);
+        assert_eq!(e.estimate_toward_ms(100.0, t0), Some(1000.0));
+        let later = e
+            .estimate_toward_ms(100.0, t0 + Duration::from_secs(5))
+            .unwrap();
+        assert!((100.0..110.0).contains(&later), "{later}");
     }
 }

@@ -27,9 +27,13 @@ pub struct Region {
     pub config: RegionConfig,
     /// `cost_per_1k` as sent in `x-meridian-cost-per-1k`, formatted once.
     pub cost_header: String,
-    /// Probe round-trips and real time-to-first-byte: what the score uses.
-    pub latency: PeakEwma,
-    /// Real requests' time to the first response body byte (TTFT for streams).
+    /// Probe round-trips: the network and the region's front door.
+    pub rtt: PeakEwma,
+    /// Real requests' time to first byte beyond the round-trip: the region's own work
+    /// (queueing, prefill). Kept apart so an idle region, seen only by probes, is not
+    /// mistaken for a fast one.
+    pub work: PeakEwma,
+    /// Real requests' time to the first response body byte (TTFT for streams), as seen.
     pub ttft: PeakEwma,
     pub circuit: Circuit,
     /// Set by a 429/503 with Retry-After: no requests until then.
@@ -78,7 +82,8 @@ impl Region {
         Self {
             id,
             cost_header: format!("{}", config.cost_per_1k),
-            latency: PeakEwma::new(settings.selection.latency_decay),
+            rtt: PeakEwma::new(settings.selection.latency_decay),
+            work: PeakEwma::new(settings.selection.latency_decay),
             ttft: PeakEwma::new(settings.selection.latency_decay),
             cooling_until: Mutex::new(None),
             circuit: Circuit::new(
@@ -196,6 +201,14 @@ impl Region {
         until
             .and_then(|u| u.checked_duration_since(now))
             .filter(|d| !d.is_zero())
+    }
+
+    /// A real request's time to first byte: feeds `ttft` and, beyond the current
+    /// round-trip estimate, `work`.
+    pub fn observe_first_byte(&self, ttfb: Duration, now: Instant) {
+        self.ttft.observe(ttfb, now);
+        let rtt = Duration::from_secs_f64(self.rtt.estimate_ms().unwrap_or(0.0) / 1000.0);
+        self.work.observe(ttfb.saturating_sub(rtt), now);
     }
 
     /// Marks one request in flight until the returned guard is dropped.

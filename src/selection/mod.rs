@@ -9,7 +9,7 @@ mod score;
 
 pub use eligibility::{skip_reason, Filter, Skip};
 pub use intent::Intent;
-pub use score::{expected_latency_ms, score, Weights};
+pub use score::{expected_latency_ms, fleet_work_ms, latency_ms, score, Weights};
 
 use crate::regions::{EndpointRef, RegionTable};
 use pingora_load_balancing::selection::{BackendIter, BackendSelection};
@@ -67,11 +67,12 @@ impl RegionSelector {
     fn ranked(&self, intent: Intent) -> Vec<usize> {
         let region = |g: &Group| self.regions.get(g.region);
         let mut order: Vec<usize> = (0..self.groups.len()).collect();
+        let fleet = fleet_work_ms(&self.regions);
         let score_of = |i: usize| {
             self.groups
                 .get(i)
                 .and_then(region)
-                .map_or(f64::INFINITY, |r| score(r, &self.weights))
+                .map_or(f64::INFINITY, |r| score(r, &self.weights, fleet))
         };
         match intent.max_latency_ms {
             None => {
@@ -82,7 +83,7 @@ impl RegionSelector {
                 let target = f64::from(target);
                 let key = |i: usize| {
                     let r = self.groups.get(i).and_then(region);
-                    let expected = r.map_or(f64::INFINITY, |r| expected_latency_ms(r));
+                    let expected = r.map_or(f64::INFINITY, |r| expected_latency_ms(r, fleet));
                     let price = r.map_or((u32::MAX, f64::INFINITY), |r| {
                         (r.config.priority, r.config.cost_per_1k)
                     });
@@ -192,7 +193,7 @@ mod tests {
         let regions = build_table(&config);
         let now = Instant::now();
         for (r, ms) in regions.iter().zip([100, 60, 50, 80, 70]) {
-            r.latency.observe(Duration::from_millis(ms), now);
+            r.rtt.observe(Duration::from_millis(ms), now);
         }
         let backends = regions
             .iter()
@@ -245,7 +246,7 @@ mod tests {
     fn slow_region_drops_down_the_order() {
         let (regions, selector) = default_selector();
         regions[2]
-            .latency
+            .rtt
             .observe(Duration::from_secs(2), Instant::now());
         let o = order(&regions, &selector);
         assert_eq!(o[0], "me-south-1");

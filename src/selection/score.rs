@@ -2,17 +2,23 @@
 //! tunables read as "how many ms of latency is one cost tier / one unit of price worth":
 //!
 //! ```text
-//! score = latency_ewma_ms * (1 + busy)
-//!       + tier_weight_ms * priority
-//!       + cost_weight_ms * cost_per_1k
+//! latency_ms = probe_rtt_ewma_ms + work_ewma_ms
+//! score      = latency_ms * (1 + busy)
+//!            + tier_weight_ms * priority
+//!            + cost_weight_ms * cost_per_1k
 //! ```
 //!
-//! `busy` is the larger of Meridian's own in-flight requests to the region and what the
-//! region reports (in flight + queued). It multiplies the latency term (Peak-EWMA's
-//! load-aware cost), so under concurrency the choice spreads instead of flooding the
-//! cheapest region.
+//! `work_ewma_ms` is what real requests took beyond the round-trip (queueing, prefill); a
+//! region without real samples is assumed to work like the fleet's average, and a region's
+//! estimate drifts to that average over `latency_decay` while it gets no traffic, so an
+//! idle region is neither mistaken for a fast one nor written off for good. `busy` is the larger of Meridian's own in-flight
+//! requests to the region and what the region reports (in flight + queued). It multiplies
+//! the latency term (Peak-EWMA's load-aware cost), so under concurrency the choice spreads
+//! instead of flooding the cheapest region.
 
 use crate::regions::Region;
+use std::sync::Arc;
+use std::time::Instant;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Weights {
@@ -20,10 +26,33 @@ pub struct Weights {
     pub cost_weight_ms: f64,
 }
 
-/// What a new request can expect: the latency estimate, stretched by the queue when the
-/// region is at or over capacity.
-pub fn expected_latency_ms(region: &Region) -> f64 {
-    let latency = region.latency.estimate_ms().unwrap_or(0.0);
+/// The mean work estimate over regions that have one (0 when none has).
+pub fn fleet_work_ms(regions: &[Arc<Region>]) -> f64 {
+    let (sum, n) = regions
+        .iter()
+        .filter_map(|r| r.work.estimate_ms())
+        .fold((0.0, 0u32), |(s, n), w| (s + w, n + 1));
+    if n == 0 {
+        0.0
+    } else {
+        sum / f64::from(n)
+    }
+}
+
+/// Expected time to first byte for a new request, before queueing. A region's work
+/// estimate ages toward the fleet's when it gets no traffic.
+pub fn latency_ms(region: &Region, fleet_work_ms: f64) -> f64 {
+    let work = region
+        .work
+        .estimate_toward_ms(fleet_work_ms, Instant::now())
+        .unwrap_or(fleet_work_ms);
+    region.rtt.estimate_ms().unwrap_or(0.0) + work
+}
+
+/// What a new request can expect: the latency, stretched by the queue when the region is
+/// at or over capacity.
+pub fn expected_latency_ms(region: &Region, fleet_work_ms: f64) -> f64 {
+    let latency = latency_ms(region, fleet_work_ms);
     match region.capacity() {
         Some(cap) if cap > 0 && region.busy() >= cap => {
             latency * (1.0 + (region.busy() + 1 - cap) as f64 / cap as f64)
@@ -32,10 +61,9 @@ pub fn expected_latency_ms(region: &Region) -> f64 {
     }
 }
 
-pub fn score(region: &Region, w: &Weights) -> f64 {
-    let latency = region.latency.estimate_ms().unwrap_or(0.0);
+pub fn score(region: &Region, w: &Weights, fleet_work_ms: f64) -> f64 {
     let load = region.busy() as f64;
-    latency * (1.0 + load)
+    latency_ms(region, fleet_work_ms) * (1.0 + load)
         + w.tier_weight_ms * f64::from(region.config.priority)
         + w.cost_weight_ms * region.config.cost_per_1k
 }

@@ -11,19 +11,25 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A mock region on an ephemeral port; no per-token delay so tests stay quick.
 pub async fn region(name: &str, latency_ms: u64) -> MockRegion {
-    MockRegion::start(
-        RegionSpec::new(name, latency_ms),
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .expect("mock region starts")
+    let spec = RegionSpec {
+        token_ms: 0,
+        ..RegionSpec::new(name, latency_ms)
+    };
+    MockRegion::start(spec, "127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("mock region starts")
 }
 
 /// The five default regions with their default latencies, on ephemeral ports.
 pub async fn default_regions() -> Vec<MockRegion> {
     let mut out = Vec::new();
     for (spec, _port) in mock_regions::default_regions() {
+        let spec = RegionSpec {
+            token_ms: 0,
+            ..spec
+        };
         out.push(
             MockRegion::start(spec, "127.0.0.1:0".parse().unwrap())
                 .await
@@ -101,6 +107,11 @@ impl TestConfig {
 
     pub fn mock(self, m: &MockRegion, cost: f64, priority: u32) -> Self {
         self.region(m.name(), &[m.url()], cost, priority, "")
+    }
+
+    /// A mock region with more YAML for its mapping, one `key: value` per line.
+    pub fn mock_with(self, m: &MockRegion, cost: f64, priority: u32, extra: &[&str]) -> Self {
+        self.region(m.name(), &[m.url()], cost, priority, &extra.join("\n    "))
     }
 
     pub fn mock_tagged(self, m: &MockRegion, cost: f64, priority: u32, tags: &str) -> Self {

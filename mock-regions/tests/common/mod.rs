@@ -39,3 +39,30 @@ pub async fn post(region: &MockRegion, path: &str, body: &str) -> (u16, Value) {
     let status = resp.status().as_u16();
     (status, resp.json().await.unwrap())
 }
+
+/// Polls until `f` holds, failing the test after a generous deadline; used
+/// instead of fixed sleeps so tests wait only as long as they must.
+pub async fn until(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..300 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// Starts a streaming chat request and returns once its head has arrived.
+pub async fn start_stream(region: &MockRegion) -> reqwest::Response {
+    let body = serde_json::json!({
+        "model": "m",
+        "stream": true,
+        "messages": [{ "role": "user", "content": "stream me please" }],
+    });
+    client()
+        .post(format!("{}/v1/chat/completions", region.url()))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}

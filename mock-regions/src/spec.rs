@@ -1,0 +1,46 @@
+//! What a region is started with: [`RegionSpec`] and the default set.
+
+/// Static description of a region to start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegionSpec {
+    pub name: String,
+    /// Network latency, paid by every route except `/control` before anything else.
+    pub latency_ms: u64,
+    /// Time to first token: paid after a request gets a capacity slot, before
+    /// the first streamed chunk or before a non-streamed answer.
+    pub work_ms: u64,
+    /// Time per generated token: the gap between streamed chunks, and for a
+    /// non-streamed answer `token_ms` times the tokens it generates.
+    pub token_ms: u64,
+    /// How many inference/chat requests may be worked on at once; `None` is
+    /// unlimited. `Some(0)` is allowed and queues everything until raised.
+    pub capacity: Option<u32>,
+    /// Reported by `/health`, as a real deployment would report its build.
+    pub model_version: String,
+}
+
+impl RegionSpec {
+    /// A region with unlimited capacity, no time to first token, 20 ms per
+    /// token and model version "v1".
+    pub fn new(name: &str, latency_ms: u64) -> Self {
+        RegionSpec {
+            name: name.to_string(),
+            latency_ms,
+            work_ms: 0,
+            token_ms: 20,
+            capacity: None,
+            model_version: "v1".to_string(),
+        }
+    }
+}
+
+/// The five regions `mock-regions` starts when run without arguments.
+pub fn default_regions() -> Vec<(RegionSpec, u16)> {
+    vec![
+        (RegionSpec::new("us-east-1", 100), 8001),
+        (RegionSpec::new("me-south-1", 60), 8002),
+        (RegionSpec::new("ap-south-1", 50), 8003),
+        (RegionSpec::new("brazilsouth", 80), 8004),
+        (RegionSpec::new("eu-west-1", 70), 8005),
+    ]
+}
