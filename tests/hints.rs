@@ -6,11 +6,11 @@ use common::*;
 
 /// ap-south-1: cheap but slow; me-south-1: pricier tier, fast.
 async fn setup() -> (mock_regions::MockRegion, mock_regions::MockRegion, Meridian) {
-    let ap = region("ap-south-1", 200).await;
+    let ap = region("ap-south-1", 300).await;
     let me = region("me-south-1", 20).await;
     let cfg = TestConfig::new()
         .mock(&ap, 0.20, 1)
-        .mock(&me, 0.60, 2)
+        .mock(&me, 0.40, 2)
         .section("health_check", "  interval: 200ms\n  timeout: 2s\n")
         .section(
             "selection",
@@ -23,7 +23,7 @@ async fn setup() -> (mock_regions::MockRegion, mock_regions::MockRegion, Meridia
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn latency_target_picks_the_cheapest_region_that_meets_it() {
     let (ap, _me, m) = setup().await;
-    // Default score: 200+100+40 (ap) vs 20+200+120 (me): me wins.
+    // Default score: 300+100+40 (ap) vs 20+200+80 (me): me wins.
     assert_eq!(m.infer(&[]).await.region.as_deref(), Some("me-south-1"));
     // A loose target lets the cheap region serve.
     let r = m.infer(&[("x-meridian-max-latency-ms", "1000")]).await;

@@ -102,7 +102,7 @@ impl HealthCheck for RegionProbe {
             Ok(Ok(body)) => {
                 let rtt = now - start;
                 ep.record_probe(rtt);
-                ep.set_report(LoadReport::parse(&body));
+                ep.set_report(LoadReport::parse(&body), region.in_flight());
                 region.rtt.observe(rtt, now);
                 Ok(())
             }

@@ -50,6 +50,9 @@ pub struct EndpointState {
     /// Round-trip of the last successful probe in microseconds; `u64::MAX` before one.
     last_probe_us: AtomicU64,
     report: Mutex<LoadReport>,
+    /// Meridian's in-flight count to the region when the report was taken: requests that
+    /// finished since then have left the region, whatever the report still says.
+    in_flight_at_report: AtomicU64,
 }
 
 impl EndpointState {
@@ -58,8 +61,18 @@ impl EndpointState {
         self.last_probe_us.store(us, Relaxed);
     }
 
-    pub fn set_report(&self, report: LoadReport) {
+    pub fn set_report(&self, report: LoadReport, our_in_flight: u64) {
         *self.report.lock().unwrap_or_else(|p| p.into_inner()) = report;
+        self.in_flight_at_report.store(our_in_flight, Relaxed);
+    }
+
+    /// The reported busy count, less the requests of ours that finished since.
+    fn busy_now(&self, our_in_flight: u64) -> Option<u64> {
+        let finished = self
+            .in_flight_at_report
+            .load(Relaxed)
+            .saturating_sub(our_in_flight);
+        self.report().busy().map(|b| b.saturating_sub(finished))
     }
 
     pub fn report(&self) -> LoadReport {
@@ -97,6 +110,7 @@ impl Region {
                     endpoint: e.clone(),
                     last_probe_us: AtomicU64::new(u64::MAX),
                     report: Mutex::new(LoadReport::default()),
+                    in_flight_at_report: AtomicU64::new(0),
                 })
                 .collect(),
             config,
@@ -136,12 +150,9 @@ impl Region {
     /// Requests the region is busy with: its own report when it gives one, at least the
     /// requests Meridian itself has in flight there.
     pub fn busy(&self) -> u64 {
-        let reported: u64 = self
-            .endpoints
-            .iter()
-            .filter_map(|e| e.report().busy())
-            .sum();
-        reported.max(self.in_flight())
+        let ours = self.in_flight();
+        let reported: u64 = self.endpoints.iter().filter_map(|e| e.busy_now(ours)).sum();
+        reported.max(ours)
     }
 
     /// How many requests the region can work on at once, when anyone says: the smaller
