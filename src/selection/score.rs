@@ -9,8 +9,8 @@
 //! ```
 //!
 //! `work_ewma_ms` is what real requests took beyond the round-trip (queueing, prefill); a
-//! region without real samples is assumed to work like the fleet's average, and a region's
-//! estimate drifts to that average over `latency_decay` while it gets no traffic, so an
+//! region without real samples is assumed to work like the fleet's median, and a region's
+//! estimate drifts to that median over `latency_decay` while it gets no traffic, so an
 //! idle region is neither mistaken for a fast one nor written off for good. `busy` is the larger of Meridian's own in-flight
 //! requests to the region and what the region reports (in flight + queued). It multiplies
 //! the latency term (Peak-EWMA's load-aware cost), so under concurrency the choice spreads
@@ -26,16 +26,22 @@ pub struct Weights {
     pub cost_weight_ms: f64,
 }
 
-/// The mean work estimate over regions that have one (0 when none has).
+/// The fleet's typical work estimate: the median over regions that have one (0 when
+/// none has). A median, so one very slow region does not make every idle one look slow.
 pub fn fleet_work_ms(regions: &[Arc<Region>]) -> f64 {
-    let (sum, n) = regions
+    let mut works: Vec<f64> = regions
         .iter()
         .filter_map(|r| r.work.estimate_ms())
-        .fold((0.0, 0u32), |(s, n), w| (s + w, n + 1));
-    if n == 0 {
-        0.0
+        .collect();
+    if works.is_empty() {
+        return 0.0;
+    }
+    works.sort_by(f64::total_cmp);
+    let mid = works.len() / 2;
+    if works.len() % 2 == 1 {
+        works[mid]
     } else {
-        sum / f64::from(n)
+        (works[mid - 1] + works[mid]) / 2.0
     }
 }
 
