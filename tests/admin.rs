@@ -44,14 +44,7 @@ async fn status_metrics_and_health() {
     assert_eq!(ap_st["requests_served"], 3);
     assert_eq!(ap_st["in_flight"], 0);
 
-    let metrics = client()
-        .get(m.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = m.metrics().await;
     assert!(
         metrics.contains(r#"meridian_requests_total{region="ap-south-1",status="200"} 3"#),
         "{metrics}"
@@ -107,14 +100,7 @@ async fn status_metrics_and_health() {
         },
     )
     .await;
-    let metrics = client()
-        .get(m.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = m.metrics().await;
     assert!(
         metrics.contains(r#"meridian_region_healthy{region="ap-south-1"} 0"#),
         "{metrics}"

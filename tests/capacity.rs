@@ -98,14 +98,7 @@ async fn everything_saturated_sheds_with_retry_after() {
         assert_eq!(r.error_type(), "overloaded");
         assert!(r.headers.contains_key("retry-after"));
     }
-    let metrics = client()
-        .get(m.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = m.metrics().await;
     assert!(metrics.contains("meridian_shed_total 2"), "{metrics}");
     drop(m);
 

@@ -29,14 +29,7 @@ async fn a_429_cools_the_region_and_the_request_is_served_elsewhere() {
         assert_eq!(m.infer(&[]).await.region.as_deref(), Some("me-south-1"));
     }
     assert_eq!(ap.counts().inference, 1);
-    let metrics = client()
-        .get(m.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = m.metrics().await;
     assert!(
         metrics.contains(r#"meridian_cooldowns_total{region="ap-south-1"} 1"#),
         "{metrics}"
@@ -101,14 +94,7 @@ async fn retry_budget_stops_retries() {
         "{r:?}"
     );
     assert_eq!(me.counts().served(), 0);
-    let metrics = client()
-        .get(m.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = m.metrics().await;
     assert!(
         metrics.contains(r#"meridian_retries_total{reason="budget_exhausted"} 1"#),
         "{metrics}"

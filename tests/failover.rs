@@ -3,7 +3,6 @@
 
 mod common;
 use common::*;
-use std::time::Duration;
 
 /// Probes only at start-up, so a killed region is found by real requests, not probes.
 const BOOT_PROBE_ONLY: &str = "  interval: 1h\n  timeout: 500ms\n";
@@ -83,10 +82,7 @@ async fn no_eligible_region_is_a_503_with_retry_after() {
     let m = Meridian::start(&cfg).await;
     assert_eq!(m.infer(&[]).await.status, 200);
     only.kill().await;
-    eventually(Duration::from_secs(10), "region marked down", || async {
-        m.region_status("ap-south-1").await["healthy"] == false
-    })
-    .await;
+    m.wait_health("ap-south-1", false).await;
     let r = m.infer(&[]).await;
     assert_eq!(r.status, 503, "{r:?}");
     assert_eq!(r.error_type(), "no_eligible_region");

@@ -15,12 +15,7 @@ async fn down_after_failed_probes_and_back_after_recovery() {
     assert_eq!(m.infer(&[]).await.region.as_deref(), Some("ap-south-1"));
 
     ap.set_fail_status(Some(503));
-    eventually(
-        Duration::from_secs(10),
-        "ap-south-1 marked down by probes",
-        || async { m.region_status("ap-south-1").await["healthy"] == false },
-    )
-    .await;
+    m.wait_health("ap-south-1", false).await;
     let before = ap.counts().inference;
     for _ in 0..5 {
         let r = m.infer(&[]).await;
@@ -37,10 +32,7 @@ async fn down_after_failed_probes_and_back_after_recovery() {
     );
 
     ap.set_fail_status(None);
-    eventually(Duration::from_secs(10), "ap-south-1 back up", || async {
-        m.region_status("ap-south-1").await["healthy"] == true
-    })
-    .await;
+    m.wait_health("ap-south-1", true).await;
     eventually(
         Duration::from_secs(10),
         "traffic back on ap-south-1",
@@ -65,12 +57,7 @@ async fn thresholds_are_counted_not_guessed() {
     let m = Meridian::start(&cfg).await;
     ap.set_fail_status(Some(503));
     let probes_at_fail = ap.counts().health;
-    eventually(
-        Duration::from_secs(10),
-        "ap-south-1 marked down",
-        || async { m.region_status("ap-south-1").await["healthy"] == false },
-    )
-    .await;
+    m.wait_health("ap-south-1", false).await;
     // Marked down only after at least three failed probes.
     assert!(
         ap.counts().health - probes_at_fail >= 3,

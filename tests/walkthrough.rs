@@ -81,12 +81,7 @@ async fn default_config_routes_fails_over_and_reports() {
     }
 
     // 3. The status API reports the dead region down, with its failures counted.
-    eventually(
-        Duration::from_secs(10),
-        "ap-south-1 reported unhealthy",
-        || async { m.region_status("ap-south-1").await["healthy"] == false },
-    )
-    .await;
+    m.wait_health("ap-south-1", false).await;
     let ap = m.region_status("ap-south-1").await;
     assert!(ap["total_failures"].as_u64().unwrap() >= 1, "{ap}");
     let me = m.region_status("me-south-1").await;

@@ -277,6 +277,27 @@ impl Meridian {
             .unwrap_or_else(|| panic!("no region {name} in status"))
     }
 
+    /// The Prometheus text of the admin listener.
+    pub async fn metrics(&self) -> String {
+        client()
+            .get(self.admin_url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// Waits until the status API reports `region`'s health as `healthy`.
+    pub async fn wait_health(&self, region: &str, healthy: bool) {
+        let what = format!("{region} reported healthy={healthy}");
+        eventually(Duration::from_secs(10), &what, || async {
+            self.region_status(region).await["healthy"] == healthy
+        })
+        .await;
+    }
+
     /// POSTs a small inference request; returns (status, serving region, attempts, body).
     pub async fn infer(&self, headers: &[(&str, &str)]) -> Reply {
         let mut req = client()
