@@ -3,7 +3,6 @@
 
 mod common;
 use common::*;
-use std::time::Duration;
 
 const EU_RULES: &str = "  header: x-geo-country\n  default: allow-all\n  rules:\n    - name: eu-data-residency\n      match: [DE, FR, NL]\n      allow: [tag:eu]\n    - name: embargo\n      match: [KP]\n      deny: true\n";
 
