@@ -148,7 +148,7 @@ impl Metrics {
 
     /// Prometheus text format; gauges are read from live state at scrape time.
     pub fn render(&self, rt: &Runtime) -> String {
-        let fleet = crate::selection::fleet_work_ms(&rt.regions);
+        let scorer = crate::selection::Scorer::new(&rt.regions, rt.weights());
         for r in rt.regions.iter() {
             let name = [r.name()];
             self.healthy
@@ -162,7 +162,7 @@ impl Metrics {
                 .set(i64::from(r.circuit.state() != CircuitState::Closed));
             self.latency
                 .with_label_values(&name)
-                .set(crate::selection::latency_ms(r, fleet));
+                .set(scorer.latency_ms(r));
         }
         let mut out = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {

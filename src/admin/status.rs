@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 pub fn regions(rt: &Runtime) -> Value {
     let now = std::time::Instant::now();
-    let fleet = crate::selection::fleet_work_ms(&rt.regions);
+    let scorer = crate::selection::Scorer::new(&rt.regions, rt.weights());
     let regions: Vec<Value> = rt
         .regions
         .iter()
@@ -45,7 +45,8 @@ pub fn regions(rt: &Runtime) -> Value {
                 "tags": r.config.tags,
                 "healthy": rt.region_healthy(r),
                 "circuit": r.circuit.state(),
-                "latency_ewma_ms": crate::selection::latency_ms(r, fleet),
+                "latency_ewma_ms": scorer.latency_ms(r),
+                "score": scorer.score(r),
                 "probe_rtt_ewma_ms": r.rtt.estimate_ms(),
                 "work_ewma_ms": r.work.estimate_ms(),
                 "ttft_ewma_ms": r.ttft.estimate_ms(),

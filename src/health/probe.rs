@@ -95,6 +95,7 @@ impl HealthCheck for RegionProbe {
         peer.options.read_timeout = Some(self.timeout);
         peer.options.write_timeout = Some(self.timeout);
         let start = Instant::now();
+        let in_flight_at_start = region.in_flight();
         let outcome =
             tokio::time::timeout(self.timeout, self.probe(&peer, &ep.endpoint.authority)).await;
         let now = Instant::now();
@@ -102,7 +103,10 @@ impl HealthCheck for RegionProbe {
             Ok(Ok(body)) => {
                 let rtt = now - start;
                 ep.record_probe(rtt);
-                ep.set_report(LoadReport::parse(&body), region.in_flight());
+                // The region counted its load at some moment during the probe: take the larger
+                // of our counts at either end as what it had seen of ours.
+                let ours = in_flight_at_start.max(region.in_flight());
+                ep.set_report(LoadReport::parse(&body), ours);
                 region.rtt.observe(rtt, now);
                 Ok(())
             }
@@ -131,6 +135,14 @@ impl HealthCheck for RegionProbe {
             (true, _) => 1,
             (false, true) => self.success_threshold,
             (false, false) => self.failure_threshold,
+        }
+    }
+
+    async fn health_status_change(&self, target: &Backend, healthy: bool) {
+        if let Some((region, endpoint)) = self.region_of(target) {
+            if let Some(ep) = region.endpoints.get(endpoint) {
+                ep.set_healthy(healthy);
+            }
         }
     }
 

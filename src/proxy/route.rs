@@ -7,9 +7,7 @@ use super::ctx::{Attempt, RequestCtx};
 use super::errors::{exhausted, Failure};
 use crate::app::Runtime;
 use crate::regions::{EndpointRef, Region, RegionMask};
-use crate::selection::{
-    expected_latency_ms, fleet_work_ms, score, skip_reason, Filter, Intent, Skip,
-};
+use crate::selection::{skip_reason, Filter, Intent, Scorer, Skip};
 use pingora::upstreams::peer::HttpPeer;
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -204,14 +202,13 @@ fn describe(
             }
             false
         });
-    let weights = rt.weights();
-    let fleet = fleet_work_ms(&rt.regions);
+    let scorer = Scorer::new(&rt.regions, rt.weights());
     let parts: Vec<String> = order
         .into_inner()
         .into_iter()
         .filter_map(|id| rt.regions.get(id))
         .map(|r| {
-            let s = score(r, &weights, fleet);
+            let s = scorer.score(r);
             if Some(r.id) == chosen {
                 format!("{}={s:.0}*", r.name())
             } else if let Some(why) = reason(rt, r, f, now) {
@@ -225,7 +222,7 @@ fn describe(
     if let Some(target) = intent.max_latency_ms {
         let met = chosen
             .and_then(|id| rt.regions.get(id))
-            .is_some_and(|r| expected_latency_ms(r, fleet) <= f64::from(target));
+            .is_some_and(|r| scorer.expected_latency_ms(r) <= f64::from(target));
         out.push_str(&format!(
             "; target={target}ms {}",
             if met {

@@ -50,6 +50,9 @@ pub struct EndpointState {
     /// Round-trip of the last successful probe in microseconds; `u64::MAX` before one.
     last_probe_us: AtomicU64,
     report: Mutex<LoadReport>,
+    /// The probes' verdict, mirrored from the health-check machinery for the score's
+    /// tier-health term (routing itself asks the pool).
+    healthy: std::sync::atomic::AtomicBool,
     /// Meridian's in-flight count to the region when the report was taken: requests that
     /// finished since then have left the region, whatever the report still says.
     in_flight_at_report: AtomicU64,
@@ -82,6 +85,10 @@ impl EndpointState {
             .clone()
     }
 
+    pub fn set_healthy(&self, healthy: bool) {
+        self.healthy.store(healthy, Relaxed);
+    }
+
     pub fn last_probe_ms(&self) -> Option<f64> {
         match self.last_probe_us.load(Relaxed) {
             u64::MAX => None,
@@ -111,6 +118,7 @@ impl Region {
                     last_probe_us: AtomicU64::new(u64::MAX),
                     report: Mutex::new(LoadReport::default()),
                     in_flight_at_report: AtomicU64::new(0),
+                    healthy: std::sync::atomic::AtomicBool::new(true),
                 })
                 .collect(),
             config,
@@ -153,6 +161,11 @@ impl Region {
         let ours = self.in_flight();
         let reported: u64 = self.endpoints.iter().filter_map(|e| e.busy_now(ours)).sum();
         reported.max(ours)
+    }
+
+    /// At least one endpoint passes its probes (as last reported by the health checks).
+    pub fn probes_healthy(&self) -> bool {
+        self.endpoints.iter().any(|e| e.healthy.load(Relaxed))
     }
 
     /// How many requests the region can work on at once, when anyone says: the smaller

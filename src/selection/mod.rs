@@ -9,7 +9,7 @@ mod score;
 
 pub use eligibility::{skip_reason, Filter, Skip};
 pub use intent::Intent;
-pub use score::{expected_latency_ms, fleet_work_ms, latency_ms, score, Weights};
+pub use score::{Scorer, Weights};
 
 use crate::regions::{EndpointRef, RegionTable};
 use pingora_load_balancing::selection::{BackendIter, BackendSelection};
@@ -67,12 +67,12 @@ impl RegionSelector {
     fn ranked(&self, intent: Intent) -> Vec<usize> {
         let region = |g: &Group| self.regions.get(g.region);
         let mut order: Vec<usize> = (0..self.groups.len()).collect();
-        let fleet = fleet_work_ms(&self.regions);
+        let scorer = Scorer::new(&self.regions, self.weights);
         let score_of = |i: usize| {
             self.groups
                 .get(i)
                 .and_then(region)
-                .map_or(f64::INFINITY, |r| score(r, &self.weights, fleet))
+                .map_or(f64::INFINITY, |r| scorer.score(r))
         };
         match intent.max_latency_ms {
             None => {
@@ -83,7 +83,7 @@ impl RegionSelector {
                 let target = f64::from(target);
                 let key = |i: usize| {
                     let r = self.groups.get(i).and_then(region);
-                    let expected = r.map_or(f64::INFINITY, |r| expected_latency_ms(r, fleet));
+                    let expected = r.map_or(f64::INFINITY, |r| scorer.expected_latency_ms(r));
                     let price = r.map_or((u32::MAX, f64::INFINITY), |r| {
                         (r.config.priority, r.config.cost_per_1k)
                     });
@@ -251,6 +251,25 @@ mod tests {
         let o = order(&regions, &selector);
         assert_eq!(o[0], "me-south-1");
         assert_eq!(o[4], "ap-south-1");
+    }
+
+    #[test]
+    fn a_mostly_unhealthy_tier_spills_to_the_next() {
+        let (regions, selector) = default_selector();
+        let w = selector.weights;
+        let before = Scorer::new(&regions, w).score(&regions[1]);
+        // Tier 1 is me-south-1 and ap-south-1: with ap-south-1 down, half of it is healthy,
+        // below 1/1.4, so me-south-1 looks 1 - 1.4/2 = 0.3 tier dearer.
+        regions[2].endpoints[0].set_healthy(false);
+        let after = Scorer::new(&regions, w).score(&regions[1]);
+        assert!(
+            (after - before - 0.3 * w.tier_weight_ms).abs() < 1e-6,
+            "{before} -> {after}"
+        );
+        // A fully healthy tier (tier 2) is untouched.
+        let t2 = |rs: &RegionTable| Scorer::new(rs, w).score(&rs[3]);
+        regions[2].endpoints[0].set_healthy(true);
+        assert_eq!(t2(&regions).round(), (80.0 + 200.0 + 76.0_f64).round());
     }
 
     #[test]

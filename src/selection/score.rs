@@ -4,21 +4,28 @@
 //! ```text
 //! latency_ms = probe_rtt_ewma_ms + work_ewma_ms
 //! score      = latency_ms * (1 + busy)
-//!            + tier_weight_ms * priority
+//!            + tier_weight_ms * (priority + tier_deficit)
 //!            + cost_weight_ms * cost_per_1k
 //! ```
 //!
 //! `work_ewma_ms` is what real requests took beyond the round-trip (queueing, prefill); a
 //! region without real samples is assumed to work like the fleet's median, and a region's
 //! estimate drifts to that median over `latency_decay` while it gets no traffic, so an
-//! idle region is neither mistaken for a fast one nor written off for good. `busy` is the larger of Meridian's own in-flight
-//! requests to the region and what the region reports (in flight + queued). It multiplies
-//! the latency term (Peak-EWMA's load-aware cost), so under concurrency the choice spreads
-//! instead of flooding the cheapest region.
+//! idle region is neither mistaken for a fast one nor written off for good. `busy` is the
+//! larger of Meridian's own in-flight requests to the region and what the region reports
+//! (in flight + queued). It multiplies the latency term (Peak-EWMA's load-aware cost), so
+//! under concurrency the choice spreads instead of flooding the cheapest region.
+//!
+//! `tier_deficit` is Envoy's priority spill-over with overprovisioning factor 1.4: a tier
+//! with fewer than 1/1.4 (71 %) of its regions healthy looks up to one tier dearer, so the
+//! next tier takes a share of its traffic before its last regions are overwhelmed.
 
 use crate::regions::Region;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
+
+const OVERPROVISIONING: f64 = 1.4;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Weights {
@@ -26,9 +33,77 @@ pub struct Weights {
     pub cost_weight_ms: f64,
 }
 
+/// Everything a score needs from the fleet as a whole, computed once per ranking.
+#[derive(Debug, Clone)]
+pub struct Scorer {
+    weights: Weights,
+    fleet_work_ms: f64,
+    tier_deficit: HashMap<u32, f64>,
+    now: Instant,
+}
+
+impl Scorer {
+    pub fn new(regions: &[Arc<Region>], weights: Weights) -> Self {
+        let mut tiers: HashMap<u32, (u32, u32)> = HashMap::new();
+        for r in regions {
+            let t = tiers.entry(r.config.priority).or_default();
+            t.0 += u32::from(r.probes_healthy());
+            t.1 += 1;
+        }
+        let tier_deficit = tiers
+            .into_iter()
+            .map(|(p, (healthy, total))| {
+                let health = OVERPROVISIONING * f64::from(healthy) / f64::from(total.max(1));
+                (p, (1.0 - health).max(0.0))
+            })
+            .collect();
+        Self {
+            weights,
+            fleet_work_ms: fleet_work_ms(regions),
+            tier_deficit,
+            now: Instant::now(),
+        }
+    }
+
+    /// Expected time to first byte for a new request, before queueing. A region's work
+    /// estimate ages toward the fleet's when it gets no traffic.
+    pub fn latency_ms(&self, region: &Region) -> f64 {
+        let work = region
+            .work
+            .estimate_toward_ms(self.fleet_work_ms, self.now)
+            .unwrap_or(self.fleet_work_ms);
+        region.rtt.estimate_ms().unwrap_or(0.0) + work
+    }
+
+    /// What a new request can expect: the latency, stretched by the queue when the region
+    /// is at or over capacity.
+    pub fn expected_latency_ms(&self, region: &Region) -> f64 {
+        let latency = self.latency_ms(region);
+        let busy = region.busy();
+        match region.capacity() {
+            Some(cap) if cap > 0 && busy >= cap => {
+                latency * (1.0 + (busy + 1 - cap) as f64 / cap as f64)
+            }
+            _ => latency,
+        }
+    }
+
+    pub fn score(&self, region: &Region) -> f64 {
+        let load = region.busy() as f64;
+        let deficit = self
+            .tier_deficit
+            .get(&region.config.priority)
+            .copied()
+            .unwrap_or(0.0);
+        self.latency_ms(region) * (1.0 + load)
+            + self.weights.tier_weight_ms * (f64::from(region.config.priority) + deficit)
+            + self.weights.cost_weight_ms * region.config.cost_per_1k
+    }
+}
+
 /// The fleet's typical work estimate: the median over regions that have one (0 when
 /// none has). A median, so one very slow region does not make every idle one look slow.
-pub fn fleet_work_ms(regions: &[Arc<Region>]) -> f64 {
+fn fleet_work_ms(regions: &[Arc<Region>]) -> f64 {
     let mut works: Vec<f64> = regions
         .iter()
         .filter_map(|r| r.work.estimate_ms())
@@ -43,33 +118,4 @@ pub fn fleet_work_ms(regions: &[Arc<Region>]) -> f64 {
     } else {
         (works[mid - 1] + works[mid]) / 2.0
     }
-}
-
-/// Expected time to first byte for a new request, before queueing. A region's work
-/// estimate ages toward the fleet's when it gets no traffic.
-pub fn latency_ms(region: &Region, fleet_work_ms: f64) -> f64 {
-    let work = region
-        .work
-        .estimate_toward_ms(fleet_work_ms, Instant::now())
-        .unwrap_or(fleet_work_ms);
-    region.rtt.estimate_ms().unwrap_or(0.0) + work
-}
-
-/// What a new request can expect: the latency, stretched by the queue when the region is
-/// at or over capacity.
-pub fn expected_latency_ms(region: &Region, fleet_work_ms: f64) -> f64 {
-    let latency = latency_ms(region, fleet_work_ms);
-    match region.capacity() {
-        Some(cap) if cap > 0 && region.busy() >= cap => {
-            latency * (1.0 + (region.busy() + 1 - cap) as f64 / cap as f64)
-        }
-        _ => latency,
-    }
-}
-
-pub fn score(region: &Region, w: &Weights, fleet_work_ms: f64) -> f64 {
-    let load = region.busy() as f64;
-    latency_ms(region, fleet_work_ms) * (1.0 + load)
-        + w.tier_weight_ms * f64::from(region.config.priority)
-        + w.cost_weight_ms * region.config.cost_per_1k
 }
