@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! latency_ms = probe_rtt_ewma_ms + work_ewma_ms
-//! score      = latency_ms * (1 + busy)
+//! load       = (busy / capacity)^2   when the capacity is known, else busy
+//! score      = latency_ms * (1 + load)
 //!            + tier_weight_ms * (priority + tier_deficit)
 //!            + cost_weight_ms * cost_per_1k
 //! ```
@@ -13,8 +14,11 @@
 //! estimate drifts to that median over `latency_decay` while it gets no traffic, so an
 //! idle region is neither mistaken for a fast one nor written off for good. `busy` is the
 //! larger of Meridian's own in-flight requests to the region and what the region reports
-//! (in flight + queued). It multiplies the latency term (Peak-EWMA's load-aware cost), so
-//! under concurrency the choice spreads instead of flooding the cheapest region.
+//! (in flight + queued). The load stretches the latency term, so under concurrency the
+//! choice spreads instead of flooding the cheapest region: with a known capacity (the
+//! config's `max_in_flight` or the region's reported `max_concurrency`) by utilization
+//! squared, which keeps a cheap region busy until it is nearly full; without one by the
+//! in-flight count, Peak-EWMA's load-aware cost.
 //!
 //! `tier_deficit` is Envoy's priority spill-over with overprovisioning factor 1.4: a tier
 //! with fewer than 1/1.4 (71 %) of its regions healthy looks up to one tier dearer, so the
@@ -88,8 +92,23 @@ impl Scorer {
         }
     }
 
+    /// How much load stretches the latency term. With a known capacity it is the
+    /// utilization squared: negligible while there is room, the whole latency again at
+    /// full, so a cheap region keeps its traffic until it is really filling up. Without
+    /// one it is Peak-EWMA's in-flight count.
+    pub fn load_factor(region: &Region) -> f64 {
+        let busy = region.busy() as f64;
+        match region.capacity() {
+            Some(cap) if cap > 0 => {
+                let u = busy / cap as f64;
+                u * u
+            }
+            _ => busy,
+        }
+    }
+
     pub fn score(&self, region: &Region) -> f64 {
-        let load = region.busy() as f64;
+        let load = Self::load_factor(region);
         let deficit = self
             .tier_deficit
             .get(&region.config.priority)
