@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! latency_ms = probe_rtt_ewma_ms + work_ewma_ms
-//! load       = (busy / capacity)^2   when the capacity is known, else busy
+//! load       = (busy / capacity)^4   when the capacity is known, else busy
 //! score      = latency_ms * (1 + load)
 //!            + tier_weight_ms * (priority + tier_deficit)
 //!            + cost_weight_ms * cost_per_1k
@@ -16,8 +16,8 @@
 //! larger of Meridian's own in-flight requests to the region and what the region reports
 //! (in flight + queued). The load stretches the latency term, so under concurrency the
 //! choice spreads instead of flooding the cheapest region: with a known capacity (the
-//! config's `max_in_flight` or the region's reported `max_concurrency`) by utilization
-//! squared, which keeps a cheap region busy until it is nearly full; without one by the
+//! config's `max_in_flight` or the region's reported `max_concurrency`) by utilization to
+//! the fourth, which keeps a cheap region busy until it is nearly full; without one by the
 //! in-flight count, Peak-EWMA's load-aware cost.
 //!
 //! `tier_deficit` is Envoy's priority spill-over with overprovisioning factor 1.4: a tier
@@ -93,7 +93,8 @@ impl Scorer {
     }
 
     /// How much load stretches the latency term. With a known capacity it is the
-    /// utilization squared: negligible while there is room, the whole latency again at
+    /// utilization to the fourth: negligible while there is room (a region that slows
+    /// under load shows it in its measured work time anyway), the whole latency again at
     /// full, so a cheap region keeps its traffic until it is really filling up. Without
     /// one it is Peak-EWMA's in-flight count.
     pub fn load_factor(region: &Region) -> f64 {
@@ -101,7 +102,7 @@ impl Scorer {
         match region.capacity() {
             Some(cap) if cap > 0 => {
                 let u = busy / cap as f64;
-                u * u
+                u.powi(4)
             }
             _ => busy,
         }

@@ -1,0 +1,145 @@
+//! The routing policies under test: Meridian, and four client-side baselines that talk to
+//! the regions directly. Every baseline gets the residency pre-filter and one retry after a
+//! connection error, so the comparison is about choosing regions.
+
+mod attempt;
+mod cheapest_healthy;
+mod latency_only;
+mod meridian;
+mod probe_all;
+mod round_robin;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use reqwest::Client;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::record::Record;
+use crate::scenario::schedule::Planned;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+pub enum Policy {
+    Meridian,
+    RoundRobin,
+    NaiveProbeAll,
+    LatencyOnly,
+    CheapestHealthyFirst,
+}
+
+impl Policy {
+    /// The order the policies run in and are reported in.
+    pub const ALL: [Policy; 5] = [
+        Policy::Meridian,
+        Policy::RoundRobin,
+        Policy::NaiveProbeAll,
+        Policy::LatencyOnly,
+        Policy::CheapestHealthyFirst,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Policy::Meridian => "meridian",
+            Policy::RoundRobin => "round-robin",
+            Policy::NaiveProbeAll => "naive-probe-all",
+            Policy::LatencyOnly => "latency-only",
+            Policy::CheapestHealthyFirst => "cheapest-healthy-first",
+        }
+    }
+}
+
+/// What every request of a run shares.
+pub struct Ctx {
+    pub http: Client,
+    /// Region base URLs, indexed like the region table.
+    pub urls: Vec<String>,
+    pub max_tokens: u32,
+}
+
+pub enum Router {
+    Meridian(meridian::Route),
+    RoundRobin(round_robin::RoundRobin),
+    NaiveProbeAll(probe_all::ProbeAll),
+    LatencyOnly(latency_only::LatencyOnly),
+    CheapestHealthyFirst(cheapest_healthy::CheapestHealthy),
+}
+
+impl Router {
+    /// Routes one request; `t0` is its scheduled send time, `lag` how late it left.
+    pub async fn route(&self, ctx: &Ctx, req: &Planned, t0: Instant, lag: Duration) -> Record {
+        match self {
+            Router::Meridian(r) => r.route(ctx, req, t0, lag).await,
+            Router::RoundRobin(r) => r.route(ctx, req, t0, lag).await,
+            Router::NaiveProbeAll(r) => r.route(ctx, req, t0, lag).await,
+            Router::LatencyOnly(r) => r.route(ctx, req, t0, lag).await,
+            Router::CheapestHealthyFirst(r) => r.route(ctx, req, t0, lag).await,
+        }
+    }
+}
+
+/// A router ready for traffic, with whatever it runs in the background.
+pub struct Running {
+    pub router: Arc<Router>,
+    background: Background,
+}
+
+enum Background {
+    Nothing,
+    Process(Box<meridian::Process>),
+    Task(JoinHandle<()>),
+}
+
+pub async fn start(policy: Policy, ctx: &Ctx, meridian_bin: &Path) -> Result<Running, String> {
+    let (router, background) = match policy {
+        Policy::Meridian => {
+            let process = meridian::Process::spawn(meridian_bin, &ctx.urls, &ctx.http).await?;
+            (
+                Router::Meridian(meridian::Route::new(&process)),
+                Background::Process(Box::new(process)),
+            )
+        }
+        Policy::RoundRobin => (
+            Router::RoundRobin(round_robin::RoundRobin::new()),
+            Background::Nothing,
+        ),
+        Policy::NaiveProbeAll => (
+            Router::NaiveProbeAll(probe_all::ProbeAll),
+            Background::Nothing,
+        ),
+        Policy::LatencyOnly => (
+            Router::LatencyOnly(latency_only::LatencyOnly::new()),
+            Background::Nothing,
+        ),
+        Policy::CheapestHealthyFirst => {
+            let (router, prober) = cheapest_healthy::CheapestHealthy::start(ctx).await;
+            (
+                Router::CheapestHealthyFirst(router),
+                Background::Task(prober),
+            )
+        }
+    };
+    Ok(Running {
+        router: Arc::new(router),
+        background,
+    })
+}
+
+impl Running {
+    pub async fn stop(self) {
+        match self.background {
+            Background::Nothing => {}
+            Background::Process(p) => p.stop().await,
+            Background::Task(t) => {
+                t.abort();
+                let _ = t.await;
+            }
+        }
+    }
+}
+
+/// Router state is plain numbers; a panic elsewhere must not wedge the whole run.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

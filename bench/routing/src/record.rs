@@ -1,0 +1,110 @@
+//! What the harness keeps of one request: enough to compute every figure in the report.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::exchange::{Exchange, Failure};
+use crate::scenario::regions::{REGIONS, RESIDENCY_REGION};
+use crate::scenario::schedule::{Kind, Planned};
+use crate::scenario::Phase;
+
+#[derive(Clone, Debug)]
+pub struct Record {
+    /// Scheduled send time, from the start of the run.
+    pub at: Duration,
+    pub phase: Phase,
+    pub residency: bool,
+    /// Where the request ended up: the last region tried, or the one the proxy named.
+    pub region: Option<usize>,
+    pub failure: Option<Failure>,
+    /// From the scheduled send time, so routing work (probes, retries) and any lag of the
+    /// load generator count against the policy.
+    pub total: Duration,
+    /// First body byte for streams; the whole answer for plain calls, whose first byte
+    /// only comes with the full answer anyway.
+    pub ttft: Duration,
+    /// How late the request left compared with its schedule.
+    pub lag: Duration,
+    /// Responses per region, as the harness saw them (for checking against mock counters).
+    pub answered_by: Vec<usize>,
+    /// The region's own `x-mock-region` disagreed with the attribution.
+    pub mismatch: bool,
+    /// Regions the proxy tried, when it said (`x-meridian-attempts`).
+    pub proxy_attempts: Option<u32>,
+}
+
+impl Record {
+    /// A residency request that went to any other region, whatever its outcome.
+    pub fn geo_violation(&self) -> bool {
+        self.residency
+            && self
+                .region
+                .is_some_and(|r| REGIONS[r].name != RESIDENCY_REGION)
+    }
+
+    /// Sent before `instant` and not finished by then: caught by whatever happened there.
+    pub fn in_flight_at(&self, instant: Duration) -> bool {
+        self.at < instant && self.at + self.total >= instant
+    }
+
+    pub fn cost_per_1k(&self) -> Option<f64> {
+        self.region.map(|r| REGIONS[r].cost_per_1k)
+    }
+
+    /// A request that never produced an exchange (timed out as a whole, or the router had
+    /// nowhere to send it).
+    pub fn failed(req: &Planned, t0: Instant, lag: Duration, failure: Failure) -> Record {
+        let total = t0.elapsed();
+        Record {
+            at: req.at,
+            phase: req.phase,
+            residency: req.residency,
+            region: None,
+            failure: Some(failure),
+            total,
+            ttft: total,
+            lag,
+            answered_by: Vec::new(),
+            mismatch: false,
+            proxy_attempts: None,
+        }
+    }
+
+    /// The outcome of a request whose last exchange is `last`, attributed to `region`.
+    pub fn from_exchange(
+        req: &Planned,
+        t0: Instant,
+        lag: Duration,
+        region: Option<usize>,
+        last: &Exchange,
+        answered_by: Vec<usize>,
+    ) -> Record {
+        let total = last.finished.saturating_duration_since(t0);
+        let ttft = match (req.kind, last.first_byte) {
+            (Kind::Stream, Some(first)) => first.saturating_duration_since(t0),
+            _ => total,
+        };
+        let mock = last.mock_region.as_deref();
+        let mismatch = match (region, mock) {
+            (Some(r), Some(m)) => REGIONS[r].name != m,
+            // Every mock answer names its region; a success without it came from elsewhere.
+            (Some(_), None) => last.ok(),
+            // Counted apart, as unattributed, when it succeeded.
+            (None, _) => false,
+        };
+        Record {
+            at: req.at,
+            phase: req.phase,
+            residency: req.residency,
+            region,
+            failure: last.failure,
+            total,
+            ttft,
+            lag,
+            answered_by,
+            mismatch,
+            proxy_attempts: last.meridian_attempts,
+        }
+    }
+}

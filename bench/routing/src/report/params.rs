@@ -1,0 +1,166 @@
+//! The report's header and scenario description, from the values the run really used.
+
+use std::fmt::Write;
+use std::path::Path;
+
+use super::format::{header, row};
+use super::machine::Meta;
+use crate::scenario::regions::{KILLED, REGIONS, RESIDENCY_COUNTRY, RESIDENCY_REGION, TOKEN_MS};
+use crate::scenario::schedule::{Kind, Planned};
+use crate::scenario::Scenario;
+
+pub fn render(out: &mut String, meta: &Meta, s: &Scenario, plan: &[Planned], meridian: &Path) {
+    let _ = writeln!(out, "# Routing benchmark results\n");
+    let _ = writeln!(out, "- command: `{}`", meta.command_line);
+    let _ = writeln!(out, "- date: {}", meta.date);
+    let _ = writeln!(
+        out,
+        "- machine: {} CPUs ({}), {} {}",
+        meta.nproc,
+        meta.cpu_model,
+        std::env::consts::OS,
+        std::env::consts::ARCH
+    );
+    let _ = writeln!(
+        out,
+        "- meridian binary: `{}`{}\n",
+        meridian.display(),
+        meta.source
+            .as_deref()
+            .map_or_else(String::new, |s| format!(" (source: {s})"))
+    );
+
+    let _ = writeln!(out, "## Scenario\n");
+    let streams = plan.iter().filter(|r| r.kind == Kind::Stream).count();
+    let residency = plan.iter().filter(|r| r.residency).count();
+    let _ = writeln!(
+        out,
+        "Every policy gets fresh mock regions on ephemeral loopback ports and the same \
+         open-loop schedule (seed {}): {} requests, {} streaming chats ({:.0}% planned), \
+         {} with `x-geo-country: {RESIDENCY_COUNTRY}` ({:.0}% planned), which only \
+         {RESIDENCY_REGION} may serve.\n",
+        s.seed,
+        plan.len(),
+        streams,
+        s.stream_share * 100.0,
+        residency,
+        s.residency_share * 100.0,
+    );
+    let _ = writeln!(
+        out,
+        "{}",
+        header(
+            &["phase", "from s", "length s", "rate req/s", "requests"],
+            1
+        )
+    );
+    for p in &s.phases {
+        let n = plan.iter().filter(|r| r.phase == p.phase).count();
+        let _ = writeln!(
+            out,
+            "{}",
+            row(&[
+                p.phase.name().into(),
+                format!("{:.1}", p.start.as_secs_f64()),
+                format!("{:.1}", p.len.as_secs_f64()),
+                format!("{:.0}", p.rate),
+                n.to_string(),
+            ])
+        );
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "{}",
+        header(
+            &[
+                "region",
+                "cost/1k",
+                "priority",
+                "latency ms",
+                "work ms",
+                "token ms",
+                "capacity",
+                "tags"
+            ],
+            1
+        )
+    );
+    for r in &REGIONS {
+        let _ = writeln!(
+            out,
+            "{}",
+            row(&[
+                r.name.into(),
+                format!("{:.2}", r.cost_per_1k),
+                r.priority.to_string(),
+                r.latency_ms.to_string(),
+                r.work_ms.to_string(),
+                TOKEN_MS.to_string(),
+                r.capacity.to_string(),
+                r.tags.join(","),
+            ])
+        );
+    }
+    let _ = writeln!(out);
+
+    // What the regions can absorb, so a reader can tell how hard each phase pushes.
+    let slot_ms = REGIONS[0].work_ms + u64::from(s.max_tokens) * TOKEN_MS;
+    let per_s = |slots: u32| f64::from(slots) * 1000.0 / slot_ms as f64;
+    let cheap_slots: u32 = REGIONS
+        .iter()
+        .filter(|r| r.priority == 1)
+        .map(|r| r.capacity)
+        .sum();
+    let all_slots: u32 = REGIONS.iter().map(|r| r.capacity).sum();
+    let killed_slots = REGIONS
+        .iter()
+        .find(|r| r.name == KILLED)
+        .map_or(0, |r| r.capacity);
+    let _ = writeln!(
+        out,
+        "- An inference request holds a capacity slot for work + max_tokens x token = \
+         {slot_ms} ms (streams slightly less), so the priority-1 tier ({cheap_slots} slots) \
+         sustains about {:.0} req/s, {KILLED} alone ({killed_slots} slots) about {:.0} req/s, \
+         and all regions about {:.0} req/s. Region latency is paid before a slot is taken.",
+        per_s(cheap_slots),
+        per_s(killed_slots),
+        per_s(all_slots),
+    );
+    let _ = writeln!(
+        out,
+        "- Outage: {KILLED} is killed (listener closed, open connections dropped) at \
+         t = {:.1} s, the start of the outage phase.",
+        s.outage_start().as_secs_f64()
+    );
+    let _ = writeln!(
+        out,
+        "- Plain calls: POST /v1/inference, max_tokens {}. Streams: POST \
+         /v1/chat/completions with `\"stream\": true`; a success needs `data: [DONE]`.",
+        s.max_tokens
+    );
+    let _ = writeln!(
+        out,
+        "- Latency and TTFT run from each request's scheduled send time, so routing work \
+         (probes, retries) counts. TTFT is the first body chunk of a stream and the total \
+         for a plain call. Percentiles are nearest-rank over successful requests; \
+         failures are counted as errors. Whole-request timeout {} s.",
+        s.request_timeout.as_secs()
+    );
+    let _ = writeln!(
+        out,
+        "- meridian: generated config with health_check interval 500ms / timeout 1s, geo \
+         rule eu-data-residency (match [{RESIDENCY_COUNTRY}], allow [tag:eu]), every other \
+         setting at its default; `RUST_LOG=warn`.\n\
+         - round-robin: rotation over allowed regions, nginx passive health \
+         (max_fails=1, fail_timeout=10s).\n\
+         - naive-probe-all: per request, GET /health on every allowed region (1 s timeout), \
+         pick min(priority + 10 x probe seconds).\n\
+         - latency-only: lowest mean of the last 10 total latencies, unsampled regions \
+         first, 5 s cooldown after a failure.\n\
+         - cheapest-healthy-first: probes every 1 s, cheapest healthy (priority, then \
+         cost).\n\
+         - Every baseline routes `{RESIDENCY_COUNTRY}` requests only to {RESIDENCY_REGION} \
+         and retries once, on the next candidate, after a connection error.\n"
+    );
+}

@@ -1,0 +1,55 @@
+//! Every policy's figures, overall and per phase, computed once for all report sections.
+
+use std::collections::BTreeMap;
+
+use crate::bench::PolicyResult;
+use crate::policy::Policy;
+use crate::scenario::{Phase, Scenario};
+use crate::stats::{summarize, Summary};
+
+pub struct PolicySummary {
+    pub policy: Policy,
+    pub all: Summary,
+    /// Indexed like `Phase::ALL`.
+    pub phases: Vec<Summary>,
+    pub mock_served: Vec<Option<u64>>,
+    /// Failures, by kind, of requests sent before the kill and still running at it: they
+    /// belong to the phase they were sent in, but the outage is what ended them.
+    pub cut_by_kill: BTreeMap<String, usize>,
+}
+
+impl PolicySummary {
+    pub fn phase(&self, phase: Phase) -> &Summary {
+        &self.phases[phase as usize]
+    }
+}
+
+pub fn build(results: &[PolicyResult], scenario: &Scenario) -> Vec<PolicySummary> {
+    let target = scenario.ttft_target;
+    let kill = scenario.outage_start();
+    results
+        .iter()
+        .map(|r| PolicySummary {
+            policy: r.policy,
+            all: summarize(&r.records, target),
+            phases: Phase::ALL
+                .iter()
+                .map(|&p| summarize(r.records.iter().filter(|x| x.phase == p), target))
+                .collect(),
+            mock_served: r.mock_served.clone(),
+            cut_by_kill: r
+                .records
+                .iter()
+                .filter(|x| x.in_flight_at(kill))
+                .filter_map(|x| x.failure)
+                .fold(BTreeMap::new(), |mut m, f| {
+                    *m.entry(f.label()).or_default() += 1;
+                    m
+                }),
+        })
+        .collect()
+}
+
+pub fn find(summaries: &[PolicySummary], policy: Policy) -> Option<&PolicySummary> {
+    summaries.iter().find(|s| s.policy == policy)
+}
