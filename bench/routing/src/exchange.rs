@@ -23,6 +23,25 @@ const TAIL: usize = 512;
 /// Mirrors Meridian's upstream connect timeout, so a dead region costs every policy alike.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// Meridian's error types, as static names a `Copy` failure can carry.
+const ERROR_TYPES: [&str; 8] = [
+    "overloaded",
+    "no_eligible_region",
+    "attempts_exhausted",
+    "upstream_timeout",
+    "upstream_error",
+    "upstream_stream_error",
+    "geo_denied",
+    "invalid_header",
+];
+
+/// The `error.type` of a Meridian JSON error body, when it is one of its known types.
+fn error_type(body: &[u8]) -> Option<&'static str> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let t = v.get("error")?.get("type")?.as_str()?;
+    ERROR_TYPES.iter().find(|k| **k == t).copied()
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Failure {
     /// Nothing was sent: refused or connect timeout. The only failure a POST may be
@@ -30,8 +49,9 @@ pub enum Failure {
     Connect,
     /// The connection broke after the request went out, or the body could not be read.
     Transport,
-    /// A non-2xx status.
-    Status(u16),
+    /// A non-2xx status, with the `error.type` of a JSON error body when it names one
+    /// Meridian uses (so a shed request is told from a failed one).
+    Status(u16, Option<&'static str>),
     /// A stream that ended without `data: [DONE]`; `error_event` when its last bytes
     /// carried an SSE error event rather than just stopping.
     Incomplete { error_event: bool },
@@ -46,7 +66,7 @@ impl Failure {
     /// request; having no region says nothing about any one region).
     pub fn blames_region(self) -> bool {
         match self {
-            Failure::Status(code) => code >= 500,
+            Failure::Status(code, _) => code >= 500,
             Failure::NoRegion => false,
             _ => true,
         }
@@ -56,7 +76,8 @@ impl Failure {
         match self {
             Failure::Connect => "connect".into(),
             Failure::Transport => "transport".into(),
-            Failure::Status(code) => format!("http {code}"),
+            Failure::Status(code, None) => format!("http {code}"),
+            Failure::Status(code, Some(kind)) => format!("http {code} {kind}"),
             Failure::Incomplete { error_event: true } => {
                 "stream without [DONE], ended by an error event".into()
             }
@@ -187,7 +208,7 @@ pub async fn send(http: &Client, base: &str, req: &Planned, max_tokens: u32) -> 
     }
     ex.finished = Instant::now();
     ex.failure = if !(200..300).contains(&status) {
-        Some(Failure::Status(status))
+        Some(Failure::Status(status, error_type(&tail)))
     } else if let Some(f) = broken {
         Some(f)
     } else if req.kind == Kind::Stream && !ends_with_done(&tail) {
@@ -234,8 +255,13 @@ mod tests {
     #[test]
     fn only_server_side_failures_blame_the_region() {
         assert!(Failure::Connect.blames_region());
-        assert!(Failure::Status(503).blames_region());
-        assert!(!Failure::Status(429).blames_region());
+        assert!(Failure::Status(503, None).blames_region());
+        assert!(!Failure::Status(429, None).blames_region());
+        assert_eq!(
+            error_type(br#"{"error":{"type":"overloaded","message":"m"}}"#),
+            Some("overloaded")
+        );
+        assert_eq!(error_type(b"nope"), None);
         assert!(!Failure::NoRegion.blames_region());
     }
 }
