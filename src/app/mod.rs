@@ -45,15 +45,17 @@ impl Runtime {
     }
 
     /// A region is healthy while at least one of its endpoints passes its probes.
+    /// The probes' verdict as the health checks last reported it (the same flips the pool
+    /// routes on).
     pub fn region_healthy(&self, region: &Region) -> bool {
-        (0..region.endpoints.len()).any(|i| self.endpoint_healthy(region, i))
+        region.probes_healthy()
     }
 
     pub fn endpoint_healthy(&self, region: &Region, endpoint: usize) -> bool {
-        region.endpoints.get(endpoint).is_some_and(|e| {
-            let backend = crate::regions::backend_of(region.id, endpoint, e.endpoint.addr);
-            self.pool.backends().ready(&backend)
-        })
+        region
+            .endpoints
+            .get(endpoint)
+            .is_some_and(|e| e.is_healthy())
     }
 
     pub fn weights(&self) -> Weights {

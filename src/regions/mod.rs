@@ -50,8 +50,8 @@ pub struct EndpointState {
     /// Round-trip of the last successful probe in microseconds; `u64::MAX` before one.
     last_probe_us: AtomicU64,
     report: Mutex<LoadReport>,
-    /// The probes' verdict, mirrored from the health-check machinery for the score's
-    /// tier-health term (routing itself asks the pool).
+    /// The probes' verdict, mirrored from the health-check machinery's flips: the pool
+    /// routes on its own copy, everything else (score, status, explanations) reads this.
     healthy: std::sync::atomic::AtomicBool,
     /// Meridian's in-flight count to the region when the report was taken: requests that
     /// finished since then have left the region, whatever the report still says.
@@ -87,6 +87,10 @@ impl EndpointState {
 
     pub fn set_healthy(&self, healthy: bool) {
         self.healthy.store(healthy, Relaxed);
+    }
+
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Relaxed)
     }
 
     pub fn last_probe_ms(&self) -> Option<f64> {
@@ -165,7 +169,7 @@ impl Region {
 
     /// At least one endpoint passes its probes (as last reported by the health checks).
     pub fn probes_healthy(&self) -> bool {
-        self.endpoints.iter().any(|e| e.healthy.load(Relaxed))
+        self.endpoints.iter().any(EndpointState::is_healthy)
     }
 
     /// How many requests the region can work on at once, when anyone says: the smaller
