@@ -107,6 +107,7 @@ impl HealthCheck for RegionProbe {
                 // of our counts at either end as what it had seen of ours.
                 let ours = in_flight_at_start.max(region.in_flight());
                 ep.set_report(LoadReport::parse(&body), ours);
+                region.refresh_load();
                 region.rtt.observe(rtt, now);
                 Ok(())
             }

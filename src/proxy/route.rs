@@ -37,16 +37,38 @@ pub fn next_peer(rt: &Runtime, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>, Fa
     let now = Instant::now();
     let mut f = filter(rt, ctx);
     let intent = ctx.hints.intent;
-    let mut chosen = select(rt, intent, &f, now);
-    if chosen.is_none() && !rt.config.capacity.shed_when_saturated {
-        // Every eligible region is full and shedding is off: queue on the best of them.
-        f.allow_saturated = true;
-        chosen = select(rt, intent, &f, now);
+    let tried = f.tried;
+    let mut chosen = None;
+    // A region can fill up between being picked and taking the request (another request
+    // took its last slot): pass over it and pick again, at most once per region.
+    for _ in 0..=rt.regions.len() {
+        let mut pick = select(rt, intent, &f, now);
+        if pick.is_none() && !rt.config.capacity.shed_when_saturated && !f.allow_saturated {
+            // Every eligible region is full and shedding is off: queue on the best of them.
+            f.allow_saturated = true;
+            pick = select(rt, intent, &f, now);
+        }
+        let Some((region, endpoint)) = pick else {
+            break;
+        };
+        let slot = if f.allow_saturated {
+            Some(region.start_request())
+        } else {
+            region.try_start_request()
+        };
+        match slot {
+            Some(slot) => {
+                chosen = Some((region, endpoint, slot));
+                break;
+            }
+            None => f.tried = f.tried.with(region.id),
+        }
     }
+    f.tried = tried;
     let decision = ctx
         .hints
         .debug
-        .then(|| describe(rt, &f, intent, chosen.as_ref().map(|(r, _)| r.id), now));
+        .then(|| describe(rt, &f, intent, chosen.as_ref().map(|(r, _, _)| r.id), now));
     let outcome = match chosen {
         Some(c) => Ok(c),
         None if ctx.tried.is_empty() => Err(no_eligible(rt, ctx, &f, now)),
@@ -55,7 +77,7 @@ pub fn next_peer(rt: &Runtime, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>, Fa
     if decision.is_some() {
         ctx.decision = decision;
     }
-    let (region, endpoint) = outcome?;
+    let (region, endpoint, slot) = outcome?;
     let Some(ep) = region.endpoints.get(endpoint) else {
         return Err(Failure::new(
             500,
@@ -75,7 +97,7 @@ pub fn next_peer(rt: &Runtime, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>, Fa
     ctx.attempts += 1;
     ctx.tried = ctx.tried.with(region.id);
     ctx.current = Some(Attempt {
-        slot: region.start_request(),
+        slot,
         endpoint,
         started: now,
         headers_received: false,

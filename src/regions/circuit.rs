@@ -3,6 +3,7 @@
 //! (one trial request at a time) -> closed on a success, open again on a failure.
 
 use serde::Serialize;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -18,6 +19,8 @@ pub enum CircuitState {
 pub struct Circuit {
     threshold: u32,
     cooldown: Duration,
+    /// Mirrors `state == Closed`, so the common case is answered without the lock.
+    closed: AtomicBool,
     inner: Mutex<Inner>,
 }
 
@@ -34,6 +37,7 @@ impl Circuit {
         Self {
             threshold,
             cooldown,
+            closed: AtomicBool::new(true),
             inner: Mutex::new(Inner {
                 state: CircuitState::Closed,
                 consecutive_failures: 0,
@@ -49,6 +53,9 @@ impl Circuit {
     /// Whether a request may go to this region now. Past the cooldown an open circuit lets
     /// one trial through; a trial that never reports back is replaced after another cooldown.
     pub fn try_acquire(&self, now: Instant) -> bool {
+        if self.closed.load(Relaxed) {
+            return true;
+        }
         let mut inner = self.lock();
         match inner.state {
             CircuitState::Closed => true,
@@ -65,15 +72,22 @@ impl Circuit {
 
     /// Whether a request could be let through now, without taking a trial slot.
     pub fn would_allow(&self, now: Instant) -> bool {
+        if self.closed.load(Relaxed) {
+            return true;
+        }
         let inner = self.lock();
         inner.state == CircuitState::Closed
             || now.saturating_duration_since(inner.since) >= self.cooldown
     }
 
     pub fn on_success(&self) {
+        if self.closed.load(Relaxed) && self.consecutive_failures() == 0 {
+            return;
+        }
         let mut inner = self.lock();
         inner.state = CircuitState::Closed;
         inner.consecutive_failures = 0;
+        self.closed.store(true, Relaxed);
     }
 
     /// Records a failure; returns true when this failure opened the circuit.
@@ -88,6 +102,7 @@ impl Circuit {
         if opens {
             inner.state = CircuitState::Open;
             inner.since = now;
+            self.closed.store(false, Relaxed);
         }
         opens
     }

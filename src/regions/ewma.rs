@@ -1,58 +1,70 @@
 //! Peak-EWMA latency estimate: peaks are taken at once, recoveries decay in over `tau`,
 //! so a region that slows down loses traffic immediately and earns it back gradually.
 
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// Readers (every routing decision) load two atomics; writers (each sample) serialise on
+/// a lock so the peak/decay update is not lost between two concurrent samples.
 #[derive(Debug)]
 pub struct PeakEwma {
-    tau: Duration,
-    state: Mutex<Option<Sample>>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Sample {
-    est_ms: f64,
-    stamp: Instant,
+    tau_secs: f64,
+    origin: Instant,
+    /// The estimate in ms as f64 bits; NaN before the first sample.
+    est_ms: AtomicU64,
+    /// When the estimate was last updated, in ns since `origin`.
+    stamp_ns: AtomicU64,
+    write: Mutex<()>,
 }
 
 impl PeakEwma {
     pub fn new(tau: Duration) -> Self {
         Self {
-            tau,
-            state: Mutex::new(None),
+            tau_secs: tau.as_secs_f64(),
+            origin: Instant::now(),
+            est_ms: AtomicU64::new(f64::NAN.to_bits()),
+            stamp_ns: AtomicU64::new(0),
+            write: Mutex::new(()),
         }
+    }
+
+    fn since_origin_ns(&self, t: Instant) -> u64 {
+        u64::try_from(t.saturating_duration_since(self.origin).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Seconds between the last update and `now`.
+    fn age_secs(&self, now: Instant) -> f64 {
+        let now_ns = self.since_origin_ns(now);
+        now_ns.saturating_sub(self.stamp_ns.load(Relaxed)) as f64 / 1e9
     }
 
     pub fn observe(&self, rtt: Duration, now: Instant) {
         let rtt_ms = rtt.as_secs_f64() * 1000.0;
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let est_ms = match *state {
-            Some(s) if rtt_ms <= s.est_ms => {
-                let dt = now.saturating_duration_since(s.stamp).as_secs_f64();
-                let w = (-dt / self.tau.as_secs_f64()).exp();
-                s.est_ms * w + rtt_ms * (1.0 - w)
+        let _guard = self.write.lock().unwrap_or_else(|p| p.into_inner());
+        let est_ms = match self.estimate_ms() {
+            Some(est) if rtt_ms <= est => {
+                let w = (-self.age_secs(now) / self.tau_secs).exp();
+                est * w + rtt_ms * (1.0 - w)
             }
             _ => rtt_ms,
         };
-        *state = Some(Sample { est_ms, stamp: now });
+        self.est_ms.store(est_ms.to_bits(), Relaxed);
+        self.stamp_ns.store(self.since_origin_ns(now), Relaxed);
     }
 
     /// The estimate as it ages: without new samples it drifts to `target` over `tau`, so
     /// a region that was slow once and then got no traffic is tried again eventually.
     pub fn estimate_toward_ms(&self, target: f64, now: Instant) -> Option<f64> {
-        let s = (*self.state.lock().unwrap_or_else(|p| p.into_inner()))?;
-        let age = now.saturating_duration_since(s.stamp).as_secs_f64();
-        let w = (-age / self.tau.as_secs_f64()).exp();
-        Some(s.est_ms * w + target * (1.0 - w))
+        let est = self.estimate_ms()?;
+        let w = (-self.age_secs(now) / self.tau_secs).exp();
+        Some(est * w + target * (1.0 - w))
     }
 
     /// The current estimate in milliseconds; `None` before the first sample.
     pub fn estimate_ms(&self) -> Option<f64> {
-        self.state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .map(|s| s.est_ms)
+        let est = f64::from_bits(self.est_ms.load(Relaxed));
+        (!est.is_nan()).then_some(est)
     }
 }
 

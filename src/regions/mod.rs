@@ -36,10 +36,14 @@ pub struct Region {
     /// Real requests' time to the first response body byte (TTFT for streams), as seen.
     pub ttft: PeakEwma,
     pub circuit: Circuit,
-    /// Set by a 429/503 with Retry-After: no requests until then.
-    cooling_until: Mutex<Option<Instant>>,
+    /// Set by a 429/503 with Retry-After: no requests until then (ns since `origin`;
+    /// 0 = not cooling).
+    cooling_until: AtomicU64,
+    origin: Instant,
     pub endpoints: Vec<EndpointState>,
     in_flight: AtomicU64,
+    /// The endpoints' load reports, folded together by [`Region::refresh_load`].
+    load: LoadSummary,
     served: AtomicU64,
     total_failures: AtomicU64,
 }
@@ -67,15 +71,6 @@ impl EndpointState {
     pub fn set_report(&self, report: LoadReport, our_in_flight: u64) {
         *self.report.lock().unwrap_or_else(|p| p.into_inner()) = report;
         self.in_flight_at_report.store(our_in_flight, Relaxed);
-    }
-
-    /// The reported busy count, less the requests of ours that finished since.
-    fn busy_now(&self, our_in_flight: u64) -> Option<u64> {
-        let finished = self
-            .in_flight_at_report
-            .load(Relaxed)
-            .saturating_sub(our_in_flight);
-        self.report().busy().map(|b| b.saturating_sub(finished))
     }
 
     pub fn report(&self) -> LoadReport {
@@ -109,7 +104,8 @@ impl Region {
             rtt: PeakEwma::new(settings.selection.latency_decay),
             work: PeakEwma::new(settings.selection.latency_decay),
             ttft: PeakEwma::new(settings.selection.latency_decay),
-            cooling_until: Mutex::new(None),
+            cooling_until: AtomicU64::new(0),
+            origin: Instant::now(),
             circuit: Circuit::new(
                 settings.circuit.failure_threshold,
                 settings.circuit.cooldown,
@@ -127,6 +123,7 @@ impl Region {
                 .collect(),
             config,
             in_flight: AtomicU64::new(0),
+            load: LoadSummary::default(),
             served: AtomicU64::new(0),
             total_failures: AtomicU64::new(0),
         }
@@ -159,12 +156,53 @@ impl Region {
         self.circuit.on_failure(now)
     }
 
-    /// Requests the region is busy with: its own report when it gives one, at least the
-    /// requests Meridian itself has in flight there.
+    /// Folds the endpoints' latest reports into the region's summary. Called when a probe
+    /// brings a report, so the request path reads a few atomics instead of every
+    /// endpoint's report.
+    pub fn refresh_load(&self) {
+        let mut busy: Option<u64> = None;
+        let mut baseline = 0u64;
+        let mut capacity: Option<u64> = Some(0);
+        let mut gpu_min: Option<f64> = None;
+        let mut version: Option<String> = None;
+        for e in &self.endpoints {
+            let r = e.report();
+            if let Some(b) = r.busy() {
+                busy = Some(busy.unwrap_or(0).saturating_add(b));
+                baseline = baseline.max(e.in_flight_at_report.load(Relaxed));
+            }
+            capacity = match (capacity, r.max_concurrency) {
+                (Some(sum), Some(c)) => Some(sum.saturating_add(c)),
+                _ => None,
+            };
+            if let Some(g) = r.gpu_utilization {
+                gpu_min = Some(gpu_min.map_or(g, |m: f64| m.min(g)));
+            }
+            if version.is_none() {
+                version = r.model_version;
+            }
+        }
+        let s = &self.load;
+        s.reported_busy.store(busy.unwrap_or(UNKNOWN), Relaxed);
+        s.baseline.store(baseline, Relaxed);
+        s.reported_capacity
+            .store(capacity.unwrap_or(UNKNOWN), Relaxed);
+        s.gpu_min
+            .store(gpu_min.unwrap_or(f64::NAN).to_bits(), Relaxed);
+        *s.version.lock().unwrap_or_else(|p| p.into_inner()) = version;
+    }
+
+    /// Requests the region is busy with: its own report when it gives one (less Meridian's
+    /// requests that finished since), at least the requests Meridian has in flight there.
     pub fn busy(&self) -> u64 {
         let ours = self.in_flight();
-        let reported: u64 = self.endpoints.iter().filter_map(|e| e.busy_now(ours)).sum();
-        reported.max(ours)
+        match self.load.reported_busy.load(Relaxed) {
+            UNKNOWN => ours,
+            reported => {
+                let finished = self.load.baseline.load(Relaxed).saturating_sub(ours);
+                reported.saturating_sub(finished).max(ours)
+            }
+        }
     }
 
     /// At least one endpoint passes its probes (as last reported by the health checks).
@@ -173,17 +211,12 @@ impl Region {
     }
 
     /// How many requests the region can work on at once, when anyone says: the smaller
-    /// of the config's `max_in_flight` and the endpoints' reported `max_concurrency`.
+    /// of the config's `max_in_flight` and the endpoints' reported `max_concurrency`
+    /// (known only when every endpoint reports one).
     pub fn capacity(&self) -> Option<u64> {
-        let reports: Vec<Option<u64>> = self
-            .endpoints
-            .iter()
-            .map(|e| e.report().max_concurrency)
-            .collect();
-        let reported = if reports.iter().all(Option::is_some) {
-            Some(reports.iter().flatten().sum())
-        } else {
-            None
+        let reported = match self.load.reported_capacity.load(Relaxed) {
+            UNKNOWN => None,
+            c => Some(c),
         };
         match (self.config.max_in_flight, reported) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -191,44 +224,45 @@ impl Region {
         }
     }
 
-    /// Full: at capacity, or its GPUs report utilization at or above `gpu_saturation`.
+    /// Full: at capacity, or all its GPUs report utilization at or above `gpu_saturation`.
     pub fn saturated(&self, gpu_saturation: f64) -> bool {
         if let Some(cap) = self.capacity() {
             if self.busy() >= cap {
                 return true;
             }
         }
-        let gpus: Vec<f64> = self
-            .endpoints
-            .iter()
-            .filter_map(|e| e.report().gpu_utilization)
-            .collect();
-        !gpus.is_empty() && gpus.iter().all(|g| *g >= gpu_saturation)
+        let gpu_min = f64::from_bits(self.load.gpu_min.load(Relaxed));
+        !gpu_min.is_nan() && gpu_min >= gpu_saturation
     }
 
     /// The model version served: reported by /health, else from the config.
     pub fn model_version(&self) -> Option<String> {
-        self.endpoints
-            .iter()
-            .find_map(|e| e.report().model_version)
+        self.load
+            .version
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
             .or_else(|| self.config.model_version.clone())
+    }
+
+    fn ns_since_origin(&self, t: Instant) -> u64 {
+        u64::try_from(t.saturating_duration_since(self.origin).as_nanos()).unwrap_or(u64::MAX)
     }
 
     /// Honours a region's Retry-After: no traffic until `now + wait` (extends, never shortens).
     pub fn cool_down(&self, wait: Duration, now: Instant) {
-        let mut until = self.cooling_until.lock().unwrap_or_else(|p| p.into_inner());
-        let new = now + wait;
-        if until.is_none_or(|u| u < new) {
-            *until = Some(new);
-        }
+        let until = self
+            .ns_since_origin(now)
+            .saturating_add(u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX))
+            .max(1);
+        self.cooling_until.fetch_max(until, Relaxed);
     }
 
     /// Time left in the region's cooldown, if it is cooling down.
     pub fn cooling(&self, now: Instant) -> Option<Duration> {
-        let until = *self.cooling_until.lock().unwrap_or_else(|p| p.into_inner());
-        until
-            .and_then(|u| u.checked_duration_since(now))
-            .filter(|d| !d.is_zero())
+        let until = self.cooling_until.load(Relaxed);
+        let left = until.saturating_sub(self.ns_since_origin(now));
+        (left > 0).then(|| Duration::from_nanos(left))
     }
 
     /// A real request's time to first byte: feeds `ttft` and, beyond the current
@@ -243,6 +277,49 @@ impl Region {
     pub fn start_request(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Relaxed);
         InFlight(Arc::clone(self))
+    }
+
+    /// Like [`Region::start_request`], but only while the region has room: the check and
+    /// the increment are one atomic step, so concurrent requests cannot overfill a region
+    /// that each of them saw with one free slot. `None` when full.
+    pub fn try_start_request(self: &Arc<Self>) -> Option<InFlight> {
+        let Some(cap) = self.capacity() else {
+            return Some(self.start_request());
+        };
+        // The share of the region's load that is not Meridian's own in-flight requests.
+        let others = self.busy().saturating_sub(self.in_flight());
+        let limit = cap.saturating_sub(others);
+        self.in_flight
+            .fetch_update(Relaxed, Relaxed, |n| (n < limit).then_some(n + 1))
+            .ok()?;
+        Some(InFlight(Arc::clone(self)))
+    }
+}
+
+/// Marks a figure no report gave.
+const UNKNOWN: u64 = u64::MAX;
+
+/// A region's load reports, summed over its endpoints, readable without locks.
+#[derive(Debug)]
+struct LoadSummary {
+    reported_busy: AtomicU64,
+    /// Meridian's in-flight count when the newest of those reports was taken.
+    baseline: AtomicU64,
+    reported_capacity: AtomicU64,
+    /// The lowest reported GPU utilization, as f64 bits (NaN: none reported).
+    gpu_min: AtomicU64,
+    version: Mutex<Option<String>>,
+}
+
+impl Default for LoadSummary {
+    fn default() -> Self {
+        Self {
+            reported_busy: AtomicU64::new(UNKNOWN),
+            baseline: AtomicU64::new(0),
+            reported_capacity: AtomicU64::new(UNKNOWN),
+            gpu_min: AtomicU64::new(f64::NAN.to_bits()),
+            version: Mutex::new(None),
+        }
     }
 }
 

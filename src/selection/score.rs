@@ -25,7 +25,6 @@
 //! next tier takes a share of its traffic before its last regions are overwhelmed.
 
 use crate::regions::Region;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -42,21 +41,27 @@ pub struct Weights {
 pub struct Scorer {
     weights: Weights,
     fleet_work_ms: f64,
-    tier_deficit: HashMap<u32, f64>,
+    /// (priority, deficit) per cost tier; a handful of tiers, so a list beats a map.
+    tier_deficit: Vec<(u32, f64)>,
     now: Instant,
 }
 
 impl Scorer {
     pub fn new(regions: &[Arc<Region>], weights: Weights) -> Self {
-        let mut tiers: HashMap<u32, (u32, u32)> = HashMap::new();
+        let mut tiers: Vec<(u32, u32, u32)> = Vec::new();
         for r in regions {
-            let t = tiers.entry(r.config.priority).or_default();
-            t.0 += u32::from(r.probes_healthy());
-            t.1 += 1;
+            let healthy = u32::from(r.probes_healthy());
+            match tiers.iter_mut().find(|t| t.0 == r.config.priority) {
+                Some(t) => {
+                    t.1 += healthy;
+                    t.2 += 1;
+                }
+                None => tiers.push((r.config.priority, healthy, 1)),
+            }
         }
         let tier_deficit = tiers
             .into_iter()
-            .map(|(p, (healthy, total))| {
+            .map(|(p, healthy, total)| {
                 let health = OVERPROVISIONING * f64::from(healthy) / f64::from(total.max(1));
                 (p, (1.0 - health).max(0.0))
             })
@@ -112,9 +117,9 @@ impl Scorer {
         let load = Self::load_factor(region);
         let deficit = self
             .tier_deficit
-            .get(&region.config.priority)
-            .copied()
-            .unwrap_or(0.0);
+            .iter()
+            .find(|(p, _)| *p == region.config.priority)
+            .map_or(0.0, |(_, d)| *d);
         self.latency_ms(region) * (1.0 + load)
             + self.weights.tier_weight_ms * (f64::from(region.config.priority) + deficit)
             + self.weights.cost_weight_ms * region.config.cost_per_1k

@@ -1,0 +1,82 @@
+//! What one routing decision costs as the fleet grows: the selector's ranking plus the
+//! per-request filters, exactly as `upstream_peer` runs them, at 4, 64 and 1,024 endpoints.
+//!
+//! `cargo bench --bench selection`
+
+use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
+use meridian::app::Runtime;
+use meridian::config::Config;
+use meridian::regions::{EndpointRef, RegionMask};
+use meridian::selection::{skip_reason, Filter, Intent};
+use std::fmt::Write;
+use std::time::{Duration, Instant};
+
+/// A config with `endpoints` loopback endpoints spread over at most 16 regions.
+fn config(endpoints: usize) -> Config {
+    let regions = endpoints.min(16);
+    let mut yaml = String::from("regions:\n");
+    for r in 0..regions {
+        let _ = writeln!(yaml, "  - name: region-{r}\n    provider: aws\n    cost_per_1k: 0.{:02}\n    priority: {}\n    endpoints:", 30 + r, 1 + r % 3);
+        for e in (r..endpoints).step_by(regions) {
+            let _ = writeln!(
+                yaml,
+                "      - http://127.0.0.{}:{}",
+                1 + e / 60000,
+                1024 + e % 60000
+            );
+        }
+    }
+    Config::load_str(&yaml, "bench").expect("bench config is valid")
+}
+
+fn decide(c: &mut Criterion) {
+    let mut group = c.benchmark_group("select");
+    for endpoints in [4usize, 64, 1024] {
+        let rt = Runtime::new(config(endpoints));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime
+            .block_on(rt.pool.update())
+            .expect("static discovery");
+        let now = Instant::now();
+        for (i, r) in rt.regions.iter().enumerate() {
+            r.rtt.observe(Duration::from_millis(40 + i as u64 * 7), now);
+        }
+        let filter = Filter {
+            allowed: RegionMask::all(rt.regions.len()),
+            tried: RegionMask::EMPTY,
+            version: None,
+            gpu_saturation: 0.95,
+            allow_saturated: false,
+        };
+        group.bench_with_input(
+            BenchmarkId::from_parameter(endpoints),
+            &endpoints,
+            |b, _| {
+                b.iter(|| {
+                    let key = Intent::default().to_key();
+                    let now = Instant::now();
+                    let chosen = rt.pool.select_with(&key, usize::MAX, |backend, healthy| {
+                        let Some(region) = backend
+                            .ext
+                            .get::<EndpointRef>()
+                            .and_then(|r| rt.regions.get(r.region))
+                        else {
+                            return false;
+                        };
+                        healthy
+                            && skip_reason(region, &filter, now).is_none()
+                            && region.circuit.try_acquire(now)
+                    });
+                    black_box(chosen)
+                })
+            },
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(benches, decide);
+criterion_main!(benches);
