@@ -1,13 +1,13 @@
 //! What one routing decision costs as the fleet grows: the selector's ranking plus the
-//! per-request filters, exactly as `upstream_peer` runs them, at 4, 64 and 1,024 endpoints.
+//! per-request filters (`Runtime::select`, what `upstream_peer` calls), at 4, 64 and 1,024 endpoints.
 //!
 //! `cargo bench --bench selection`
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
 use meridian::app::Runtime;
 use meridian::config::Config;
-use meridian::regions::{EndpointRef, RegionMask};
-use meridian::selection::{skip_reason, Filter, Intent};
+use meridian::regions::RegionMask;
+use meridian::selection::{Filter, Intent};
 use std::fmt::Write;
 use std::time::{Duration, Instant};
 
@@ -56,20 +56,7 @@ fn decide(c: &mut Criterion) {
             &endpoints,
             |b, _| {
                 b.iter(|| {
-                    let key = Intent::default().to_key();
-                    let now = Instant::now();
-                    let chosen = rt.pool.select_with(&key, usize::MAX, |backend, healthy| {
-                        let Some(region) = backend
-                            .ext
-                            .get::<EndpointRef>()
-                            .and_then(|r| rt.regions.get(r.region))
-                        else {
-                            return false;
-                        };
-                        healthy
-                            && skip_reason(region, &filter, now).is_none()
-                            && region.circuit.try_acquire(now)
-                    });
+                    let chosen = rt.select(Intent::default(), &filter, Instant::now());
                     black_box(chosen)
                 })
             },

@@ -8,10 +8,11 @@ use crate::admin::Metrics;
 use crate::config::Config;
 use crate::geo::GeoPolicy;
 use crate::proxy::RetryBudget;
-use crate::regions::{build_pool, build_table, Region, RegionPool, RegionTable};
-use crate::selection::Weights;
+use crate::regions::{build_pool, build_table, EndpointRef, Region, RegionPool, RegionTable};
+use crate::selection::{skip_reason, Filter, Intent, Weights};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// Everything the proxy hooks, the health service and the admin API share.
 pub struct Runtime {
@@ -56,6 +57,30 @@ impl Runtime {
             .endpoints
             .get(endpoint)
             .is_some_and(|e| e.is_healthy())
+    }
+
+    /// One routing pick: the selector's ranking for `intent`, filtered by `f`, health and
+    /// the circuit. The circuit's trial slot is taken last, only by the region chosen.
+    pub fn select(
+        &self,
+        intent: Intent,
+        f: &Filter<'_>,
+        now: Instant,
+    ) -> Option<(Arc<Region>, usize)> {
+        let backend = self
+            .pool
+            .select_with(&intent.to_key(), usize::MAX, |backend, healthy| {
+                let Some(region) = backend
+                    .ext
+                    .get::<EndpointRef>()
+                    .and_then(|r| self.regions.get(r.region))
+                else {
+                    return false;
+                };
+                healthy && skip_reason(region, f, now).is_none() && region.circuit.try_acquire(now)
+            })?;
+        let r = backend.ext.get::<EndpointRef>()?;
+        Some((Arc::clone(self.regions.get(r.region)?), r.endpoint))
     }
 
     pub fn weights(&self) -> Weights {

@@ -10,7 +10,6 @@ use crate::regions::{EndpointRef, Region, RegionMask};
 use crate::selection::{skip_reason, Filter, Intent, Scorer, Skip};
 use pingora::upstreams::peer::HttpPeer;
 use std::cell::RefCell;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const UPSTREAM_IDLE: Duration = Duration::from_secs(60);
@@ -42,11 +41,11 @@ pub fn next_peer(rt: &Runtime, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>, Fa
     // A region can fill up between being picked and taking the request (another request
     // took its last slot): pass over it and pick again, at most once per region.
     for _ in 0..=rt.regions.len() {
-        let mut pick = select(rt, intent, &f, now);
+        let mut pick = rt.select(intent, &f, now);
         if pick.is_none() && !rt.config.capacity.shed_when_saturated && !f.allow_saturated {
             // Every eligible region is full and shedding is off: queue on the best of them.
             f.allow_saturated = true;
-            pick = select(rt, intent, &f, now);
+            pick = rt.select(intent, &f, now);
         }
         let Some((region, endpoint)) = pick else {
             break;
@@ -104,29 +103,6 @@ pub fn next_peer(rt: &Runtime, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>, Fa
         first_byte: false,
     });
     Ok(Box::new(peer))
-}
-
-fn select(
-    rt: &Runtime,
-    intent: Intent,
-    f: &Filter<'_>,
-    now: Instant,
-) -> Option<(Arc<Region>, usize)> {
-    let backend = rt
-        .pool
-        .select_with(&intent.to_key(), usize::MAX, |backend, healthy| {
-            let Some(region) = backend
-                .ext
-                .get::<EndpointRef>()
-                .and_then(|r| rt.regions.get(r.region))
-            else {
-                return false;
-            };
-            // The circuit's trial slot is taken last, only by the region that will be used.
-            healthy && skip_reason(region, f, now).is_none() && region.circuit.try_acquire(now)
-        })?;
-    let r = backend.ext.get::<EndpointRef>()?;
-    Some((Arc::clone(rt.regions.get(r.region)?), r.endpoint))
 }
 
 /// Whether another region could take this request now (used before giving up on a 429/503).
