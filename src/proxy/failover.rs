@@ -15,6 +15,7 @@
 
 use super::ctx::RequestCtx;
 use crate::app::Runtime;
+use crate::regions::Region;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use pingora::{Error, ErrorSource, ErrorType};
@@ -88,18 +89,24 @@ pub fn proxy_failed(
     e
 }
 
+/// A real request failed at `region`: the circuit counts it, and metrics and the log say
+/// what happened.
+fn region_failed(rt: &Runtime, region: &Region, kind: &str, now: Instant) {
+    if region.record_failure(now) {
+        log::warn!(
+            "region {}: circuit opened after repeated failures ({kind})",
+            region.name()
+        );
+        rt.metrics.circuit_opened(region);
+    }
+    rt.metrics.upstream_failure(region, kind);
+}
+
 fn record_attempt_failure(rt: &Runtime, ctx: &mut RequestCtx, e: &Error, kind: &str) {
     let now = Instant::now();
     if let Some(attempt) = ctx.current.take() {
         let region = attempt.slot.region();
-        if region.record_failure(now) {
-            log::warn!(
-                "region {}: circuit opened after repeated failures",
-                region.name()
-            );
-            rt.metrics.circuit_opened(region);
-        }
-        rt.metrics.upstream_failure(region, kind);
+        region_failed(rt, region, kind, now);
         ctx.last_error = Some(format!("{}: {}", region.name(), e.etype().as_str()));
     }
 }
@@ -147,14 +154,7 @@ pub fn response_started(
             return Err(e);
         }
     } else if resp.status.is_server_error() {
-        if region.record_failure(now) {
-            log::warn!(
-                "region {}: circuit opened after repeated 5xx",
-                region.name()
-            );
-            rt.metrics.circuit_opened(&region);
-        }
-        rt.metrics.upstream_failure(&region, "5xx");
+        region_failed(rt, &region, "5xx", now);
     } else {
         region.circuit.on_success();
     }
