@@ -9,6 +9,7 @@ use serde::Deserialize;
 use crate::region::RegionState;
 use crate::reply::{self, Body};
 use crate::routes::reply_text;
+use crate::timing::MAX_TOKENS;
 use crate::{sse, timing};
 
 const DEFAULT_MODEL: &str = "mock-model";
@@ -18,6 +19,9 @@ struct ChatRequest {
     model: Option<String>,
     messages: Vec<Message>,
     stream: Option<bool>,
+    /// When set, the reply is exactly this many tokens (capped like `/v1/inference`):
+    /// the usual text, repeated as needed. Lets a benchmark stream a long answer.
+    max_tokens: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -43,6 +47,25 @@ impl Message {
     }
 }
 
+/// `text` cut or repeated to `max_tokens` words when a length was asked for.
+fn sized(text: String, max_tokens: Option<u64>) -> String {
+    let Some(n) = max_tokens else {
+        return text;
+    };
+    let n = usize::try_from(n.min(MAX_TOKENS)).unwrap_or(usize::MAX);
+    let words: Vec<&str> = text.split_whitespace().collect();
+    if words.is_empty() {
+        return text;
+    }
+    words
+        .iter()
+        .copied()
+        .cycle()
+        .take(n)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Identity shared by every chunk of one completion.
 pub(crate) struct Completion {
     pub id: String,
@@ -62,7 +85,7 @@ pub(crate) async fn handle(state: &Arc<RegionState>, body: &[u8]) -> Response<Bo
         .find(|m| m.role == "user")
         .map(Message::text)
         .unwrap_or_default();
-    let text = reply_text(&state.name, &last_user);
+    let text = sized(reply_text(&state.name, &last_user), req.max_tokens);
     let completion = Completion {
         id: state.next_chat_id(),
         created: SystemTime::now()

@@ -125,6 +125,18 @@ async fn chat_completion_non_stream() {
     assert_eq!(json["model"], "mock-model");
     assert_eq!(r.counts().chat, 2);
 
+    // max_tokens sets the reply's length: the text repeats, or is cut.
+    for (max, words) in [(20u64, 20usize), (2, 2)] {
+        let body =
+            format!(r#"{{"messages":[{{"role":"user","content":"x"}}],"max_tokens":{max}}}"#);
+        let (status, json) = post(&r, "/v1/chat/completions", &body).await;
+        assert_eq!(status, 200);
+        let content = json["choices"][0]["message"]["content"].as_str().unwrap();
+        assert_eq!(content.split_whitespace().count(), words, "{content}");
+        assert!(content.starts_with("Mock response"), "{content}");
+        assert_eq!(json["usage"]["completion_tokens"], words);
+    }
+
     let (status, _) = post(&r, "/v1/chat/completions", r#"{"model":"m"}"#).await;
     assert_eq!(status, 400);
 }
