@@ -1,0 +1,77 @@
+//! Command-line options. Defaults are the full run; `--smoke` shrinks every phase to
+//! seconds so CI can check that the harness still works end to end.
+
+use clap::Parser;
+use std::path::PathBuf;
+
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "perf-bench",
+    about = "Meridian performance harness (loopback only)"
+)]
+pub struct Opts {
+    /// Seconds of load per system and round in the throughput phase.
+    #[arg(long, default_value_t = 8)]
+    pub duration: u64,
+    /// Rounds of the throughput phase; systems alternate within each round.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: u32,
+    /// wrk connections in the throughput phase.
+    #[arg(long, default_value_t = 50)]
+    pub connections: u32,
+    /// Offered requests per second in the latency phase (well below saturation).
+    #[arg(long, default_value_t = 200)]
+    pub rate: u32,
+    /// Seconds of the fixed-rate latency phase per system.
+    #[arg(long, default_value_t = 10)]
+    pub rate_duration: u64,
+    /// Idle keep-alive client connections opened for the memory figure.
+    #[arg(long, default_value_t = 10_000)]
+    pub idle_connections: usize,
+    /// Seconds of the memory soak through Meridian.
+    #[arg(long, default_value_t = 60)]
+    pub soak: u64,
+    /// Streams per system in the streaming phase, and tokens per stream.
+    #[arg(long, default_value_t = 40)]
+    pub streams: usize,
+    #[arg(long, default_value_t = 200)]
+    pub tokens: u32,
+    /// Worker threads or processes given to every proxy.
+    #[arg(long, default_value_t = 2)]
+    pub threads: u32,
+    /// Systems to run, comma separated (default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub systems: Vec<String>,
+    /// Where meridian and pingora-rr were built.
+    #[arg(long, default_value = "target/release")]
+    pub bin_dir: PathBuf,
+    /// The litellm command (from the virtualenv run.sh creates).
+    #[arg(long, default_value = "bench/.venv/bin/litellm")]
+    pub litellm: PathBuf,
+    /// Criterion's output folder, for the selection micro-benchmark figures.
+    #[arg(long, default_value = "target/criterion")]
+    pub criterion: PathBuf,
+    /// Where the results are written.
+    #[arg(long, default_value = "bench/RESULTS.md")]
+    pub out: PathBuf,
+    /// Seconds of every phase instead of the defaults: a quick check that all works.
+    #[arg(long)]
+    pub smoke: bool,
+}
+
+impl Opts {
+    /// The options with `--smoke` applied.
+    pub fn effective(mut self) -> Self {
+        if self.smoke {
+            self.duration = 1;
+            self.rounds = 1;
+            self.rate = 50;
+            self.rate_duration = 1;
+            self.idle_connections = self.idle_connections.min(200);
+            self.soak = 2;
+            self.streams = 4;
+            self.tokens = 20;
+        }
+        self
+    }
+}

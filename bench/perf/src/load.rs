@@ -1,0 +1,160 @@
+//! The load generators: wrk for throughput at fixed concurrency, oha for latency at a
+//! fixed offered rate (with latency correction, so a stall is not hidden).
+
+use crate::request;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Throughput {
+    pub requests: u64,
+    pub per_s: f64,
+    /// Non-2xx answers plus socket errors.
+    pub errors: u64,
+}
+
+/// `wrk -t1 -c<connections> -d<secs>s` with the common request.
+pub fn wrk(
+    addr: SocketAddr,
+    connections: u32,
+    secs: u64,
+    script: &Path,
+) -> Result<Throughput, String> {
+    let out = Command::new("timeout")
+        .arg((secs + 30).to_string())
+        .arg("wrk")
+        .arg("-t1")
+        .arg(format!("-c{connections}"))
+        .arg(format!("-d{secs}s"))
+        .arg("--timeout")
+        .arg("5s")
+        .arg("-s")
+        .arg(script)
+        .arg(format!("http://{addr}{}", request::PATH))
+        .output()
+        .map_err(|e| format!("cannot run wrk: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(format!(
+            "wrk failed: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    parse_wrk(&text).ok_or_else(|| format!("unreadable wrk output: {text}"))
+}
+
+fn parse_wrk(text: &str) -> Option<Throughput> {
+    let mut t = Throughput::default();
+    for line in text.lines().map(str::trim) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if line.contains(" requests in ") {
+            t.requests = words.first()?.parse().ok()?;
+        } else if let Some(v) = line.strip_prefix("Requests/sec:") {
+            t.per_s = v.trim().parse().ok()?;
+        } else if let Some(v) = line.strip_prefix("Non-2xx or 3xx responses:") {
+            t.errors += v.trim().parse::<u64>().ok()?;
+        } else if let Some(v) = line.strip_prefix("Socket errors:") {
+            // "connect 0, read 0, write 0, timeout 0"
+            t.errors += v
+                .split(',')
+                .filter_map(|p| p.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .sum::<u64>();
+        }
+    }
+    (t.requests > 0).then_some(t)
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Latency {
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub requests: u64,
+    pub errors: u64,
+}
+
+/// `oha` at `rate` requests/s for `secs`, on `connections` keep-alive connections.
+pub fn oha(addr: SocketAddr, rate: u32, secs: u64, connections: u32) -> Result<Latency, String> {
+    let mut cmd = Command::new("timeout");
+    cmd.arg((secs + 30).to_string())
+        .arg("oha")
+        .arg("--no-tui")
+        .arg("--output-format")
+        .arg("json")
+        .arg("--latency-correction")
+        .arg("--wait-ongoing-requests-after-deadline")
+        .arg("-z")
+        .arg(format!("{secs}s"))
+        .arg("-q")
+        .arg(rate.to_string())
+        .arg("-c")
+        .arg(connections.to_string())
+        .arg("-t")
+        .arg("10s")
+        .arg("-m")
+        .arg("POST")
+        .arg("-d")
+        .arg(request::BODY);
+    for (k, v) in request::headers() {
+        cmd.arg("-H").arg(format!("{k}: {v}"));
+    }
+    cmd.arg(format!("http://{addr}{}", request::PATH));
+    let out = cmd.output().map_err(|e| format!("cannot run oha: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(format!(
+            "oha failed: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    parse_oha(&text).ok_or_else(|| format!("unreadable oha output: {text}"))
+}
+
+fn parse_oha(text: &str) -> Option<Latency> {
+    let v: serde_json::Value = serde_json::from_str(text).ok()?;
+    let p = &v["latencyPercentiles"];
+    let codes = v["statusCodeDistribution"].as_object()?;
+    let ok = codes.get("200").and_then(|n| n.as_u64()).unwrap_or(0);
+    let all_codes: u64 = codes.values().filter_map(|n| n.as_u64()).sum();
+    let errors: u64 = v["errorDistribution"]
+        .as_object()
+        .map(|m| m.values().filter_map(|n| n.as_u64()).sum())
+        .unwrap_or(0);
+    Some(Latency {
+        p50_ms: p["p50"].as_f64()? * 1e3,
+        p99_ms: p["p99"].as_f64()? * 1e3,
+        requests: all_codes + errors,
+        errors: all_codes - ok + errors,
+    })
+}
+
+/// Sleeps a little so a system settles between phases.
+pub async fn settle() {
+    tokio::time::sleep(Duration::from_millis(500)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_wrk_output() {
+        let text = "Running 1s test @ http://127.0.0.1:1/\n  1 threads and 5 connections\n\
+            1234 requests in 1.00s, 200.00KB read\n  Socket errors: connect 1, read 2, write 0, timeout 3\n\
+            Non-2xx or 3xx responses: 4\nRequests/sec:   1233.50\nTransfer/sec:    199.00KB\n";
+        let t = parse_wrk(text).unwrap();
+        assert_eq!(t.requests, 1234);
+        assert_eq!(t.errors, 10);
+        assert!((t.per_s - 1233.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn reads_oha_json() {
+        let text = r#"{"latencyPercentiles":{"p50":0.0005,"p99":0.002},
+            "statusCodeDistribution":{"200":98,"503":2},"errorDistribution":{"timeout":1}}"#;
+        let l = parse_oha(text).unwrap();
+        assert_eq!((l.requests, l.errors), (101, 3));
+        assert!((l.p99_ms - 2.0).abs() < 1e-9);
+    }
+}

@@ -1,0 +1,277 @@
+//! perf-bench: one reproducible run of Meridian against direct, nginx, HAProxy, bare
+//! Pingora and LiteLLM proxy on this machine, on loopback, written to `bench/RESULTS.md`.
+//! `bench/run.sh` installs the tools, builds, and runs this.
+
+mod cli;
+mod conns;
+mod load;
+mod procs;
+mod report;
+mod request;
+mod stream;
+mod systems;
+mod upstream;
+
+use clap::Parser;
+use report::Report;
+use std::time::Duration;
+use systems::{Kind, Running, Setup};
+
+#[tokio::main]
+async fn main() {
+    let opts = cli::Opts::parse().effective();
+    match run(&opts).await {
+        Ok(report) => {
+            let text = report.markdown(&opts);
+            if let Err(e) = std::fs::write(&opts.out, &text) {
+                eprintln!("perf-bench: cannot write {}: {e}", opts.out.display());
+                std::process::exit(1);
+            }
+            println!("{text}");
+            eprintln!("perf-bench: results written to {}", opts.out.display());
+            if !report.problems.is_empty() {
+                eprintln!("perf-bench: {} problem(s):", report.problems.len());
+                for p in &report.problems {
+                    eprintln!("  - {p}");
+                }
+                std::process::exit(1);
+            }
+        }
+        Err(e) => {
+            eprintln!("perf-bench: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn selected(opts: &cli::Opts) -> Result<Vec<Kind>, String> {
+    if opts.systems.is_empty() {
+        return Ok(Kind::ALL.to_vec());
+    }
+    let mut kinds: Vec<Kind> = opts
+        .systems
+        .iter()
+        .map(|s| Kind::parse(s).ok_or_else(|| format!("unknown system {s:?}")))
+        .collect::<Result<_, _>>()?;
+    // Direct is the floor every added figure is measured from.
+    if !kinds.contains(&Kind::Direct) {
+        kinds.insert(0, Kind::Direct);
+    }
+    Ok(kinds)
+}
+
+/// Raises the open-file limit to the hard limit and returns it.
+fn raise_fd_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain getrlimit/setrlimit on our own process with a valid struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+    lim.rlim_cur.min(1 << 20)
+}
+
+async fn run(opts: &cli::Opts) -> Result<Report, String> {
+    let fd_limit = raise_fd_limit();
+    let kinds = selected(opts)?;
+    let dir = std::env::temp_dir().join(format!("perf-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let setup = Setup {
+        dir: dir.clone(),
+        bin_dir: opts.bin_dir.clone(),
+        litellm: opts.litellm.clone(),
+        threads: opts.threads,
+        fd_limit,
+        meridian_default: "conf/meridian.yaml".into(),
+    };
+    let script = dir.join("request.lua");
+    std::fs::write(&script, request::wrk_script()).map_err(|e| e.to_string())?;
+    let mut report = Report::new(&kinds);
+    report.fd_limit = fd_limit;
+
+    // Request cost: every system in front of the fixed-answer nginx.
+    let (upstream, addrs) = upstream::fixed(&dir, fd_limit).await?;
+    let mut running = Vec::new();
+    for &k in &kinds {
+        eprintln!("perf-bench: starting {}", k.name());
+        match systems::start(k, &setup, &addrs, "fixed").await {
+            Ok(r) => running.push(r),
+            Err(e) => report.problem(k, e),
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for r in &running {
+        report.get(r.kind).rss_idle_kib = r.proc.as_ref().map(|p| p.usage().rss_kib);
+    }
+    throughput(opts, &running, &script, &mut report).await;
+    latency(opts, &running, &mut report).await;
+    memory(opts, &running, &mut report).await;
+    soak(opts, &running, &script, &mut report).await;
+    drop(running);
+    drop(upstream);
+
+    // Streaming: every system in front of mock regions streaming tokens.
+    let regions = upstream::streaming(1).await?;
+    let addrs: Vec<_> = regions.iter().map(|r| r.addr()).collect();
+    for &k in &kinds {
+        eprintln!("perf-bench: streaming through {}", k.name());
+        let r = match systems::start(k, &setup, &addrs, "stream").await {
+            Ok(r) => r,
+            Err(e) => {
+                report.problem(k, e);
+                continue;
+            }
+        };
+        // One warm-up stream so connection set-up is not in the figures.
+        stream::measure(r.addr, 1, opts.tokens, 1).await;
+        let s = stream::measure(r.addr, opts.streams, opts.tokens, 4).await;
+        if s.failed > 0 {
+            report.problem(k, format!("{} of {} streams failed", s.failed, s.streams));
+        }
+        report.get(k).stream = Some(s);
+    }
+    report.selection = report::read_criterion(&opts.criterion);
+    // Kept when something went wrong: the logs the problems point to are there.
+    if report.problems.is_empty() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    Ok(report)
+}
+
+/// Rounds of wrk at fixed concurrency; the order rotates each round so drift cancels.
+async fn throughput(
+    opts: &cli::Opts,
+    running: &[Running],
+    script: &std::path::Path,
+    report: &mut Report,
+) {
+    for r in running {
+        // Warm-up: connection pools, caches, LiteLLM's first-request work.
+        let _ = load::wrk(r.addr, opts.connections, 1, script);
+    }
+    for round in 0..opts.rounds as usize {
+        for i in 0..running.len() {
+            let r = &running[(i + round) % running.len()];
+            load::settle().await;
+            let before = r.proc.as_ref().map(|p| p.usage());
+            let t = match load::wrk(r.addr, opts.connections, opts.duration, script) {
+                Ok(t) => t,
+                Err(e) => {
+                    report.problem(r.kind, e);
+                    continue;
+                }
+            };
+            let after = r.proc.as_ref().map(|p| p.usage());
+            let cpu_us = match (before, after) {
+                (Some(b), Some(a)) => Some((a.cpu_s - b.cpu_s) * 1e6 / t.requests as f64),
+                _ => None,
+            };
+            eprintln!(
+                "perf-bench: round {} {}: {:.0} req/s, {} µs CPU/req, {} errors",
+                round + 1,
+                r.kind.name(),
+                t.per_s,
+                cpu_us.map_or("-".into(), |c| format!("{c:.1}")),
+                t.errors
+            );
+            if t.errors > 0 {
+                report.problem(r.kind, format!("{} errors under wrk", t.errors));
+            }
+            report.get(r.kind).runs.push((t, cpu_us));
+        }
+    }
+}
+
+async fn latency(opts: &cli::Opts, running: &[Running], report: &mut Report) {
+    for r in running {
+        load::settle().await;
+        match load::oha(r.addr, opts.rate, opts.rate_duration, 8) {
+            Ok(l) => {
+                eprintln!(
+                    "perf-bench: {} at {} req/s: p50 {:.3} ms, p99 {:.3} ms",
+                    r.kind.name(),
+                    opts.rate,
+                    l.p50_ms,
+                    l.p99_ms
+                );
+                if l.errors > 0 {
+                    report.problem(r.kind, format!("{} errors at a fixed rate", l.errors));
+                }
+                report.get(r.kind).latency = Some(l);
+            }
+            Err(e) => report.problem(r.kind, e),
+        }
+    }
+}
+
+async fn memory(opts: &cli::Opts, running: &[Running], report: &mut Report) {
+    for r in running {
+        let Some(p) = &r.proc else { continue };
+        load::settle().await;
+        let before = p.usage().rss_kib;
+        let n = opts
+            .idle_connections
+            .min(r.max_clients.unwrap_or(usize::MAX));
+        let (conns, failed) = conns::open(r.addr, n, Duration::from_secs(180)).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let with = p.usage().rss_kib;
+        eprintln!(
+            "perf-bench: {} with {} idle connections: {} -> {} KiB",
+            r.kind.name(),
+            conns.len(),
+            before,
+            with
+        );
+        if failed > 0 {
+            report.problem(
+                r.kind,
+                format!(
+                    "{failed} of {} idle connections failed",
+                    opts.idle_connections
+                ),
+            );
+        }
+        let m = report.get(r.kind);
+        m.rss_before_conns_kib = Some(before);
+        m.rss_with_conns_kib = Some(with);
+        m.conns_open = conns.len();
+        drop(conns);
+    }
+}
+
+/// Meridian under sustained load, its memory read after each segment.
+async fn soak(
+    opts: &cli::Opts,
+    running: &[Running],
+    script: &std::path::Path,
+    report: &mut Report,
+) {
+    let Some(r) = running.iter().find(|r| r.kind == Kind::Meridian) else {
+        return;
+    };
+    let Some(p) = &r.proc else { return };
+    let segments = 6u64;
+    let secs = (opts.soak / segments).max(1);
+    let mut samples = Vec::new();
+    let mut requests = 0;
+    for _ in 0..segments {
+        match load::wrk(r.addr, opts.connections, secs, script) {
+            Ok(t) => requests += t.requests,
+            Err(e) => {
+                report.problem(r.kind, e);
+                return;
+            }
+        }
+        samples.push(p.usage().rss_kib);
+    }
+    report.soak = Some(report::Soak {
+        seconds: secs * segments,
+        requests,
+        rss_kib: samples,
+    });
+}

@@ -1,0 +1,466 @@
+//! Figures gathered during the run and the Markdown written from them.
+
+use crate::cli::Opts;
+use crate::load::{Latency, Throughput};
+use crate::stream::{percentile, StreamStats};
+use crate::systems::Kind;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::Command;
+
+pub struct SystemResult {
+    pub kind: Kind,
+    /// One entry per throughput round: wrk's figures and proxy CPU µs per request.
+    pub runs: Vec<(Throughput, Option<f64>)>,
+    pub latency: Option<Latency>,
+    pub rss_idle_kib: Option<u64>,
+    pub rss_before_conns_kib: Option<u64>,
+    pub rss_with_conns_kib: Option<u64>,
+    pub conns_open: usize,
+    pub stream: Option<StreamStats>,
+}
+
+impl SystemResult {
+    fn new(kind: Kind) -> Self {
+        SystemResult {
+            kind,
+            runs: Vec::new(),
+            latency: None,
+            rss_idle_kib: None,
+            rss_before_conns_kib: None,
+            rss_with_conns_kib: None,
+            conns_open: 0,
+            stream: None,
+        }
+    }
+
+    pub fn per_s(&self) -> Option<f64> {
+        median(self.runs.iter().map(|(t, _)| t.per_s).collect())
+    }
+
+    pub fn cpu_us(&self) -> Option<f64> {
+        median(self.runs.iter().filter_map(|(_, c)| *c).collect())
+    }
+
+    /// Extra resident memory per idle client connection, KiB.
+    pub fn kib_per_conn(&self) -> Option<f64> {
+        let (b, w) = (self.rss_before_conns_kib?, self.rss_with_conns_kib?);
+        (self.conns_open > 0).then(|| (w as f64 - b as f64) / self.conns_open as f64)
+    }
+}
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    (!v.is_empty()).then(|| percentile(&mut v, 0.5))
+}
+
+pub struct Soak {
+    pub seconds: u64,
+    pub requests: u64,
+    pub rss_kib: Vec<u64>,
+}
+
+pub struct Report {
+    pub systems: Vec<SystemResult>,
+    pub problems: Vec<String>,
+    pub soak: Option<Soak>,
+    /// (endpoints, mean ns) of the selection micro-benchmark.
+    pub selection: Vec<(usize, f64)>,
+    /// The open-file limit the systems ran with.
+    pub fd_limit: u64,
+}
+
+impl Report {
+    pub fn new(kinds: &[Kind]) -> Self {
+        Report {
+            systems: kinds.iter().map(|&k| SystemResult::new(k)).collect(),
+            problems: Vec::new(),
+            soak: None,
+            selection: Vec::new(),
+            fd_limit: 0,
+        }
+    }
+
+    pub fn get(&mut self, kind: Kind) -> &mut SystemResult {
+        let i = match self.systems.iter().position(|s| s.kind == kind) {
+            Some(i) => i,
+            None => {
+                self.systems.push(SystemResult::new(kind));
+                self.systems.len() - 1
+            }
+        };
+        &mut self.systems[i]
+    }
+
+    pub fn problem(&mut self, kind: Kind, what: impl std::fmt::Display) {
+        eprintln!("perf-bench: {}: {what}", kind.name());
+        self.problems.push(format!("{}: {what}", kind.name()));
+    }
+
+    fn find(&self, kind: Kind) -> Option<&SystemResult> {
+        self.systems.iter().find(|s| s.kind == kind)
+    }
+
+    pub fn markdown(&self, opts: &Opts) -> String {
+        let mut md = String::new();
+        let _ = writeln!(md, "# Performance results\n");
+        let _ = writeln!(
+            md,
+            "Written by `bench/run.sh` ({}). {}\n",
+            if opts.smoke {
+                "smoke run: seconds per phase, figures are not meaningful"
+            } else {
+                "full run"
+            },
+            machine()
+        );
+        self.request_cost(&mut md, opts);
+        self.latency_table(&mut md, opts);
+        self.memory_table(&mut md, opts);
+        self.streaming_table(&mut md, opts);
+        self.selection_table(&mut md);
+        self.targets(&mut md, opts);
+        if !self.problems.is_empty() {
+            let _ = writeln!(md, "## Problems during the run\n");
+            for p in &self.problems {
+                let _ = writeln!(md, "- {p}");
+            }
+            md.push('\n');
+        }
+        md
+    }
+
+    fn request_cost(&self, md: &mut String, opts: &Opts) {
+        let nginx = self.find(Kind::Nginx).and_then(SystemResult::cpu_us);
+        let bare = self.find(Kind::PingoraRr).and_then(SystemResult::cpu_us);
+        let _ = writeln!(
+            md,
+            "## Request cost\n\nFixed-answer nginx upstream on {} ports; `wrk -t1 -c{} -d{}s`, {} round(s), \
+             systems alternating; medians. CPU is user+system time of the proxy's processes from \
+             `/proc`, divided by the requests wrk completed. Every proxy has {} worker thread(s) or \
+             process(es); all share the machine's cores with wrk and the upstream.\n",
+            crate::upstream::REGIONS,
+            opts.connections,
+            opts.duration,
+            opts.rounds,
+            opts.threads
+        );
+        let _ = writeln!(
+            md,
+            "| system | req/s | proxy CPU µs/req | vs nginx | vs bare Pingora | errors |"
+        );
+        let _ = writeln!(md, "| --- | ---: | ---: | ---: | ---: | ---: |");
+        for s in &self.systems {
+            let cpu = s.cpu_us();
+            let errors: u64 = s.runs.iter().map(|(t, _)| t.errors).sum();
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {} |",
+                s.kind.name(),
+                fmt(s.per_s(), 0),
+                fmt(cpu, 1),
+                ratio(cpu, nginx),
+                ratio(cpu, bare),
+                errors
+            );
+        }
+        md.push('\n');
+    }
+
+    fn latency_table(&self, md: &mut String, opts: &Opts) {
+        let direct = self.find(Kind::Direct).and_then(|s| s.latency);
+        let _ = writeln!(
+            md,
+            "## Added latency\n\n`oha -z {}s -q {} -c 8 --latency-correction`: a fixed offered rate well \
+             below saturation; added = the system's figure minus direct's.\n",
+            opts.rate_duration, opts.rate
+        );
+        let _ = writeln!(
+            md,
+            "| system | requests | p50 ms | p99 ms | added p50 ms | added p99 ms |"
+        );
+        let _ = writeln!(md, "| --- | ---: | ---: | ---: | ---: | ---: |");
+        for s in &self.systems {
+            let l = s.latency;
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {} |",
+                s.kind.name(),
+                l.map_or("-".into(), |l| l.requests.to_string()),
+                fmt(l.map(|l| l.p50_ms), 3),
+                fmt(l.map(|l| l.p99_ms), 3),
+                fmt(diff(l.map(|l| l.p50_ms), direct.map(|d| d.p50_ms)), 3),
+                fmt(diff(l.map(|l| l.p99_ms), direct.map(|d| d.p99_ms)), 3),
+            );
+        }
+        md.push('\n');
+    }
+
+    fn memory_table(&self, md: &mut String, opts: &Opts) {
+        let _ = writeln!(
+            md,
+            "## Memory\n\nResident memory of the proxy's processes: idle after start, then before and \
+             after {} client connections each sent one request and stayed open (keep-alive). \
+             The open-file limit here is {}; HAProxy, which reserves two descriptors per \
+             connection, is given the largest connection cap that fits.\n",
+            opts.idle_connections, self.fd_limit
+        );
+        let _ = writeln!(
+            md,
+            "| system | RSS idle MiB | RSS before MiB | RSS with connections MiB | connections held | KiB per idle connection |"
+        );
+        let _ = writeln!(md, "| --- | ---: | ---: | ---: | ---: | ---: |");
+        let mib = |k: Option<u64>| fmt(k.map(|k| k as f64 / 1024.0), 1);
+        for s in self.systems.iter().filter(|s| s.kind != Kind::Direct) {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {} |",
+                s.kind.name(),
+                mib(s.rss_idle_kib),
+                mib(s.rss_before_conns_kib),
+                mib(s.rss_with_conns_kib),
+                s.conns_open,
+                fmt(s.kib_per_conn(), 1)
+            );
+        }
+        if let Some(soak) = &self.soak {
+            let list: Vec<String> = soak
+                .rss_kib
+                .iter()
+                .map(|k| format!("{:.1}", *k as f64 / 1024.0))
+                .collect();
+            let _ = writeln!(
+                md,
+                "\nSoak: Meridian under `wrk -c{}` for {} s ({} requests); RSS after each sixth, MiB: {}.",
+                opts.connections,
+                soak.seconds,
+                soak.requests,
+                list.join(", ")
+            );
+        }
+        md.push('\n');
+    }
+
+    fn streaming_table(&self, md: &mut String, opts: &Opts) {
+        let direct = self.find(Kind::Direct).and_then(|s| s.stream.clone());
+        let _ = writeln!(
+            md,
+            "## Streaming\n\nMock regions streaming one token per millisecond; {} streams of {} tokens, 4 \
+             at a time. TTFT is from sending the request to the first token's bytes; tokens/s is \
+             per stream after the first token (median).\n",
+            opts.streams, opts.tokens
+        );
+        let _ = writeln!(
+            md,
+            "| system | TTFT p50 ms | added TTFT p50 ms | TTFT p99 ms | tokens/s | vs direct |"
+        );
+        let _ = writeln!(md, "| --- | ---: | ---: | ---: | ---: | ---: |");
+        for s in &self.systems {
+            let st = s.stream.as_ref();
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {} |",
+                s.kind.name(),
+                fmt(st.map(|s| s.ttft_p50_ms), 3),
+                fmt(
+                    diff(
+                        st.map(|s| s.ttft_p50_ms),
+                        direct.as_ref().map(|d| d.ttft_p50_ms)
+                    ),
+                    3
+                ),
+                fmt(st.map(|s| s.ttft_p99_ms), 3),
+                fmt(st.map(|s| s.tokens_per_s), 0),
+                ratio(
+                    st.map(|s| s.tokens_per_s),
+                    direct.as_ref().map(|d| d.tokens_per_s)
+                ),
+            );
+        }
+        md.push('\n');
+    }
+
+    fn selection_table(&self, md: &mut String) {
+        let _ = writeln!(
+            md,
+            "## Selection decision\n\n`cargo bench --bench selection` (criterion, mean of one routing \
+             decision: `Runtime::select`).\n"
+        );
+        if self.selection.is_empty() {
+            let _ = writeln!(md, "Not run: no criterion results found.\n");
+            return;
+        }
+        let _ = writeln!(md, "| endpoints | ns per decision |\n| ---: | ---: |");
+        for (n, ns) in &self.selection {
+            let _ = writeln!(md, "| {n} | {ns:.0} |");
+        }
+        md.push('\n');
+    }
+
+    fn targets(&self, md: &mut String, opts: &Opts) {
+        let cpu = |k| self.find(k).and_then(SystemResult::cpu_us);
+        let lat = |k| self.find(k).and_then(|s| s.latency);
+        let stream = |k: Kind| self.find(k).and_then(|s| s.stream.clone());
+        let direct = lat(Kind::Direct);
+        let added_p99 = |k| diff(lat(k).map(|l| l.p99_ms), direct.map(|d| d.p99_ms));
+        let m_added = added_p99(Kind::Meridian);
+        let l_added = added_p99(Kind::Litellm);
+        let sd = stream(Kind::Direct);
+        let sm = stream(Kind::Meridian);
+        let ttft_added = diff(
+            sm.as_ref().map(|s| s.ttft_p50_ms),
+            sd.as_ref().map(|s| s.ttft_p50_ms),
+        );
+        let tok = ratio_f(
+            sm.as_ref().map(|s| s.tokens_per_s),
+            sd.as_ref().map(|s| s.tokens_per_s),
+        );
+        let sel = |n| {
+            self.selection
+                .iter()
+                .find(|(e, _)| *e == n)
+                .map(|(_, ns)| *ns)
+        };
+        let growth = match (sel(64), sel(1024)) {
+            (Some(a), Some(b)) => Some(b / a),
+            _ => None,
+        };
+        let soak_growth = self.soak.as_ref().and_then(|s| {
+            let (second, last) = (*s.rss_kib.get(1)?, *s.rss_kib.last()?);
+            Some((last as f64 - second as f64) / 1024.0)
+        });
+        let rows: Vec<(String, String, Option<bool>)> = vec![
+            (
+                "CPU/request ≤ 1.15x bare Pingora".into(),
+                ratio(cpu(Kind::Meridian), cpu(Kind::PingoraRr)),
+                ratio_f(cpu(Kind::Meridian), cpu(Kind::PingoraRr)).map(|r| r <= 1.15),
+            ),
+            (
+                "CPU/request ≤ 1.0x nginx".into(),
+                ratio(cpu(Kind::Meridian), cpu(Kind::Nginx)),
+                ratio_f(cpu(Kind::Meridian), cpu(Kind::Nginx)).map(|r| r <= 1.0),
+            ),
+            (
+                format!("added p99 ≤ 1 ms at {} req/s", opts.rate),
+                fmt(m_added, 3) + " ms",
+                m_added.map(|a| a <= 1.0),
+            ),
+            (
+                "added latency ≥ 10x lower than LiteLLM (p99)".into(),
+                match (l_added, m_added) {
+                    (Some(l), Some(m)) => format!("{:.0}x", l / m.max(0.001)),
+                    _ => "-".into(),
+                },
+                match (l_added, m_added) {
+                    (Some(l), Some(m)) => Some(l >= 10.0 * m.max(0.0)),
+                    _ => None,
+                },
+            ),
+            (
+                "selection ≤ 1 µs at 64 endpoints".into(),
+                fmt(sel(64).map(|ns| ns / 1000.0), 2) + " µs",
+                sel(64).map(|ns| ns <= 1000.0),
+            ),
+            (
+                "selection grows at most linearly (1,024 vs 64: ≤ 16x)".into(),
+                fmt(growth, 2) + "x",
+                growth.map(|g| g <= 16.0),
+            ),
+            (
+                "no memory growth over the soak (after warm-up, ≤ 1 MiB)".into(),
+                fmt(soak_growth, 1) + " MiB",
+                soak_growth.map(|g| g <= 1.0),
+            ),
+            (
+                "streaming: added TTFT ≤ 1 ms".into(),
+                fmt(ttft_added, 3) + " ms",
+                ttft_added.map(|a| a <= 1.0),
+            ),
+            (
+                "streaming: tokens/s within 5% of direct".into(),
+                fmt(tok.map(|r| r * 100.0), 1) + "%",
+                tok.map(|r| r >= 0.95),
+            ),
+        ];
+        let _ = writeln!(
+            md,
+            "## Targets\n\n| target | this run | met |\n| --- | ---: | --- |"
+        );
+        for (what, figure, met) in rows {
+            let met = match met {
+                Some(true) => "yes",
+                Some(false) => "no",
+                None => "not measured",
+            };
+            let _ = writeln!(md, "| {what} | {figure} | {met} |");
+        }
+        md.push('\n');
+    }
+}
+
+fn fmt(v: Option<f64>, decimals: usize) -> String {
+    match v {
+        Some(v) if v.is_finite() => format!("{v:.decimals$}"),
+        _ => "-".into(),
+    }
+}
+
+fn diff(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    Some(a? - b?)
+}
+
+fn ratio_f(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    let (a, b) = (a?, b?);
+    (b > 0.0).then(|| a / b)
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match ratio_f(a, b) {
+        Some(r) if r.is_finite() => format!("{r:.2}x"),
+        _ => "-".into(),
+    }
+}
+
+/// Mean ns per decision for each endpoint count criterion recorded.
+pub fn read_criterion(dir: &Path) -> Vec<(usize, f64)> {
+    let mut out = Vec::new();
+    for n in [4usize, 64, 1024] {
+        let path = dir.join(format!("select/{n}/new/estimates.json"));
+        let ns = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v["mean"]["point_estimate"].as_f64());
+        if let Some(ns) = ns {
+            out.push((n, ns));
+        }
+    }
+    out
+}
+
+/// One line on the machine and tool versions.
+fn machine() -> String {
+    let cmd = |c: &str, args: &[&str]| {
+        Command::new(c)
+            .args(args)
+            .output()
+            .ok()
+            .map(|o| {
+                let text = format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&o.stdout),
+                    String::from_utf8_lossy(&o.stderr)
+                );
+                text.lines().next().unwrap_or("").trim().to_string()
+            })
+            .unwrap_or_else(|| "not found".into())
+    };
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!(
+        "Commit {}, {cores} cores, kernel {}. Tools: {}; {}; {}; {}.",
+        cmd("git", &["rev-parse", "--short", "HEAD"]),
+        cmd("uname", &["-r"]),
+        cmd("nginx", &["-v"]),
+        cmd("haproxy", &["-v"]),
+        cmd("wrk", &["-v"]),
+        cmd("oha", &["--version"]),
+    )
+}

@@ -1,0 +1,350 @@
+//! The systems under test, each started in front of the same upstreams with the same
+//! worker budget: direct (no proxy), nginx, HAProxy, bare Pingora, Meridian, LiteLLM.
+
+use crate::procs::Proc;
+use crate::request;
+use std::fmt::Write as _;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Direct,
+    Nginx,
+    Haproxy,
+    PingoraRr,
+    Meridian,
+    Litellm,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 6] = [
+        Kind::Direct,
+        Kind::Nginx,
+        Kind::Haproxy,
+        Kind::PingoraRr,
+        Kind::Meridian,
+        Kind::Litellm,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Direct => "direct",
+            Kind::Nginx => "nginx",
+            Kind::Haproxy => "haproxy",
+            Kind::PingoraRr => "pingora-rr",
+            Kind::Meridian => "meridian",
+            Kind::Litellm => "litellm",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.name() == s)
+    }
+}
+
+/// What every system is started with.
+pub struct Setup {
+    pub dir: PathBuf,
+    pub bin_dir: PathBuf,
+    pub litellm: PathBuf,
+    pub threads: u32,
+    /// The open-file limit every started program inherits.
+    pub fd_limit: u64,
+    /// `conf/meridian.yaml`, the default config Meridian's run is derived from.
+    pub meridian_default: PathBuf,
+}
+
+/// A system ready for traffic at `addr`. `proc` is `None` for direct.
+pub struct Running {
+    pub kind: Kind,
+    pub addr: SocketAddr,
+    pub proc: Option<Proc>,
+    /// Client connections it can hold at once, where its configuration caps them.
+    pub max_clients: Option<usize>,
+}
+
+pub fn free_port() -> Result<u16, String> {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("no free loopback port: {e}"))
+}
+
+fn write(path: &Path, text: &str) -> Result<(), String> {
+    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Starts `kind` in front of `upstreams` (the regions); `tag` names its files.
+pub async fn start(
+    kind: Kind,
+    setup: &Setup,
+    upstreams: &[SocketAddr],
+    tag: &str,
+) -> Result<Running, String> {
+    let first = *upstreams.first().ok_or("no upstreams")?;
+    if kind == Kind::Direct {
+        return Ok(Running {
+            kind,
+            addr: first,
+            proc: None,
+            max_clients: None,
+        });
+    }
+    let dir = setup.dir.join(format!("{}-{tag}", kind.name()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let port = free_port()?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let (cmd, ready_path, wait) = match kind {
+        Kind::Direct => unreachable!("handled above"),
+        Kind::Nginx => (nginx(&dir, setup, addr, upstreams)?, "/", 15),
+        Kind::Haproxy => (haproxy(&dir, setup, addr, upstreams)?, "/", 15),
+        Kind::PingoraRr => (pingora_rr(setup, addr, upstreams), "/", 15),
+        Kind::Meridian => (meridian(&dir, setup, addr, upstreams)?, "/health", 20),
+        Kind::Litellm => (
+            litellm(&dir, setup, addr, upstreams)?,
+            "/health/liveliness",
+            180,
+        ),
+    };
+    let mut proc = Proc::spawn(kind.name(), cmd, &dir.join("output.log"))?;
+    let deadline = Instant::now() + Duration::from_secs(wait);
+    loop {
+        if !proc.running() {
+            return Err(format!(
+                "{} exited at start-up; see {}",
+                kind.name(),
+                dir.join("output.log").display()
+            ));
+        }
+        if request::ready(addr, ready_path).await {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "{} not ready on {addr} after {wait} s; see {}",
+                kind.name(),
+                dir.join("output.log").display()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(Running {
+        kind,
+        addr,
+        proc: Some(proc),
+        max_clients: (kind == Kind::Haproxy).then(|| haproxy_maxconn(setup) as usize - 50),
+    })
+}
+
+fn nginx(
+    dir: &Path,
+    setup: &Setup,
+    addr: SocketAddr,
+    upstreams: &[SocketAddr],
+) -> Result<Command, String> {
+    let mut servers = String::new();
+    for u in upstreams {
+        let _ = writeln!(servers, "    server {u};");
+    }
+    let d = dir.display();
+    let conf = format!(
+        "worker_processes {threads};
+worker_rlimit_nofile {fds};
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 30000; }}
+http {{
+  access_log off;
+  client_body_temp_path {d}/body;
+  proxy_temp_path {d}/proxy;
+  keepalive_requests 1000000;
+  keepalive_timeout 120s;
+  upstream regions {{
+{servers}    keepalive 128;
+    keepalive_requests 1000000;
+  }}
+  server {{
+    listen {addr} backlog=4096;
+    location / {{
+      proxy_pass http://regions;
+      proxy_http_version 1.1;
+      proxy_set_header Connection \"\";
+      proxy_buffering off;
+    }}
+  }}
+}}
+",
+        threads = setup.threads,
+        fds = setup.fd_limit
+    );
+    let path = dir.join("nginx.conf");
+    write(&path, &conf)?;
+    let mut cmd = Command::new("nginx");
+    cmd.arg("-p")
+        .arg(dir)
+        .arg("-c")
+        .arg(&path)
+        .arg("-g")
+        .arg("daemon off;");
+    Ok(cmd)
+}
+
+fn haproxy(
+    dir: &Path,
+    setup: &Setup,
+    addr: SocketAddr,
+    upstreams: &[SocketAddr],
+) -> Result<Command, String> {
+    let mut servers = String::new();
+    for (i, u) in upstreams.iter().enumerate() {
+        let _ = writeln!(servers, "  server r{i} {u}");
+    }
+    let conf = format!(
+        "global
+  nbthread {threads}
+  maxconn {maxconn}
+defaults
+  mode http
+  timeout connect 1s
+  timeout client 120s
+  timeout server 120s
+  timeout http-keep-alive 120s
+  http-reuse always
+  # Forward each chunk at once instead of waiting for more data: needed for streaming.
+  option http-no-delay
+frontend fe
+  bind {addr}
+  default_backend regions
+backend regions
+  balance roundrobin
+{servers}",
+        threads = setup.threads,
+        maxconn = haproxy_maxconn(setup)
+    );
+    let path = dir.join("haproxy.cfg");
+    write(&path, &conf)?;
+    let mut cmd = Command::new("haproxy");
+    cmd.arg("-db").arg("-f").arg(&path);
+    Ok(cmd)
+}
+
+/// HAProxy refuses to start unless the open-file limit covers two descriptors per
+/// connection (client and server side), so its connection cap follows the limit.
+fn haproxy_maxconn(setup: &Setup) -> u64 {
+    (setup.fd_limit.saturating_sub(200) / 2).clamp(100, 40_000)
+}
+
+fn pingora_rr(setup: &Setup, addr: SocketAddr, upstreams: &[SocketAddr]) -> Command {
+    let mut cmd = Command::new(setup.bin_dir.join("pingora-rr"));
+    cmd.arg(addr.to_string());
+    for u in upstreams {
+        cmd.arg(u.to_string());
+    }
+    cmd.arg("--threads").arg(setup.threads.to_string());
+    cmd
+}
+
+/// The default config with only addresses, paths and the thread count changed.
+fn meridian(
+    dir: &Path,
+    setup: &Setup,
+    addr: SocketAddr,
+    upstreams: &[SocketAddr],
+) -> Result<Command, String> {
+    let default = &setup.meridian_default;
+    let mut conf =
+        std::fs::read_to_string(default).map_err(|e| format!("{}: {e}", default.display()))?;
+    let admin = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+    let d = dir.display();
+    let mut swaps = vec![
+        ("127.0.0.1:8000".to_string(), addr.to_string()),
+        ("127.0.0.1:9000".to_string(), admin.to_string()),
+        (
+            "threads: 2".to_string(),
+            format!("threads: {}", setup.threads),
+        ),
+        ("/tmp/meridian.pid".to_string(), format!("{d}/meridian.pid")),
+        (
+            "/tmp/meridian_upgrade.sock".to_string(),
+            format!("{d}/meridian_upgrade.sock"),
+        ),
+    ];
+    if upstreams.len() != 5 {
+        return Err("meridian's default config has five regions; give five upstreams".into());
+    }
+    for (i, u) in upstreams.iter().enumerate() {
+        swaps.push((
+            format!("http://127.0.0.1:800{}", i + 1),
+            format!("http://{u}"),
+        ));
+    }
+    for (from, to) in swaps {
+        if !conf.contains(&from) {
+            return Err(format!("{} no longer contains {from:?}", default.display()));
+        }
+        conf = conf.replace(&from, &to);
+    }
+    let path = dir.join("meridian.yaml");
+    write(&path, &conf)?;
+    let mut cmd = Command::new(setup.bin_dir.join("meridian"));
+    cmd.arg("-c").arg(&path).env("RUST_LOG", "warn");
+    Ok(cmd)
+}
+
+fn litellm(
+    dir: &Path,
+    setup: &Setup,
+    addr: SocketAddr,
+    upstreams: &[SocketAddr],
+) -> Result<Command, String> {
+    let mut conf = String::from("model_list:\n");
+    for u in upstreams {
+        let _ = writeln!(
+            conf,
+            "  - model_name: mock-model
+    litellm_params:
+      model: openai/mock-model
+      api_base: http://{u}/v1
+      api_key: sk-upstream"
+        );
+    }
+    let _ = write!(
+        conf,
+        "router_settings:
+  routing_strategy: latency-based-routing
+litellm_settings:
+  telemetry: false
+general_settings:
+  master_key: {key}
+",
+        key = request::LITELLM_KEY
+    );
+    let path = dir.join("litellm.yaml");
+    write(&path, &conf)?;
+    // Access logs off, as for the other proxies.
+    let log = dir.join("logging.json");
+    write(
+        &log,
+        r#"{"version": 1, "disable_existing_loggers": false,
+"loggers": {"uvicorn.access": {"level": "WARNING"}, "uvicorn.error": {"level": "WARNING"}}}"#,
+    )?;
+    let mut cmd = Command::new(&setup.litellm);
+    cmd.arg("--config")
+        .arg(&path)
+        .arg("--host")
+        .arg(addr.ip().to_string())
+        .arg("--port")
+        .arg(addr.port().to_string())
+        .arg("--num_workers")
+        .arg(setup.threads.to_string())
+        .arg("--keepalive_timeout")
+        .arg("120")
+        .arg("--log_config")
+        .arg(&log)
+        .env("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        .env("LITELLM_LOG", "ERROR");
+    Ok(cmd)
+}

@@ -1,0 +1,84 @@
+//! Upstreams: nginx answering a fixed OpenAI-shaped JSON on several ports (the regions
+//! for request cost; fast, so the proxy is what gets measured), and mock regions for
+//! streaming.
+
+use crate::procs::Proc;
+use crate::systems::free_port;
+use mock_regions::{MockRegion, RegionSpec};
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+pub const REGIONS: usize = 5;
+
+const ANSWER: &str = r#"{"id":"chatcmpl-bench","object":"chat.completion","created":1700000000,"model":"mock-model","choices":[{"index":0,"message":{"role":"assistant","content":"Hello from the benchmark upstream."},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":6,"total_tokens":9}}"#;
+
+/// One nginx process (one worker) listening on `REGIONS` ports.
+pub async fn fixed(dir: &Path, fd_limit: u64) -> Result<(Proc, Vec<SocketAddr>), String> {
+    let dir = dir.join("upstream");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let mut addrs = Vec::new();
+    let mut listens = String::new();
+    for _ in 0..REGIONS {
+        let a = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let _ = writeln!(listens, "    listen {a} backlog=4096;");
+        addrs.push(a);
+    }
+    let d = dir.display();
+    let conf = format!(
+        "worker_processes 1;
+worker_rlimit_nofile {fd_limit};
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 30000; }}
+http {{
+  access_log off;
+  client_body_temp_path {d}/body;
+  keepalive_requests 1000000;
+  keepalive_timeout 120s;
+  server {{
+{listens}    location / {{
+      default_type application/json;
+      return 200 '{ANSWER}';
+    }}
+  }}
+}}
+"
+    );
+    let path = dir.join("nginx.conf");
+    std::fs::write(&path, conf).map_err(|e| e.to_string())?;
+    let mut cmd = Command::new("nginx");
+    cmd.arg("-p")
+        .arg(&dir)
+        .arg("-c")
+        .arg(&path)
+        .arg("-g")
+        .arg("daemon off;");
+    let mut proc = Proc::spawn("upstream-nginx", cmd, &dir.join("output.log"))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for a in &addrs {
+        while !crate::request::ready(*a, "/").await {
+            if !proc.running() || Instant::now() > deadline {
+                return Err(format!("upstream nginx did not start; see {d}/output.log"));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    Ok((proc, addrs))
+}
+
+/// Mock regions streaming one token per `token_ms`, first token at once.
+pub async fn streaming(token_ms: u64) -> Result<Vec<MockRegion>, String> {
+    let mut regions = Vec::new();
+    for i in 0..REGIONS {
+        let mut spec = RegionSpec::new(&format!("stream-{i}"), 0);
+        spec.token_ms = token_ms;
+        let r = MockRegion::start(spec, SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .map_err(|e| format!("mock region: {e}"))?;
+        regions.push(r);
+    }
+    Ok(regions)
+}
