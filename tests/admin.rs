@@ -106,3 +106,44 @@ async fn status_metrics_and_health() {
         "{metrics}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_token_guards_every_admin_endpoint() {
+    let ap = region("ap-south-1", 5).await;
+    let cfg = TestConfig::new().mock(&ap, 0.32, 1);
+    let token = "s3cret-token-0123456789";
+    let m = Meridian::start_with(
+        |p, a, d| {
+            cfg.render(p, a, d).replacen(
+                &format!("  admin: {a}\n"),
+                &format!("  admin: {a}\n  admin_token_env: TEST_ADMIN_TOKEN\n"),
+                1,
+            )
+        },
+        &[("TEST_ADMIN_TOKEN".to_string(), token.to_string())],
+    )
+    .await;
+    for path in ["/regions/status", "/metrics", "/health"] {
+        for auth in [None, Some("Bearer wrong-token-0123456789"), Some(token)] {
+            let mut req = client().get(m.admin_url(path));
+            if let Some(a) = auth {
+                req = req.header("authorization", a);
+            }
+            let r = Reply::from(req.send().await.unwrap()).await;
+            assert_eq!(r.status, 401, "{path} with {auth:?}");
+            assert_eq!(r.error_type(), "unauthorized");
+            assert!(!r.body.contains(token), "the token is never echoed");
+        }
+        let ok = client()
+            .get(m.admin_url(path))
+            .header("authorization", format!("Bearer {token}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ok.status(), 200, "{path}");
+        let body = ok.text().await.unwrap();
+        assert!(!body.contains(token), "{path} never shows the token");
+    }
+    // The proxy listener is not guarded by the admin token.
+    assert_eq!(m.infer(&[]).await.status, 200);
+}

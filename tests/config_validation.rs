@@ -225,3 +225,31 @@ fn endpoint_override_from_environment() {
         "{stderr}"
     );
 }
+
+#[test]
+fn admin_off_loopback_needs_a_token_from_the_environment() {
+    let open = format!("listen:\n  admin: 0.0.0.0:9000\nregions:\n{REGION}");
+    refused(
+        &open,
+        &["listen.admin", "not a loopback address", "admin_token_env"],
+    );
+
+    let with_env =
+        format!("listen:\n  admin: 0.0.0.0:9000\n  admin_token_env: MERIDIAN_ADMIN_TOKEN\nregions:\n{REGION}");
+    refused(&with_env, &["line 3", "MERIDIAN_ADMIN_TOKEN is not set"]);
+    let (code, stderr, _) = check(&with_env, &[("MERIDIAN_ADMIN_TOKEN", "short")]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("at least 16 printable characters"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("short"),
+        "the token is never echoed: {stderr}"
+    );
+    let (code, stderr, _) = check(
+        &with_env,
+        &[("MERIDIAN_ADMIN_TOKEN", "0123456789abcdef-ok")],
+    );
+    assert_eq!(code, 0, "{stderr}");
+}

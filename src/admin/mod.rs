@@ -21,6 +21,18 @@ impl AdminApp {
         Self { rt }
     }
 
+    /// Whether the request may see the admin API: always when no token is configured,
+    /// otherwise only with `Authorization: Bearer <token>`.
+    fn authorized(&self, req: &pingora::http::RequestHeader) -> bool {
+        let Some(token) = &self.rt.config.listen.admin_token else {
+            return true;
+        };
+        req.headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+            .is_some_and(|given| token.matches(given))
+    }
+
     fn route(&self, method: &http::Method, path: &str) -> (u16, &'static str, String) {
         const JSON: &str = "application/json";
         if method != http::Method::GET {
@@ -50,7 +62,12 @@ impl AdminApp {
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let req = session.req_header();
-        let (status, content_type, body) = self.route(&req.method, req.uri.path());
+        let (status, content_type, body) = if self.authorized(req) {
+            self.route(&req.method, req.uri.path())
+        } else {
+            let body = serde_json::json!({"error": {"type": "unauthorized", "message": "the admin API needs Authorization: Bearer <token> (the token is in the environment variable listen.admin_token_env names)"}});
+            (401, "application/json", body.to_string())
+        };
         let mut resp = Response::builder()
             .status(status)
             .header("content-type", content_type)
@@ -58,6 +75,9 @@ impl ServeHttp for AdminApp {
             .header("content-length", body.len());
         if status == 405 {
             resp = resp.header("allow", "GET");
+        }
+        if status == 401 {
+            resp = resp.header("www-authenticate", "Bearer realm=\"meridian-admin\"");
         }
         resp.body(body.into_bytes())
             .unwrap_or_else(|_| Response::new(Vec::new()))

@@ -71,6 +71,9 @@ impl Default for ServerFile {
 pub struct ListenFile {
     pub proxy: String,
     pub admin: String,
+    /// Name of the environment variable holding the admin API's bearer token. Required
+    /// when `admin` is not a loopback address; when set, every admin request needs it.
+    pub admin_token_env: Option<String>,
 }
 
 impl Default for ListenFile {
@@ -78,6 +81,7 @@ impl Default for ListenFile {
         Self {
             proxy: "127.0.0.1:8000".into(),
             admin: "127.0.0.1:9000".into(),
+            admin_token_env: None,
         }
     }
 }

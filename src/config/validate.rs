@@ -4,7 +4,7 @@
 use super::error::{field_line, find_line, region_line};
 use super::file::{FileConfig, GeoDefaultFile, GeoFile, RegionFile};
 use super::{env, parse_endpoint, Config, ConfigError, GeoAction, GeoConfig, GeoRule, Listen};
-use super::{RegionConfig, ServerSettings};
+use super::{RegionConfig, Secret, ServerSettings};
 use crate::regions::{RegionMask, MAX_REGIONS};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -20,9 +20,11 @@ pub fn load(text: &str, source: &str, vars: &[(String, String)]) -> Result<Confi
     let geo = v.geo(&file.geo, &regions)?;
     v.server(&file.server)?;
     v.sections(&file)?;
+    let admin = v.addr(&file.listen.admin, "listen.admin")?;
     let listen = Listen {
         proxy: v.addr(&file.listen.proxy, "listen.proxy")?,
-        admin: v.addr(&file.listen.admin, "listen.admin")?,
+        admin,
+        admin_token: v.admin_token(admin, file.listen.admin_token_env.as_deref(), vars)?,
     };
     if listen.proxy == listen.admin {
         return Err(v.top("listen.admin", "must differ from listen.proxy"));
@@ -157,6 +159,43 @@ impl Validator<'_> {
                 format!("'{value}' is not an address like 127.0.0.1:8000"),
             )
         })
+    }
+
+    /// The admin token from the variable `env_name` names. The admin API shows the whole
+    /// fleet's state, so off loopback it must not be open to anyone who can reach it.
+    fn admin_token(
+        &self,
+        admin: std::net::SocketAddr,
+        env_name: Option<&str>,
+        vars: &[(String, String)],
+    ) -> Result<Option<Secret>, ConfigError> {
+        const MIN_LEN: usize = 16;
+        let Some(name) = env_name else {
+            if admin.ip().is_loopback() {
+                return Ok(None);
+            }
+            return Err(self.top(
+                "listen.admin",
+                format!(
+                    "{admin} is not a loopback address: an admin API reachable from the network \
+                     needs a bearer token; set listen.admin_token_env to the name of an \
+                     environment variable holding one (at least {MIN_LEN} characters)"
+                ),
+            ));
+        };
+        let field = "listen.admin_token_env";
+        let value = vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.trim());
+        match value {
+            None | Some("") => Err(self.top(
+                field,
+                format!("environment variable {name} is not set or empty; it must hold the admin bearer token"),
+            )),
+            Some(v) if v.len() < MIN_LEN || v.chars().any(|c| !c.is_ascii_graphic()) => Err(self.top(
+                field,
+                format!("the token in {name} must be at least {MIN_LEN} printable characters without spaces"),
+            )),
+            Some(v) => Ok(Some(Secret::new(v.to_string()))),
+        }
     }
 
     fn regions(
