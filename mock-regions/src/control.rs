@@ -29,6 +29,10 @@ struct ControlUpdate {
     #[serde(default, deserialize_with = "present")]
     stream_abort_after: Option<Option<u32>>,
     hang: Option<bool>,
+    blackhole: Option<bool>,
+    reset_after_body: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
+    flap_ms: Option<Option<u64>>,
     #[serde(default, deserialize_with = "present")]
     capacity: Option<Option<u32>>,
     model_version: Option<String>,
@@ -93,7 +97,19 @@ fn apply(state: &RegionState, body: &[u8]) -> Result<(), Reject> {
         if let Some(after) = update.stream_abort_after {
             s.stream_abort_after = after;
         }
+        if let Some(reset) = update.reset_after_body {
+            s.reset_after_body = reset;
+        }
+        if let Some(flap) = update.flap_ms {
+            s.flap_ms = flap;
+        }
     });
+    if update.flap_ms.is_some() {
+        state.restart_flap();
+    }
+    if let Some(on) = update.blackhole {
+        state.set_blackhole(on);
+    }
     if let Some(hold) = update.stream_hold {
         state.set_hold(hold);
     }
@@ -110,6 +126,13 @@ fn apply(state: &RegionState, body: &[u8]) -> Result<(), Reject> {
 }
 
 fn validate(update: &ControlUpdate) -> Result<(), Reject> {
+    if let Some(Some(ms)) = update.flap_ms {
+        if ms == 0 {
+            return Err(Reject::bad_request(
+                "flap_ms must be above 0 (null stops flapping)",
+            ));
+        }
+    }
     if let Some(Some(status)) = update.fail_status {
         if !(100..=599).contains(&status) {
             return Err(Reject::bad_request("fail_status must be within 100..=599"));

@@ -23,6 +23,11 @@ pub(crate) struct Settings {
     pub fail_count: Option<u64>,
     pub retry_after_s: Option<u64>,
     pub stream_abort_after: Option<u32>,
+    /// Reset the connection (no answer) once a non-probe request's body is read.
+    pub reset_after_body: bool,
+    /// Alternate up and down every this many milliseconds; while down every request,
+    /// probes included, has its connection reset.
+    pub flap_ms: Option<u64>,
 }
 
 /// How one request is to fail.
@@ -45,6 +50,9 @@ pub(crate) struct RegionState {
     // wake as soon as the switch is released instead of polling.
     hold: watch::Sender<bool>,
     hang: watch::Sender<bool>,
+    blackhole: watch::Sender<bool>,
+    /// When flapping started; the phase is counted from here.
+    flap_epoch: Mutex<std::time::Instant>,
     chat_seq: AtomicU64,
 }
 
@@ -68,12 +76,16 @@ impl RegionState {
                 fail_count: None,
                 retry_after_s: None,
                 stream_abort_after: None,
+                reset_after_body: false,
+                flap_ms: None,
             }),
             model_version: Mutex::new(spec.model_version.clone()),
             counts: Mutex::new(Counts::default()),
             last_headers: Mutex::new(Vec::new()),
             hold: watch::Sender::new(false),
             hang: watch::Sender::new(false),
+            blackhole: watch::Sender::new(false),
+            flap_epoch: Mutex::new(std::time::Instant::now()),
             chat_seq: AtomicU64::new(0),
         }
     }
@@ -168,6 +180,34 @@ impl RegionState {
         let _ = hang.wait_for(|hung| !*hung).await;
     }
 
+    pub fn set_blackhole(&self, on: bool) {
+        self.blackhole.send_replace(on);
+    }
+
+    pub fn is_blackholed(&self) -> bool {
+        *self.blackhole.borrow()
+    }
+
+    /// Returns once the region answers again; at once if it does.
+    pub async fn wait_unblackholed(&self) {
+        let mut b = self.blackhole.subscribe();
+        let _ = b.wait_for(|on| !*on).await;
+    }
+
+    /// Restarts the flapping cycle (up first) from now.
+    pub fn restart_flap(&self) {
+        *lock(&self.flap_epoch) = std::time::Instant::now();
+    }
+
+    /// Whether a flapping region is in its down half-cycle.
+    pub fn flapped_down(&self) -> bool {
+        let Some(period) = self.settings().flap_ms.filter(|ms| *ms > 0) else {
+            return false;
+        };
+        let elapsed = lock(&self.flap_epoch).elapsed().as_millis() as u64;
+        (elapsed / period) % 2 == 1
+    }
+
     pub fn next_chat_id(&self) -> String {
         let n = self.chat_seq.fetch_add(1, Ordering::Relaxed) + 1;
         format!("chatcmpl-mock-{n}")
@@ -202,6 +242,10 @@ impl RegionState {
             "stream_hold": self.is_held(),
             "stream_abort_after": s.stream_abort_after,
             "hang": self.is_hung(),
+            "blackhole": self.is_blackholed(),
+            "reset_after_body": s.reset_after_body,
+            "flap_ms": s.flap_ms,
+            "flapped_down": self.flapped_down(),
             "capacity": self.capacity.limit(),
             "model_version": self.model_version(),
             "in_flight": load.in_flight,

@@ -1,6 +1,5 @@
 //! Request dispatch and the simple inference-API handlers.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
 use hyper::body::Incoming;
@@ -17,23 +16,35 @@ use crate::{chat, control};
 const DEFAULT_MAX_TOKENS: u64 = 16;
 const SNIPPET_CHARS: usize = 50;
 
+/// The connection is to be reset without an answer.
+#[derive(Debug)]
+pub(crate) struct Reset;
+
+impl std::fmt::Display for Reset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection reset by the mock region")
+    }
+}
+
+impl std::error::Error for Reset {}
+
 /// Entry point for every request on a region's connections.
 pub(crate) async fn handle(
     req: Request<Incoming>,
     state: Arc<RegionState>,
-) -> Result<Response<Body>, Infallible> {
-    let mut resp = route(req, &state).await;
+) -> Result<Response<Body>, Reset> {
+    let mut resp = route(req, &state).await?;
     resp.headers_mut()
         .insert("x-mock-region", state.header.clone());
     Ok(resp)
 }
 
-async fn route(req: Request<Incoming>, state: &Arc<RegionState>) -> Response<Body> {
+async fn route(req: Request<Incoming>, state: &Arc<RegionState>) -> Result<Response<Body>, Reset> {
     let path = req.uri().path().to_string();
     // The control plane must stay usable while the region is told to be slow
     // or broken, and must not disturb the counters tests assert on.
     if path == "/control" {
-        return control::handle(req, state).await;
+        return Ok(control::handle(req, state).await);
     }
 
     let category = category(&path);
@@ -43,13 +54,30 @@ async fn route(req: Request<Incoming>, state: &Arc<RegionState>) -> Response<Bod
     if category != Category::Health {
         state.record_headers(req.headers());
     }
+    if state.flapped_down() {
+        return Err(Reset);
+    }
+    // A wedged host: the connection stays open and nothing ever comes back.
+    state.wait_unblackholed().await;
 
     let method = req.method().clone();
     let body = match reply::read_body(req).await {
         Ok(body) => body,
-        Err(reject) => return reject.into_response(),
+        Err(reject) => return Ok(reject.into_response()),
     };
+    if category != Category::Health && state.settings().reset_after_body {
+        return Err(Reset);
+    }
+    Ok(answer(state, category, &method, &path, &body).await)
+}
 
+async fn answer(
+    state: &Arc<RegionState>,
+    category: Category,
+    method: &Method,
+    path: &str,
+    body: &[u8],
+) -> Response<Body> {
     // Hung only after the body is read: from then on hyper watches the socket
     // and drops this request if the client gives up.
     if category != Category::Health {
@@ -73,11 +101,11 @@ async fn route(req: Request<Incoming>, state: &Arc<RegionState>) -> Response<Bod
                 "data": [{ "id": "mock-model", "object": "model", "owned_by": state.name }],
             }),
         ),
-        Category::Inference if is_post => inference(state, &body).await,
-        Category::Chat if is_post => chat::handle(state, &body).await,
+        Category::Inference if is_post => inference(state, body).await,
+        Category::Chat if is_post => chat::handle(state, body).await,
         Category::Health | Category::Models => reply::method_not_allowed("GET, HEAD"),
         Category::Inference | Category::Chat => reply::method_not_allowed("POST"),
-        Category::Other => reply::not_found(&path),
+        Category::Other => reply::not_found(path),
     }
 }
 

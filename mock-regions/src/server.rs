@@ -3,6 +3,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -126,6 +127,24 @@ impl MockRegion {
     /// How many inference/chat requests may be worked on at once (`None`:
     /// unlimited). Shrinking never interrupts requests already working;
     /// newcomers wait until the count drops below the new limit.
+    /// Accept connections but never answer anything, probes included (a wedged host).
+    pub fn set_blackhole(&self, on: bool) {
+        self.state.set_blackhole(on);
+    }
+
+    /// Read each non-probe request's body, then reset the connection without an
+    /// answer (a backend crashing mid-request).
+    pub fn set_reset_after_body(&self, on: bool) {
+        self.state.update(|s| s.reset_after_body = on);
+    }
+
+    /// Up for `ms`, then down for `ms` (every connection reset, probes included), and so
+    /// on, starting up now; `None` stops flapping.
+    pub fn set_flap_ms(&self, ms: Option<u64>) {
+        self.state.update(|s| s.flap_ms = ms.filter(|m| *m > 0));
+        self.state.restart_flap();
+    }
+
     pub fn set_capacity(&self, capacity: Option<u32>) {
         self.state.capacity.set_limit(capacity);
     }
@@ -202,7 +221,22 @@ async fn accept_loop(
 async fn serve(stream: TcpStream, state: Arc<RegionState>) {
     // Streamed tokens are small writes that must not wait on Nagle.
     let _ = stream.set_nodelay(true);
-    let service = service_fn(move |req| routes::handle(req, Arc::clone(&state)));
+    let fd = stream.as_raw_fd();
+    let service = service_fn(move |req| {
+        let state = Arc::clone(&state);
+        async move {
+            let result = routes::handle(req, state).await;
+            if result.is_err() {
+                // A zero linger turns the close that follows the service error into a
+                // reset. The socket is open: this runs inside its connection's future.
+                // SAFETY: `fd` belongs to `stream`, which hyper owns until this future
+                // and the connection end.
+                let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+                let _ = socket2::SockRef::from(&borrowed).set_linger(Some(Duration::ZERO));
+            }
+            result
+        }
+    });
     // Connection errors (client resets, malformed requests) end only this
     // connection and there is no one to report them to.
     let _ = http1::Builder::new()
