@@ -103,6 +103,9 @@ pub async fn respond(
         }
         return Ok(());
     }
+    // The connection is closed after a failed proxy attempt (its request body may be
+    // half read), so say so: a client that reused it would lose its next request.
+    session.set_keepalive(None);
     let body = failure.body();
     let mut resp = ResponseHeader::build(failure.status, Some(6))?;
     resp.insert_header("content-type", "application/json")?;

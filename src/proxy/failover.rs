@@ -10,8 +10,12 @@
 //!   Retry-After either way;
 //! - no response header within `read_timeout` (time to first byte): retried like a 429,
 //!   POST included, because a stuck region must not hold the client;
+//! - the upstream failed before answering a request carrying `Idempotency-Key` (a reset
+//!   after the body was sent, say): retried like a 429, because the client says a
+//!   repeat is safe;
 //! - anything else after the request went out: Pingora's default policy (idempotent
-//!   methods only), and never once the client has received bytes.
+//!   methods only), and never once the client has received bytes. A POST without
+//!   `Idempotency-Key` is never sent to a second region once it may have been received.
 
 use super::ctx::RequestCtx;
 use crate::app::Runtime;
@@ -78,6 +82,15 @@ pub fn proxy_failed(
         e.set_retry(retry);
         return e;
     }
+    if upstream && before_headers && has_idempotency_key(session) {
+        // The client vouched that repeating the request is safe.
+        let retry = may_retry_with_load(rt, ctx, session);
+        if retry {
+            rt.metrics.retry("idempotency_key");
+        }
+        e.set_retry(retry);
+        return e;
+    }
     let replayable = session.req_header().method.is_idempotent()
         && !session.as_ref().retry_buffer_truncated()
         && session.response_written().is_none();
@@ -87,6 +100,13 @@ pub fn proxy_failed(
         e.retry.decide_reuse(client_reused);
     }
     e
+}
+
+/// A non-idempotent request (a POST) carrying `Idempotency-Key`: the client promises the
+/// upstream deduplicates it, so it may be repeated after a failure mid-request.
+fn has_idempotency_key(session: &Session) -> bool {
+    let req = session.req_header();
+    !req.method.is_idempotent() && req.headers.contains_key("idempotency-key")
 }
 
 /// A real request failed at `region`: the circuit counts it, and metrics and the log say
