@@ -2,6 +2,7 @@
 
 use crate::config::{Config, DEFAULT_SOURCE};
 use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
@@ -37,6 +38,9 @@ pub enum Command {
         name: String,
         port: u16,
         latency_ms: u64,
+        /// Address to listen on (tests run regions inside network namespaces).
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: std::net::IpAddr,
     },
 }
 
@@ -58,9 +62,10 @@ pub fn run(cli: Cli) -> i32 {
         name,
         port,
         latency_ms,
+        bind,
     }) = &cli.command
     {
-        return crate::demo::run_region(name, *port, *latency_ms);
+        return crate::demo::run_region(name, SocketAddr::new(*bind, *port), *latency_ms);
     }
     let config = match load(&cli.conf) {
         Ok(c) => c,

@@ -73,7 +73,7 @@ fn wait_listening(port: u16, within: Duration) -> bool {
 }
 
 /// The `mock-region` child: serves one region until killed or until the demo exits.
-pub fn run_region(name: &str, port: u16, latency_ms: u64) -> i32 {
+pub fn run_region(name: &str, addr: SocketAddr, latency_ms: u64) -> i32 {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -87,7 +87,6 @@ pub fn run_region(name: &str, port: u16, latency_ms: u64) -> i32 {
     };
     let parent = std::os::unix::process::parent_id();
     runtime.block_on(async move {
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         let region = match MockRegion::start(RegionSpec::new(name, latency_ms), addr).await {
             Ok(r) => r,
             Err(e) => {
