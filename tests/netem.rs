@@ -151,7 +151,7 @@ async fn a_region_behind_a_slow_lossy_link_is_measured_and_avoided() {
     let near = region("near-1", 0).await;
     // Same tier and price: only the network tells them apart.
     let cfg = TestConfig::new()
-        .region("far-1", &[far_url.clone()], 0.30, 1, "")
+        .region("far-1", std::slice::from_ref(&far_url), 0.30, 1, "")
         .mock(&near, 0.30, 1);
     let m = Meridian::start(&cfg).await;
     m.wait_health("far-1", true).await;
