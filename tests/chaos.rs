@@ -3,114 +3,7 @@
 
 mod common;
 use common::*;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-/// One client request of a load run.
-#[derive(Debug, Clone)]
-struct Outcome {
-    /// Start and end, from the start of the run.
-    start: Duration,
-    took: Duration,
-    /// 0 when the client got no HTTP answer at all.
-    status: u16,
-    region: Option<String>,
-}
-
-/// `workers` clients, each sending POSTs back to back with `gap` between the end of one
-/// and the start of the next, for `run` (and at most `max` requests in all).
-struct Load {
-    workers: usize,
-    gap: Duration,
-    run: Duration,
-    max: usize,
-    headers: &'static [(&'static str, &'static str)],
-}
-
-impl Load {
-    /// Eight clients, 10 ms apart, for `run`.
-    fn for_(run: Duration) -> Load {
-        Load {
-            workers: 8,
-            gap: Duration::from_millis(10),
-            run,
-            max: 5_000,
-            headers: &[],
-        }
-    }
-}
-
-/// Runs `l` against `m`; `event` fires once at `event_at`. Returns the outcomes by start
-/// time and when the event began and ended.
-async fn load(
-    m: &Meridian,
-    l: Load,
-    event_at: Duration,
-    event: impl std::future::Future<Output = ()>,
-) -> (Vec<Outcome>, Duration, Duration) {
-    let Load {
-        workers,
-        gap,
-        run,
-        max,
-        headers,
-    } = l;
-    let t0 = Instant::now();
-    let sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let client = client();
-    let url = m.url("/v1/inference");
-    let mut tasks = Vec::new();
-    for _ in 0..workers {
-        let (client, url, sent) = (client.clone(), url.clone(), Arc::clone(&sent));
-        tasks.push(tokio::spawn(async move {
-            let mut out = Vec::new();
-            while t0.elapsed() < run
-                && sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < max
-            {
-                let start = t0.elapsed();
-                let mut req = client
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .timeout(Duration::from_secs(10))
-                    .body(r#"{"prompt":"chaos","max_tokens":1}"#);
-                for (k, v) in headers {
-                    req = req.header(*k, *v);
-                }
-                let (status, region) = match req.send().await {
-                    Ok(resp) => {
-                        let region = resp
-                            .headers()
-                            .get("x-meridian-region")
-                            .and_then(|v| v.to_str().ok())
-                            .map(String::from);
-                        let status = resp.status().as_u16();
-                        let _ = resp.bytes().await;
-                        (status, region)
-                    }
-                    Err(_) => (0, None),
-                };
-                out.push(Outcome {
-                    start,
-                    took: t0.elapsed() - start,
-                    status,
-                    region,
-                });
-                tokio::time::sleep(gap).await;
-            }
-            out
-        }));
-    }
-    tokio::time::sleep_until((t0 + event_at).into()).await;
-    let event_began = t0.elapsed();
-    event.await;
-    let event_done = t0.elapsed();
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.expect("load worker"));
-    }
-    all.sort_by_key(|o| o.start);
-    (all, event_began, event_done)
-}
+use std::time::Duration;
 
 /// Per 250 ms of the run: requests served by each region and failures, for the log.
 fn timeline(outcomes: &[Outcome]) -> String {
@@ -127,10 +20,6 @@ fn timeline(outcomes: &[Outcome]) -> String {
         .map(|(t, (a, b, f))| format!("{:>5}ms fav {a:>3} backup {b:>3} failed {f}", t * 250))
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-fn failures(outcomes: &[Outcome]) -> Vec<&Outcome> {
-    outcomes.iter().filter(|o| o.status != 200).collect()
 }
 
 /// How often the region serving most requests changed from one 250 ms window to the
@@ -298,6 +187,7 @@ async fn a_post_reset_after_its_body_is_never_repeated_without_an_idempotency_ke
         run: Duration::from_secs(2),
         max: 40,
         headers,
+        fresh_connections: false,
     };
     let (out, _, _) = load(&m, few(&[]), Duration::ZERO, async {}).await;
     let sent = out.len() as u64;

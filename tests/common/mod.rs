@@ -2,6 +2,10 @@
 //! binary started on a generated config. Every test gets its own ports and processes.
 #![allow(dead_code)]
 
+mod load;
+#[allow(unused_imports)]
+pub use load::{failures, load, Load, Outcome};
+
 use mock_regions::{MockRegion, RegionSpec};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -245,6 +249,36 @@ impl Meridian {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.proxy)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The config file this process was started with.
+    pub fn conf_path(&self) -> PathBuf {
+        self.dir.path().join("meridian.yaml")
+    }
+
+    /// Sends `signal` (a name `kill -s` knows, e.g. QUIT, TERM, HUP).
+    pub fn signal(&self, signal: &str) {
+        let ok = Command::new("kill")
+            .args(["-s", signal, &self.pid().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill -s {signal} {}", self.pid());
+    }
+
+    /// Waits up to `limit` for the process to exit; whether it did.
+    pub async fn exits_within(&mut self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
     }
 
     pub fn admin_url(&self, path: &str) -> String {
