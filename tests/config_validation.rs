@@ -253,3 +253,17 @@ fn admin_off_loopback_needs_a_token_from_the_environment() {
     );
     assert_eq!(code, 0, "{stderr}");
 }
+
+#[test]
+fn bad_trusted_proxy_blocks() {
+    for (block, why) in [
+        ("10.0.0.1/8", "host bits"),
+        ("10.0.0.0/40", "prefix length"),
+        ("cdn", "address block"),
+    ] {
+        let yaml = format!("regions:\n{REGION}geo:\n  trusted_proxies: [\"{block}\"]\n");
+        refused(&yaml, &["geo.trusted_proxies", why]);
+    }
+    let yaml = format!("regions:\n{REGION}geo:\n  untrusted_header: drop\n");
+    refused(&yaml, &["untrusted_header", "ignore", "reject"]);
+}

@@ -116,3 +116,38 @@ async fn deny_malformed_and_default_deny() {
     let r = m.infer(&[("x-geo-country", "us")]).await;
     assert_eq!((r.status, r.region.as_deref()), (200, Some("me-south-1")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_geo_header_counts_only_from_trusted_proxies() {
+    let mocks = default_regions().await;
+    let start = |extra: &str| {
+        let cfg = TestConfig::defaults(&mocks).section("geo", &format!("{EU_RULES}{extra}"));
+        async move { Meridian::start(&cfg).await }
+    };
+    // The test client (127.0.0.1) is not the CDN: its header is ignored...
+    let m = start("  trusted_proxies: [10.0.0.0/8]\n").await;
+    let r = m.infer(&[("x-geo-country", "DE")]).await;
+    assert_eq!(r.status, 200);
+    assert_ne!(r.region.as_deref(), Some("eu-west-1"), "treated as absent");
+    drop(m);
+    // ...or refused.
+    let m = start("  trusted_proxies: [10.0.0.0/8]\n  untrusted_header: reject\n").await;
+    let r = m.infer(&[("x-geo-country", "DE")]).await;
+    assert_eq!(r.status, 403);
+    assert_eq!(r.error_type(), "untrusted_geo_header");
+    assert_eq!(
+        m.infer(&[]).await.status,
+        200,
+        "no header: nothing to refuse"
+    );
+    assert!(m
+        .metrics()
+        .await
+        .contains(r#"meridian_geo_rejections_total{status="403"} 1"#));
+    drop(m);
+    // From a trusted peer the rule applies.
+    let m =
+        start("  trusted_proxies: [\"127.0.0.0/8\", \"::1\"]\n  untrusted_header: reject\n").await;
+    let r = m.infer(&[("x-geo-country", "DE")]).await;
+    assert_eq!((r.status, r.region.as_deref()), (200, Some("eu-west-1")));
+}

@@ -14,7 +14,21 @@ pub struct Endpoint {
     pub addr: SocketAddr,
 }
 
+/// How host names in endpoint URLs become addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolution {
+    /// The system resolver (DNS), once at load time.
+    System,
+    /// No lookups: IP literals and `localhost` only. For checking untrusted text (fuzzing)
+    /// without sending anything onto the network.
+    Offline,
+}
+
 pub fn parse_endpoint(url: &str) -> Result<Endpoint, String> {
+    parse_endpoint_with(url, Resolution::System)
+}
+
+pub fn parse_endpoint_with(url: &str, resolution: Resolution) -> Result<Endpoint, String> {
     let url = url.trim();
     let rest = match url.split_once("://") {
         Some(("http", rest)) => rest,
@@ -42,6 +56,19 @@ pub fn parse_endpoint(url: &str) -> Result<Endpoint, String> {
         return Err(format!("'{url}': only scheme, host and port are allowed"));
     }
     let (host, port) = split_host_port(authority).map_err(|e| format!("'{url}': {e}"))?;
+    if resolution == Resolution::Offline {
+        let ip = if host.eq_ignore_ascii_case("localhost") {
+            Ok(std::net::IpAddr::from([127, 0, 0, 1]))
+        } else {
+            host.parse::<std::net::IpAddr>()
+        };
+        let ip = ip.map_err(|_| format!("'{url}': host '{host}' is not resolved offline"))?;
+        return Ok(Endpoint {
+            url: url.to_string(),
+            authority: authority.to_string(),
+            addr: SocketAddr::new(ip, port),
+        });
+    }
     let addr = (host.as_str(), port)
         .to_socket_addrs()
         .map_err(|e| format!("'{url}': cannot resolve host '{host}': {e}"))?
@@ -93,6 +120,25 @@ mod tests {
         assert_eq!(e.addr, "[::1]:9".parse().unwrap());
         let e = parse_endpoint("http://localhost").unwrap();
         assert_eq!(e.addr.port(), 80);
+    }
+
+    #[test]
+    fn offline_resolution_takes_literals_and_localhost_only() {
+        let off = |u| parse_endpoint_with(u, Resolution::Offline);
+        assert_eq!(
+            off("http://10.1.2.3:81").unwrap().addr,
+            "10.1.2.3:81".parse().unwrap()
+        );
+        assert_eq!(
+            off("http://[::1]:9").unwrap().addr,
+            "[::1]:9".parse().unwrap()
+        );
+        assert_eq!(
+            off("http://LOCALHOST").unwrap().addr,
+            "127.0.0.1:80".parse().unwrap()
+        );
+        let err = off("http://example.com:80").unwrap_err();
+        assert!(err.contains("not resolved offline"), "{err}");
     }
 
     #[test]

@@ -190,6 +190,11 @@ pub struct GeoFile {
     pub header: String,
     pub default: GeoDefaultFile,
     pub rules: Vec<GeoRuleFile>,
+    /// Address blocks of the proxies (CDN, load balancer) allowed to set the header;
+    /// empty trusts every peer.
+    pub trusted_proxies: Vec<String>,
+    /// What the header gets from any other peer.
+    pub untrusted_header: UntrustedHeaderFile,
 }
 
 impl Default for GeoFile {
@@ -198,8 +203,18 @@ impl Default for GeoFile {
             header: "x-geo-country".into(),
             default: GeoDefaultFile::AllowAll,
             rules: Vec::new(),
+            trusted_proxies: Vec::new(),
+            untrusted_header: UntrustedHeaderFile::Ignore,
         }
     }
+}
+
+/// `ignore`: treated as absent (the default applies); `reject`: the request gets 403.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum UntrustedHeaderFile {
+    Ignore,
+    Reject,
 }
 
 /// What requests without the header, or with a value no rule matches, get.

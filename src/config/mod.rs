@@ -7,7 +7,7 @@ mod error;
 pub mod file;
 mod validate;
 
-pub use endpoint::{parse_endpoint, Endpoint};
+pub use endpoint::{parse_endpoint, parse_endpoint_with, Endpoint, Resolution};
 pub use error::ConfigError;
 
 use crate::regions::RegionMask;
@@ -100,6 +100,10 @@ pub struct GeoConfig {
     pub header: http::HeaderName,
     pub default: GeoAction,
     pub rules: Vec<GeoRule>,
+    /// Peers whose geo header counts; empty means every peer.
+    pub trusted_proxies: Vec<crate::geo::Cidr>,
+    /// Reject (403) rather than ignore the header from other peers.
+    pub reject_untrusted: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -133,6 +137,12 @@ impl Config {
 
     pub fn load_str(text: &str, source: &str) -> Result<Config, ConfigError> {
         let vars: Vec<(String, String)> = std::env::vars().collect();
-        validate::load(text, source, &vars)
+        validate::load(text, source, &vars, Resolution::System)
+    }
+
+    /// Like [`Config::load_str`] but ignoring the environment and resolving no host names
+    /// (IP literals and `localhost` only): for checking untrusted text, such as fuzz input.
+    pub fn load_str_offline(text: &str, source: &str) -> Result<Config, ConfigError> {
+        validate::load(text, source, &[], Resolution::Offline)
     }
 }

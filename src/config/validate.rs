@@ -2,8 +2,11 @@
 //! can be found, the region and the field.
 
 use super::error::{field_line, find_line, region_line};
-use super::file::{FileConfig, GeoDefaultFile, GeoFile, RegionFile};
-use super::{env, parse_endpoint, Config, ConfigError, GeoAction, GeoConfig, GeoRule, Listen};
+use super::file::{FileConfig, GeoDefaultFile, GeoFile, RegionFile, UntrustedHeaderFile};
+use super::{
+    env, parse_endpoint_with, Config, ConfigError, GeoAction, GeoConfig, GeoRule, Listen,
+    Resolution,
+};
 use super::{RegionConfig, Secret, ServerSettings};
 use crate::regions::{RegionMask, MAX_REGIONS};
 use std::collections::{HashMap, HashSet};
@@ -11,11 +14,20 @@ use std::time::Duration;
 
 const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
 
-pub fn load(text: &str, source: &str, vars: &[(String, String)]) -> Result<Config, ConfigError> {
+pub fn load(
+    text: &str,
+    source: &str,
+    vars: &[(String, String)],
+    resolution: Resolution,
+) -> Result<Config, ConfigError> {
     let mut file: FileConfig =
         serde_yaml::from_str(text).map_err(|e| parse_error(text, source, &e))?;
     let warnings = env::apply(&mut file.regions, vars);
-    let v = Validator { text, source };
+    let v = Validator {
+        text,
+        source,
+        resolution,
+    };
     let regions = v.regions(&file.regions, vars)?;
     let geo = v.geo(&file.geo, &regions)?;
     v.server(&file.server)?;
@@ -119,6 +131,7 @@ fn region_name_at(text: &str, index: usize) -> Option<String> {
 struct Validator<'a> {
     text: &'a str,
     source: &'a str,
+    resolution: Resolution,
 }
 
 impl Validator<'_> {
@@ -254,7 +267,8 @@ impl Validator<'_> {
             }
             let mut endpoints = Vec::new();
             for url in &r.endpoints {
-                let ep = parse_endpoint(url).map_err(|m| err(&endpoint_field, m))?;
+                let ep = parse_endpoint_with(url, self.resolution)
+                    .map_err(|m| err(&endpoint_field, m))?;
                 if let Some(other) = addrs.insert(ep.addr, r.name.clone()) {
                     return Err(err(
                         &endpoint_field,
@@ -389,10 +403,18 @@ impl Validator<'_> {
             GeoDefaultFile::AllowAll => GeoAction::AllowAll,
             GeoDefaultFile::Deny => GeoAction::Deny,
         };
+        let mut trusted_proxies = Vec::new();
+        for block in &geo.trusted_proxies {
+            let cidr =
+                crate::geo::Cidr::parse(block).map_err(|m| self.top("geo.trusted_proxies", m))?;
+            trusted_proxies.push(cidr);
+        }
         Ok(GeoConfig {
             header,
             default,
             rules,
+            trusted_proxies,
+            reject_untrusted: geo.untrusted_header == UntrustedHeaderFile::Reject,
         })
     }
 

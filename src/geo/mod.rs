@@ -2,10 +2,15 @@
 //! request may be served from. Decisions fail closed: the resulting set is applied to the
 //! first attempt and to every retry.
 
+mod trust;
+
+pub use trust::Cidr;
+
 use crate::config::{GeoAction, GeoConfig};
 use crate::regions::RegionMask;
 use http::HeaderMap;
 use std::collections::HashMap;
+use std::net::IpAddr;
 
 pub struct GeoPolicy {
     header: http::HeaderName,
@@ -13,6 +18,8 @@ pub struct GeoPolicy {
     rules: Vec<(String, GeoAction)>,
     by_value: HashMap<String, usize>,
     all: RegionMask,
+    trusted: Vec<Cidr>,
+    reject_untrusted: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +33,9 @@ pub enum GeoDecision {
         rule: Option<usize>,
     },
     Malformed(String),
+    /// The header came from a peer not listed in `trusted_proxies` and such headers are
+    /// rejected.
+    Untrusted,
 }
 
 /// Geo values are short codes (ISO 3166 countries, subdivisions like `US-CA`): 1-16
@@ -57,7 +67,26 @@ impl GeoPolicy {
                 .collect(),
             by_value,
             all: RegionMask::all(region_count),
+            trusted: config.trusted_proxies.clone(),
+            reject_untrusted: config.reject_untrusted,
         }
+    }
+
+    /// Whether `peer` may set the geo header.
+    fn trusts(&self, peer: Option<IpAddr>) -> bool {
+        self.trusted.is_empty()
+            || peer.is_some_and(|ip| self.trusted.iter().any(|c| c.contains(ip)))
+    }
+
+    /// The decision for a request from `peer` (the TCP peer: the CDN when there is one).
+    pub fn decide_from(&self, headers: &HeaderMap, peer: Option<IpAddr>) -> GeoDecision {
+        if !self.trusts(peer) && headers.contains_key(&self.header) {
+            if self.reject_untrusted {
+                return GeoDecision::Untrusted;
+            }
+            return self.apply(self.default, None);
+        }
+        self.decide(headers)
     }
 
     pub fn header(&self) -> &http::HeaderName {
@@ -124,8 +153,41 @@ mod tests {
                     action: GeoAction::Deny,
                 },
             ],
+            trusted_proxies: Vec::new(),
+            reject_untrusted: false,
         };
         GeoPolicy::new(&config, 5)
+    }
+
+    #[test]
+    fn the_header_counts_only_from_trusted_peers() {
+        let mut p = policy(GeoAction::AllowAll);
+        p.trusted = vec![Cidr::parse("10.0.0.0/8").unwrap()];
+        let cdn = Some("10.1.2.3".parse().unwrap());
+        let other = Some("192.0.2.7".parse().unwrap());
+        let eu = GeoDecision::Allow {
+            regions: RegionMask::EMPTY.with(4),
+            rule: Some(0),
+        };
+        let default = GeoDecision::Allow {
+            regions: RegionMask::all(5),
+            rule: None,
+        };
+        assert_eq!(p.decide_from(&headers(&["DE"]), cdn), eu);
+        assert_eq!(p.decide_from(&headers(&["DE"]), other), default);
+        assert_eq!(p.decide_from(&headers(&["DE"]), None), default);
+        // Not even a deny can be forced on, or dodged by, an untrusted peer.
+        assert_eq!(p.decide_from(&headers(&["KP"]), other), default);
+        p.reject_untrusted = true;
+        assert_eq!(
+            p.decide_from(&headers(&["DE"]), other),
+            GeoDecision::Untrusted
+        );
+        assert_eq!(
+            p.decide_from(&headers(&[]), other),
+            default,
+            "no header, nothing to reject"
+        );
     }
 
     fn headers(values: &[&str]) -> HeaderMap {

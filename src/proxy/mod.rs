@@ -8,9 +8,9 @@ mod ctx;
 mod errors;
 mod failover;
 mod headers;
-mod intent;
+pub mod intent;
 mod local;
-mod retry_after;
+pub mod retry_after;
 mod route;
 
 pub use budget::RetryBudget;
@@ -41,7 +41,11 @@ impl MeridianProxy {
     /// Geo decision and hint headers: what bounds and shapes every attempt.
     fn admit(&self, session: &Session, ctx: &mut RequestCtx) -> std::result::Result<(), Failure> {
         let headers = &session.req_header().headers;
-        match self.rt.geo.decide(headers) {
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        match self.rt.geo.decide_from(headers, peer) {
             GeoDecision::Allow { regions, rule } => {
                 ctx.allowed = regions;
                 ctx.geo_rule = rule;
@@ -60,6 +64,17 @@ impl MeridianProxy {
             GeoDecision::Malformed(why) => {
                 self.rt.metrics.geo_rejected(400);
                 return Err(Failure::new(400, "invalid_geo_header", why));
+            }
+            GeoDecision::Untrusted => {
+                self.rt.metrics.geo_rejected(403);
+                return Err(Failure::new(
+                    403,
+                    "untrusted_geo_header",
+                    format!(
+                        "header {} is only accepted from the proxies listed in geo.trusted_proxies",
+                        self.rt.geo.header()
+                    ),
+                ));
             }
         }
         ctx.hints = intent::parse(headers, &self.rt)?;
