@@ -31,6 +31,30 @@ pub struct FileConfig {
     pub retry: RetryFile,
     #[serde(default)]
     pub model: ModelFile,
+    #[serde(default)]
+    pub limits: LimitsFile,
+}
+
+/// What a client may send.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsFile {
+    /// Larger request bodies get 413, by their Content-Length before anything is sent
+    /// upstream, or as soon as a chunked body passes the limit.
+    pub max_request_body_bytes: u64,
+    /// Each read of a request body from the client may take this long; a stalled client
+    /// gets 408. (Request headers: Pingora's fixed 60 s per read and 1 MiB.)
+    #[serde(with = "humantime_serde")]
+    pub client_read_timeout: Duration,
+}
+
+impl Default for LimitsFile {
+    fn default() -> Self {
+        Self {
+            max_request_body_bytes: 10 * 1024 * 1024,
+            client_read_timeout: Duration::from_secs(30),
+        }
+    }
 }
 
 /// Pingora's own server settings; only the ones Meridian supports are accepted.

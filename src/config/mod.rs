@@ -25,6 +25,7 @@ pub type CircuitSettings = file::CircuitBreakerFile;
 pub type SelectionSettings = file::SelectionFile;
 pub type UpstreamSettings = file::UpstreamFile;
 pub type CapacitySettings = file::CapacityFile;
+pub type Limits = file::LimitsFile;
 pub type RetrySettings = file::RetryFile;
 pub type ModelSettings = file::ModelFile;
 
@@ -41,6 +42,7 @@ pub struct Config {
     pub regions: Vec<RegionConfig>,
     pub geo: GeoConfig,
     pub capacity: CapacitySettings,
+    pub limits: Limits,
     pub retry: RetrySettings,
     pub model: ModelSettings,
     /// Non-fatal findings (for example an endpoint override naming no region).

@@ -52,6 +52,7 @@ pub fn load(
         regions,
         geo,
         capacity: file.capacity,
+        limits: file.limits,
         retry: file.retry,
         model: file.model,
         warnings,
@@ -524,6 +525,17 @@ impl Validator<'_> {
                 ));
             }
         }
+        let l = &f.limits;
+        if !(1..=1 << 30).contains(&l.max_request_body_bytes) {
+            return Err(self.top(
+                "limits.max_request_body_bytes",
+                format!(
+                    "{} must be between 1 and 1073741824 (1 GiB)",
+                    l.max_request_body_bytes
+                ),
+            ));
+        }
+        positive("limits.client_read_timeout", l.client_read_timeout)?;
         let u = &f.upstream;
         positive("upstream.connect_timeout", u.connect_timeout)?;
         positive("upstream.read_timeout", u.read_timeout)?;

@@ -35,6 +35,8 @@ pub struct RequestCtx {
     pub decision: Option<String>,
     /// The current attempt was abandoned on purpose after a 429/503 to retry elsewhere.
     pub status_retry: bool,
+    /// Request body bytes read from the client so far.
+    pub body_bytes: u64,
 }
 
 #[derive(Debug)]

@@ -71,6 +71,11 @@ pub fn classify(e: &Error, ctx: &RequestCtx, tried: &str) -> Failure {
         (ErrorSource::Upstream, _) => {
             Failure::new(502, "upstream_error", format!("upstream failed: {last}"))
         }
+        (ErrorSource::Downstream, ReadTimedout) => Failure::new(
+            408,
+            "client_timeout",
+            "the client stalled while sending its request body (limits.client_read_timeout)",
+        ),
         (ErrorSource::Downstream, ReadError | WriteError | ConnectionClosed) => {
             Failure::new(0, "client_gone", "client connection closed")
         }

@@ -9,6 +9,7 @@ mod errors;
 mod failover;
 mod headers;
 pub mod intent;
+mod limits;
 mod local;
 pub mod retry_after;
 mod route;
@@ -99,7 +100,9 @@ impl ProxyHttp for MeridianProxy {
             errors::respond_json(session, status, body).await?;
             return Ok(true);
         }
-        match self.admit(session, ctx) {
+        let admitted =
+            limits::admit(session, &self.rt.config.limits).and_then(|()| self.admit(session, ctx));
+        match admitted {
             Ok(()) => Ok(false),
             Err(refusal) => {
                 errors::respond(session, &refusal, ctx).await?;
@@ -107,6 +110,21 @@ impl ProxyHttp for MeridianProxy {
                 Ok(true)
             }
         }
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let chunk = body.as_ref().map_or(0, Bytes::len);
+        limits::count(ctx, chunk, &self.rt.config.limits).map_err(|failure| {
+            let e = failure.to_error();
+            ctx.failure = Some(failure);
+            e
+        })
     }
 
     async fn upstream_peer(

@@ -1,0 +1,43 @@
+//! What a client may send: a body of at most `limits.max_request_body_bytes` (413), read
+//! without stalling longer than `limits.client_read_timeout` per read (408).
+
+use super::ctx::RequestCtx;
+use super::errors::Failure;
+use crate::config::Limits;
+use pingora::proxy::Session;
+
+fn too_large(limits: &Limits) -> Failure {
+    Failure::new(
+        413,
+        "request_too_large",
+        format!(
+            "the request body is over the {}-byte limit (limits.max_request_body_bytes)",
+            limits.max_request_body_bytes
+        ),
+    )
+}
+
+/// Before anything goes upstream: the body read timeout, and a declared length over the
+/// limit is refused at once.
+pub fn admit(session: &mut Session, limits: &Limits) -> Result<(), Failure> {
+    session.set_read_timeout(Some(limits.client_read_timeout));
+    let declared = session
+        .req_header()
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    match declared {
+        Some(n) if n > limits.max_request_body_bytes => Err(too_large(limits)),
+        _ => Ok(()),
+    }
+}
+
+/// Counts a body chunk; a chunked body that passes the limit stops here.
+pub fn count(ctx: &mut RequestCtx, chunk: usize, limits: &Limits) -> Result<(), Failure> {
+    ctx.body_bytes = ctx.body_bytes.saturating_add(chunk as u64);
+    if ctx.body_bytes > limits.max_request_body_bytes {
+        return Err(too_large(limits));
+    }
+    Ok(())
+}
