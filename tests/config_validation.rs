@@ -267,3 +267,24 @@ fn bad_trusted_proxy_blocks() {
     let yaml = format!("regions:\n{REGION}geo:\n  untrusted_header: drop\n");
     refused(&yaml, &["untrusted_header", "ignore", "reject"]);
 }
+
+#[test]
+fn a_region_credential_must_come_from_a_set_variable() {
+    let yaml =
+        format!("regions:\n{REGION}    credentials:\n      value_env: NO_SUCH_VAR_FOR_MERIDIAN\n");
+    refused(
+        &yaml,
+        &[
+            "region 'ap-south-1'",
+            "credentials.value_env",
+            "NO_SUCH_VAR_FOR_MERIDIAN is not set",
+        ],
+    );
+    let (code, stderr, _) = check(&yaml, &[("NO_SUCH_VAR_FOR_MERIDIAN", "Bearer x-1")]);
+    assert_eq!(code, 0, "{stderr}");
+    let yaml =
+        format!("regions:\n{REGION}    credentials:\n      header: host\n      value_env: V\n");
+    let (code, stderr, _) = check(&yaml, &[("V", "x")]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("cannot carry a credential"), "{stderr}");
+}

@@ -46,6 +46,8 @@ pub(crate) struct RegionState {
     counts: Mutex<Counts>,
     // Headers of the last non-probe request, so a test can check what a proxy forwarded.
     last_headers: Mutex<Vec<(String, String)>>,
+    // Headers of the last health probe.
+    last_probe_headers: Mutex<Vec<(String, String)>>,
     // Watch channels rather than flags so waiting requests and held streams
     // wake as soon as the switch is released instead of polling.
     hold: watch::Sender<bool>,
@@ -82,6 +84,7 @@ impl RegionState {
             model_version: Mutex::new(spec.model_version.clone()),
             counts: Mutex::new(Counts::default()),
             last_headers: Mutex::new(Vec::new()),
+            last_probe_headers: Mutex::new(Vec::new()),
             hold: watch::Sender::new(false),
             hang: watch::Sender::new(false),
             blackhole: watch::Sender::new(false),
@@ -137,15 +140,15 @@ impl RegionState {
     }
 
     pub fn record_headers(&self, headers: &hyper::HeaderMap) {
-        *lock(&self.last_headers) = headers
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.to_string(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect();
+        *lock(&self.last_headers) = header_list(headers);
+    }
+
+    pub fn record_probe_headers(&self, headers: &hyper::HeaderMap) {
+        *lock(&self.last_probe_headers) = header_list(headers);
+    }
+
+    pub fn last_probe_headers(&self) -> Vec<(String, String)> {
+        lock(&self.last_probe_headers).clone()
     }
 
     pub fn last_headers(&self) -> Vec<(String, String)> {
@@ -254,4 +257,16 @@ impl RegionState {
             "last_request_headers": self.last_headers(),
         })
     }
+}
+
+fn header_list(headers: &hyper::HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
 }

@@ -51,7 +51,9 @@ async fn route(req: Request<Incoming>, state: &Arc<RegionState>) -> Result<Respo
     // Counted before any waiting so a test can observe a request that is
     // still in flight.
     state.record(category);
-    if category != Category::Health {
+    if category == Category::Health {
+        state.record_probe_headers(req.headers());
+    } else {
         state.record_headers(req.headers());
     }
     if state.flapped_down() {

@@ -168,6 +168,11 @@ impl MockRegion {
         self.state.last_headers()
     }
 
+    /// Headers of the last `/health` request (a probe).
+    pub fn last_probe_headers(&self) -> Vec<(String, String)> {
+        self.state.last_probe_headers()
+    }
+
     /// Simulates the region dying: stops accepting, drops every open
     /// connection without a graceful close, and returns once all sockets are
     /// closed, so new connections are refused and pooled ones see EOF.

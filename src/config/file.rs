@@ -206,6 +206,23 @@ pub struct RegionFile {
     /// The model version this region serves when its /health does not say.
     #[serde(default)]
     pub model_version: Option<String>,
+    /// A credential Meridian sends to this region in place of the client's.
+    #[serde(default)]
+    pub credentials: Option<CredentialsFile>,
+}
+
+/// `header: value of the environment variable value_env`, set on every request to the
+/// region; the secret itself never appears in the file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialsFile {
+    #[serde(default = "default_credential_header")]
+    pub header: String,
+    pub value_env: String,
+}
+
+fn default_credential_header() -> String {
+    "authorization".into()
 }
 
 #[derive(Debug, Deserialize)]

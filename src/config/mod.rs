@@ -95,6 +95,21 @@ pub struct RegionConfig {
     pub tags: Vec<String>,
     pub max_in_flight: Option<u64>,
     pub model_version: Option<String>,
+    pub credential: Option<Credential>,
+}
+
+/// A header Meridian sets on requests to one region; the value is marked sensitive and
+/// never printed.
+#[derive(Clone)]
+pub struct Credential {
+    pub header: http::HeaderName,
+    pub value: http::HeaderValue,
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Credential({}: <redacted>)", self.header)
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -324,6 +324,10 @@ impl Validator<'_> {
                 tags: r.tags.clone(),
                 max_in_flight: r.max_in_flight,
                 model_version: r.model_version.clone(),
+                credential: match &r.credentials {
+                    Some(c) => Some(credential(c, vars).map_err(|(f, m)| err(f, m))?),
+                    None => None,
+                },
             });
         }
         Ok(out)
@@ -547,6 +551,48 @@ impl Validator<'_> {
         }
         Ok(())
     }
+}
+
+/// A region's credential from the environment; errors name the field.
+fn credential(
+    c: &super::file::CredentialsFile,
+    vars: &[(String, String)],
+) -> Result<super::Credential, (&'static str, String)> {
+    let header = http::HeaderName::from_bytes(c.header.as_bytes()).map_err(|_| {
+        (
+            "credentials.header",
+            format!("'{}' is not a valid header name", c.header),
+        )
+    })?;
+    if matches!(
+        header.as_str(),
+        "host" | "content-length" | "transfer-encoding" | "connection"
+    ) {
+        return Err((
+            "credentials.header",
+            format!("'{header}' cannot carry a credential"),
+        ));
+    }
+    let name = &c.value_env;
+    let value = vars
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.trim())
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| {
+            (
+                "credentials.value_env",
+                format!("environment variable {name} is not set or empty"),
+            )
+        })?;
+    let mut value = http::HeaderValue::from_str(value).map_err(|_| {
+        (
+            "credentials.value_env",
+            format!("the value of {name} is not a valid header value"),
+        )
+    })?;
+    value.set_sensitive(true);
+    Ok(super::Credential { header, value })
 }
 
 /// Names end up in response headers and metric labels: keep them to a safe alphabet.

@@ -49,11 +49,15 @@ impl RegionProbe {
     }
 
     /// One probe; returns the body of a 200 answer.
-    async fn probe(&self, peer: &HttpPeer, authority: &str) -> Result<Vec<u8>> {
+    async fn probe(&self, peer: &HttpPeer, authority: &str, region: &Region) -> Result<Vec<u8>> {
         let (mut session, _reused) = self.connector.get_http_session(peer).await?;
         let mut req = RequestHeader::build("GET", self.path.as_bytes(), None)?;
         req.insert_header("host", authority)?;
         req.insert_header("user-agent", "meridian-probe")?;
+        // A provider's health endpoint may want the same credential as its API.
+        if let Some(c) = &region.config.credential {
+            req.insert_header(c.header.clone(), c.value.clone())?;
+        }
         session.write_request_header(Box::new(req)).await?;
         session.finish_request_body().await?;
         session.read_response_header().await?;
@@ -96,8 +100,11 @@ impl HealthCheck for RegionProbe {
         peer.options.write_timeout = Some(self.timeout);
         let start = Instant::now();
         let in_flight_at_start = region.in_flight();
-        let outcome =
-            tokio::time::timeout(self.timeout, self.probe(&peer, &ep.endpoint.authority)).await;
+        let outcome = tokio::time::timeout(
+            self.timeout,
+            self.probe(&peer, &ep.endpoint.authority, region),
+        )
+        .await;
         let now = Instant::now();
         match outcome {
             Ok(Ok(body)) => {

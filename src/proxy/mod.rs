@@ -4,6 +4,7 @@
 //! proxy answers itself ([`local`]).
 
 mod budget;
+mod credentials;
 mod ctx;
 mod errors;
 mod failover;
@@ -151,7 +152,11 @@ impl ProxyHttp for MeridianProxy {
             .and_then(|a| a.slot.region().endpoints.get(a.endpoint))
             .map(|e| e.endpoint.authority.clone())
             .unwrap_or_default();
-        headers::prepare_upstream(req, &authority)
+        headers::prepare_upstream(req, &authority)?;
+        match &ctx.current {
+            Some(attempt) => credentials::apply(req, attempt.slot.region()),
+            None => Ok(()),
+        }
     }
 
     fn fail_to_connect(
