@@ -288,3 +288,31 @@ fn a_region_credential_must_come_from_a_set_variable() {
     assert_eq!(code, 1);
     assert!(stderr.contains("cannot carry a credential"), "{stderr}");
 }
+
+#[test]
+fn tls_files_are_checked_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.pem");
+    std::fs::write(&junk, "not a certificate").unwrap();
+    let junk = junk.display().to_string();
+    let https = "  - name: ap-south-1\n    provider: aws\n    endpoints: [https://127.0.0.1:8443]\n    cost_per_1k: 0.32\n    priority: 1\n";
+    refused(
+        &format!("regions:\n{https}    ca_file: {junk}\n"),
+        &["region 'ap-south-1'", "ca_file", "holds no PEM certificate"],
+    );
+    refused(
+        &format!("regions:\n{https}    ca_file: /no/such/ca.pem\n"),
+        &["ca_file", "cannot read '/no/such/ca.pem'"],
+    );
+    refused(
+        &format!("regions:\n{REGION}    ca_file: {junk}\n"),
+        &["ca_file", "only used by https:// endpoints"],
+    );
+    refused(
+        &format!("listen:\n  proxy_tls:\n    addr: 127.0.0.1:8443\n    cert_file: {junk}\n    key_file: {junk}\nregions:\n{REGION}"),
+        &["listen.proxy_tls", "holds no PEM certificate"],
+    );
+    // Without a CA file, https endpoints use the system's trust store.
+    let (code, stderr, _) = check(&format!("regions:\n{https}"), &[]);
+    assert_eq!(code, 0, "{stderr}");
+}

@@ -18,6 +18,7 @@ mod server;
 mod spec;
 mod sse;
 mod timing;
+mod tls;
 
 pub use capacity::Load;
 pub use counts::Counts;

@@ -35,6 +35,26 @@ pub struct MockRegion {
 impl MockRegion {
     /// Binds `addr` (port 0 picks a free port) and starts serving.
     pub async fn start(spec: RegionSpec, addr: SocketAddr) -> io::Result<MockRegion> {
+        Self::start_with(spec, addr, None).await
+    }
+
+    /// Like [`MockRegion::start`], serving HTTPS with a PEM certificate chain (leaf
+    /// first) and private key, as a real regional endpoint would.
+    pub async fn start_tls(
+        spec: RegionSpec,
+        addr: SocketAddr,
+        cert_pem: &str,
+        key_pem: &str,
+    ) -> io::Result<MockRegion> {
+        let acceptor = crate::tls::acceptor(cert_pem, key_pem)?;
+        Self::start_with(spec, addr, Some(acceptor)).await
+    }
+
+    async fn start_with(
+        spec: RegionSpec,
+        addr: SocketAddr,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> io::Result<MockRegion> {
         let header = HeaderValue::from_str(&spec.name).map_err(|_| {
             io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -48,7 +68,7 @@ impl MockRegion {
         let addr = listener.local_addr()?;
         let state = Arc::new(RegionState::new(&spec, header));
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(accept_loop(listener, Arc::clone(&state), stopped));
+        let task = tokio::spawn(accept_loop(listener, Arc::clone(&state), tls, stopped));
         Ok(MockRegion {
             state,
             addr,
@@ -199,6 +219,7 @@ impl Drop for MockRegion {
 async fn accept_loop(
     listener: TcpListener,
     state: Arc<RegionState>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     mut stop: oneshot::Receiver<()>,
 ) {
     let mut conns = JoinSet::new();
@@ -210,7 +231,7 @@ async fn accept_loop(
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    conns.spawn(serve(stream, Arc::clone(&state)));
+                    conns.spawn(serve(stream, Arc::clone(&state), tls.clone()));
                 }
                 // Typically descriptor exhaustion; retrying at once would spin.
                 Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
@@ -223,7 +244,7 @@ async fn accept_loop(
     conns.shutdown().await;
 }
 
-async fn serve(stream: TcpStream, state: Arc<RegionState>) {
+async fn serve(stream: TcpStream, state: Arc<RegionState>, tls: Option<tokio_rustls::TlsAcceptor>) {
     // Streamed tokens are small writes that must not wait on Nagle.
     let _ = stream.set_nodelay(true);
     let fd = stream.as_raw_fd();
@@ -242,9 +263,22 @@ async fn serve(stream: TcpStream, state: Arc<RegionState>) {
             result
         }
     });
-    // Connection errors (client resets, malformed requests) end only this
-    // connection and there is no one to report them to.
-    let _ = http1::Builder::new()
-        .serve_connection(TokioIo::new(stream), service)
-        .await;
+    // Connection errors (client resets, malformed requests, failed handshakes) end
+    // only this connection and there is no one to report them to.
+    match tls {
+        None => {
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        }
+        Some(acceptor) => {
+            if let Ok(Ok(stream)) =
+                tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await
+            {
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            }
+        }
+    }
 }

@@ -46,6 +46,7 @@ pub fn build_server(config: Config, upgrade: bool, daemon: bool) -> (Server, Arc
 
     let proxy_addr = config.listen.proxy.to_string();
     let admin_addr = config.listen.admin.to_string();
+    let proxy_tls = config.listen.proxy_tls.clone();
     let rt = Runtime::new(config);
 
     let health = background_service(
@@ -58,6 +59,16 @@ pub fn build_server(config: Config, upgrade: bool, daemon: bool) -> (Server, Arc
         "meridian proxy",
     );
     proxy.add_tcp(&proxy_addr);
+    if let Some(t) = proxy_tls {
+        // The files were checked when the config was loaded.
+        if let Err(e) = proxy.add_tls(&t.addr.to_string(), &t.cert_file, &t.key_file) {
+            eprintln!(
+                "meridian: cannot open the HTTPS listener on {}: {e}",
+                t.addr
+            );
+            std::process::exit(1);
+        }
+    }
     let mut admin = Service::new(
         "meridian admin".to_string(),
         HttpServer::new_app(AdminApp::new(Arc::clone(&rt))),

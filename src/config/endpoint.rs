@@ -1,4 +1,5 @@
-//! Endpoint URLs: `http://host[:port][/]`, resolved once at load time.
+//! Endpoint URLs: `http://host[:port][/]` or `https://host[:port][/]`, resolved once at
+//! load time. HTTPS endpoints are verified against the host name (sent as SNI).
 //!
 //! Pingora peers take socket addresses and resolve hostnames with a blocking call that panics
 //! on failure, so names are resolved here, where a failure is a clear config error.
@@ -12,6 +13,10 @@ pub struct Endpoint {
     /// `host:port`, sent as the upstream `Host` header.
     pub authority: String,
     pub addr: SocketAddr,
+    /// `https://`: TLS with certificate verification.
+    pub tls: bool,
+    /// The host name (or IP) the certificate must match, sent as SNI.
+    pub sni: String,
 }
 
 /// How host names in endpoint URLs become addresses.
@@ -30,13 +35,9 @@ pub fn parse_endpoint(url: &str) -> Result<Endpoint, String> {
 
 pub fn parse_endpoint_with(url: &str, resolution: Resolution) -> Result<Endpoint, String> {
     let url = url.trim();
-    let rest = match url.split_once("://") {
-        Some(("http", rest)) => rest,
-        Some(("https", _)) => {
-            return Err(format!(
-                "'{url}': https endpoints are not supported by this build yet; use http://"
-            ))
-        }
+    let (rest, tls) = match url.split_once("://") {
+        Some(("http", rest)) => (rest, false),
+        Some(("https", rest)) => (rest, true),
         Some((scheme, _)) => return Err(format!("'{url}': unsupported scheme '{scheme}'")),
         None => return Err(format!("'{url}': expected a URL like http://10.0.0.5:8080")),
     };
@@ -55,7 +56,9 @@ pub fn parse_endpoint_with(url: &str, resolution: Resolution) -> Result<Endpoint
     if authority.contains('@') || authority.contains('?') || authority.contains('#') {
         return Err(format!("'{url}': only scheme, host and port are allowed"));
     }
-    let (host, port) = split_host_port(authority).map_err(|e| format!("'{url}': {e}"))?;
+    let default_port = if tls { 443 } else { 80 };
+    let (host, port) =
+        split_host_port(authority, default_port).map_err(|e| format!("'{url}': {e}"))?;
     if resolution == Resolution::Offline {
         let ip = if host.eq_ignore_ascii_case("localhost") {
             Ok(std::net::IpAddr::from([127, 0, 0, 1]))
@@ -67,6 +70,8 @@ pub fn parse_endpoint_with(url: &str, resolution: Resolution) -> Result<Endpoint
             url: url.to_string(),
             authority: authority.to_string(),
             addr: SocketAddr::new(ip, port),
+            tls,
+            sni: host,
         });
     }
     let addr = (host.as_str(), port)
@@ -78,17 +83,19 @@ pub fn parse_endpoint_with(url: &str, resolution: Resolution) -> Result<Endpoint
         url: url.to_string(),
         authority: authority.to_string(),
         addr,
+        tls,
+        sni: host,
     })
 }
 
-fn split_host_port(authority: &str) -> Result<(String, u16), String> {
+fn split_host_port(authority: &str, default_port: u16) -> Result<(String, u16), String> {
     // Bracketed IPv6 literal: [::1]:8080
     if let Some(rest) = authority.strip_prefix('[') {
         let (host, after) = rest
             .split_once(']')
             .ok_or("unterminated '[' in IPv6 address")?;
         let port = match after {
-            "" => 80,
+            "" => default_port,
             p => parse_port(p.strip_prefix(':').ok_or("expected ':' after ']'")?)?,
         };
         return Ok((host.to_string(), port));
@@ -96,7 +103,7 @@ fn split_host_port(authority: &str) -> Result<(String, u16), String> {
     match authority.rsplit_once(':') {
         Some((host, port)) if !host.is_empty() => Ok((host.to_string(), parse_port(port)?)),
         Some(_) => Err("missing host".into()),
-        None => Ok((authority.to_string(), 80)),
+        None => Ok((authority.to_string(), default_port)),
     }
 }
 
@@ -142,6 +149,16 @@ mod tests {
     }
 
     #[test]
+    fn https_defaults_to_443_and_keeps_the_host_for_sni() {
+        let e = parse_endpoint("https://localhost").unwrap();
+        assert!(e.tls);
+        assert_eq!((e.addr.port(), e.sni.as_str()), (443, "localhost"));
+        let e = parse_endpoint("https://[::1]:8443/").unwrap();
+        assert_eq!((e.addr.port(), e.sni.as_str()), (8443, "::1"));
+        assert!(!parse_endpoint("http://127.0.0.1").unwrap().tls);
+    }
+
+    #[test]
     fn rejects_bad_urls() {
         for bad in [
             "127.0.0.1:8000",
@@ -151,7 +168,6 @@ mod tests {
             "http://127.0.0.1:99999",
             "http://127.0.0.1:80/v1",
             "http://user@127.0.0.1:80",
-            "https://127.0.0.1:443",
             "http://no-such-host.invalid:80",
         ] {
             assert!(parse_endpoint(bad).is_err(), "{bad} should be refused");

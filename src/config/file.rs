@@ -98,6 +98,18 @@ pub struct ListenFile {
     /// Name of the environment variable holding the admin API's bearer token. Required
     /// when `admin` is not a loopback address; when set, every admin request needs it.
     pub admin_token_env: Option<String>,
+    /// An HTTPS listener for the proxy, beside `proxy`.
+    pub proxy_tls: Option<ProxyTlsFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyTlsFile {
+    pub addr: String,
+    /// PEM certificate chain, leaf first.
+    pub cert_file: String,
+    /// PEM private key.
+    pub key_file: String,
 }
 
 impl Default for ListenFile {
@@ -106,6 +118,7 @@ impl Default for ListenFile {
             proxy: "127.0.0.1:8000".into(),
             admin: "127.0.0.1:9000".into(),
             admin_token_env: None,
+            proxy_tls: None,
         }
     }
 }
@@ -209,6 +222,10 @@ pub struct RegionFile {
     /// A credential Meridian sends to this region in place of the client's.
     #[serde(default)]
     pub credentials: Option<CredentialsFile>,
+    /// PEM file of the CA certificates that `https://` endpoints are verified against;
+    /// without it, the system's trust store.
+    #[serde(default)]
+    pub ca_file: Option<String>,
 }
 
 /// `header: value of the environment variable value_env`, set on every request to the

@@ -5,6 +5,7 @@ mod endpoint;
 mod env;
 mod error;
 pub mod file;
+mod tls;
 mod validate;
 
 pub use endpoint::{parse_endpoint, parse_endpoint_with, Endpoint, Resolution};
@@ -55,6 +56,15 @@ pub struct Listen {
     pub admin: SocketAddr,
     /// The admin API's bearer token, read from the environment variable the config names.
     pub admin_token: Option<Secret>,
+    /// The proxy's HTTPS listener, when configured (files checked at load).
+    pub proxy_tls: Option<ProxyTls>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProxyTls {
+    pub addr: SocketAddr,
+    pub cert_file: String,
+    pub key_file: String,
 }
 
 /// A credential: compared in constant time, never printed.
@@ -96,6 +106,8 @@ pub struct RegionConfig {
     pub max_in_flight: Option<u64>,
     pub model_version: Option<String>,
     pub credential: Option<Credential>,
+    /// CA certificates for this region's `https://` endpoints; `None`: the system's.
+    pub ca: Option<std::sync::Arc<pingora::protocols::tls::CaType>>,
 }
 
 /// A header Meridian sets on requests to one region; the value is marked sensitive and

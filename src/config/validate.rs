@@ -7,7 +7,7 @@ use super::{
     env, parse_endpoint_with, Config, ConfigError, GeoAction, GeoConfig, GeoRule, Listen,
     Resolution,
 };
-use super::{RegionConfig, Secret, ServerSettings};
+use super::{tls, ProxyTls, RegionConfig, Secret, ServerSettings};
 use crate::regions::{RegionMask, MAX_REGIONS};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -33,11 +33,33 @@ pub fn load(
     v.server(&file.server)?;
     v.sections(&file)?;
     let admin = v.addr(&file.listen.admin, "listen.admin")?;
+    let proxy_tls = match &file.listen.proxy_tls {
+        Some(t) => {
+            tls::check_identity(&t.cert_file, &t.key_file)
+                .map_err(|m| v.top("listen.proxy_tls", m))?;
+            Some(ProxyTls {
+                addr: v.addr(&t.addr, "listen.proxy_tls")?,
+                cert_file: t.cert_file.clone(),
+                key_file: t.key_file.clone(),
+            })
+        }
+        None => None,
+    };
     let listen = Listen {
         proxy: v.addr(&file.listen.proxy, "listen.proxy")?,
         admin,
         admin_token: v.admin_token(admin, file.listen.admin_token_env.as_deref(), vars)?,
+        proxy_tls,
     };
+    let taken = [Some(listen.proxy), Some(listen.admin)];
+    if let Some(t) = &listen.proxy_tls {
+        if taken.contains(&Some(t.addr)) {
+            return Err(v.top(
+                "listen.proxy_tls",
+                "its addr must differ from proxy and admin",
+            ));
+        }
+    }
     if listen.proxy == listen.admin {
         return Err(v.top("listen.admin", "must differ from listen.proxy"));
     }
@@ -315,6 +337,16 @@ impl Validator<'_> {
                     ));
                 }
             }
+            let ca = match &r.ca_file {
+                Some(_) if !endpoints.iter().any(|e| e.tls) => {
+                    return Err(err(
+                        "ca_file",
+                        "is only used by https:// endpoints, and this region has none".into(),
+                    ))
+                }
+                Some(path) => Some(tls::load_ca(path).map_err(|m| err("ca_file", m))?),
+                None => None,
+            };
             out.push(RegionConfig {
                 name: r.name.clone(),
                 provider: r.provider.clone(),
@@ -328,6 +360,7 @@ impl Validator<'_> {
                     Some(c) => Some(credential(c, vars).map_err(|(f, m)| err(f, m))?),
                     None => None,
                 },
+                ca,
             });
         }
         Ok(out)

@@ -94,7 +94,7 @@ impl HealthCheck for RegionProbe {
         let Some(ep) = region.endpoints.get(endpoint) else {
             return Error::e_explain(ErrorType::InternalError, "unknown endpoint");
         };
-        let mut peer = HttpPeer::new(ep.endpoint.addr, false, String::new());
+        let mut peer = crate::regions::http_peer(region, ep);
         peer.options.connection_timeout = Some(self.timeout);
         peer.options.read_timeout = Some(self.timeout);
         peer.options.write_timeout = Some(self.timeout);

@@ -84,7 +84,7 @@ pub fn next_peer(rt: &Runtime, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>, Fa
             "selected endpoint is unknown",
         ));
     };
-    let mut peer = HttpPeer::new(ep.endpoint.addr, false, String::new());
+    let mut peer = crate::regions::http_peer(&region, ep);
     peer.options.connection_timeout = Some(rt.config.upstream.connect_timeout);
     peer.options.read_timeout = Some(rt.config.upstream.read_timeout);
     peer.options.write_timeout = Some(rt.config.upstream.read_timeout);

@@ -5,12 +5,14 @@ mod circuit;
 mod ewma;
 mod load;
 mod mask;
+mod peer;
 mod pool;
 
 pub use circuit::{Circuit, CircuitState};
 pub use ewma::PeakEwma;
 pub use load::LoadReport;
 pub use mask::{RegionMask, MAX_REGIONS};
+pub use peer::http_peer;
 pub use pool::{backend_of, build_pool, EndpointRef, RegionPool};
 
 use crate::config::{Config, Endpoint, RegionConfig};
