@@ -24,6 +24,7 @@ pub struct Runtime {
     pub budget: Arc<RetryBudget>,
     /// Set until the first probe round has decided every endpoint's health.
     pub booting: Arc<AtomicBool>,
+    pub access_log: crate::proxy::AccessLog,
 }
 
 impl Runtime {
@@ -34,7 +35,17 @@ impl Runtime {
         let geo = GeoPolicy::new(&config.geo, regions.len());
         let metrics = Metrics::new(&regions);
         let budget = RetryBudget::new(config.retry.budget_ratio, config.retry.budget_min);
+        // The path was opened when the config was checked; should that fail now, the
+        // lines go to stdout rather than nowhere.
+        let access_log = crate::proxy::AccessLog::open(&config.access_log).unwrap_or_else(|e| {
+            log::error!(
+                "access log {:?}: {e}; writing it to stdout",
+                config.access_log
+            );
+            crate::proxy::AccessLog::Stdout
+        });
         Arc::new(Self {
+            access_log,
             budget,
             config,
             regions,

@@ -33,6 +33,13 @@ pub struct FileConfig {
     pub model: ModelFile,
     #[serde(default)]
     pub limits: LimitsFile,
+    /// One JSON line per request: `stdout` (default), `off`, or a file path (appended).
+    #[serde(default = "default_access_log")]
+    pub access_log: String,
+}
+
+fn default_access_log() -> String {
+    "stdout".into()
 }
 
 /// What a client may send.

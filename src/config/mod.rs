@@ -44,6 +44,7 @@ pub struct Config {
     pub geo: GeoConfig,
     pub capacity: CapacitySettings,
     pub limits: Limits,
+    pub access_log: AccessLogTarget,
     pub retry: RetrySettings,
     pub model: ModelSettings,
     /// Non-fatal findings (for example an endpoint override naming no region).
@@ -58,6 +59,14 @@ pub struct Listen {
     pub admin_token: Option<Secret>,
     /// The proxy's HTTPS listener, when configured (files checked at load).
     pub proxy_tls: Option<ProxyTls>,
+}
+
+/// Where the access log goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLogTarget {
+    Off,
+    Stdout,
+    File(std::path::PathBuf),
 }
 
 #[derive(Debug, Clone)]

@@ -75,6 +75,7 @@ pub fn load(
         geo,
         capacity: file.capacity,
         limits: file.limits,
+        access_log: v.access_log(&file.access_log)?,
         retry: file.retry,
         model: file.model,
         warnings,
@@ -194,6 +195,30 @@ impl Validator<'_> {
                 field,
                 format!("'{value}' is not an address like 127.0.0.1:8000"),
             )
+        })
+    }
+
+    fn access_log(&self, value: &str) -> Result<super::AccessLogTarget, ConfigError> {
+        use super::AccessLogTarget::*;
+        Ok(match value.trim() {
+            "off" => Off,
+            "stdout" => Stdout,
+            "" => return Err(self.top("access_log", "use stdout, off or a file path")),
+            path if self.resolution == Resolution::Offline => File(path.into()),
+            path => {
+                // Opened (and created) now, so an unwritable path is a start-up error.
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_err(|e| {
+                        self.top(
+                            "access_log",
+                            format!("cannot open '{path}' for appending: {e}"),
+                        )
+                    })?;
+                File(path.into())
+            }
         })
     }
 

@@ -37,6 +37,10 @@ pub struct RequestCtx {
     pub status_retry: bool,
     /// Request body bytes read from the client so far.
     pub body_bytes: u64,
+    /// When the request arrived.
+    pub received: Option<Instant>,
+    /// From arrival to the served response's first body byte.
+    pub ttft: Option<std::time::Duration>,
 }
 
 #[derive(Debug)]

@@ -201,4 +201,5 @@ pub fn body_received(ctx: &mut RequestCtx, body: &Option<bytes::Bytes>, end_of_s
     let ttfb = now.saturating_duration_since(attempt.started);
     let region = attempt.slot.region();
     region.observe_first_byte(ttfb, now);
+    ctx.ttft = ctx.received.map(|t| now.saturating_duration_since(t));
 }

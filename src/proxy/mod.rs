@@ -3,6 +3,7 @@
 //! retries ([`failover`]), headers ([`headers`]), errors ([`errors`]) and the endpoints the
 //! proxy answers itself ([`local`]).
 
+mod access_log;
 mod budget;
 mod credentials;
 mod ctx;
@@ -15,6 +16,7 @@ mod local;
 pub mod retry_after;
 mod route;
 
+pub use access_log::AccessLog;
 pub use budget::RetryBudget;
 pub use ctx::RequestCtx;
 pub use errors::Failure;
@@ -91,6 +93,7 @@ impl ProxyHttp for MeridianProxy {
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
             active: Some(self.rt.budget.start_request()),
+            received: Some(std::time::Instant::now()),
             ..RequestCtx::default()
         }
     }
@@ -244,6 +247,7 @@ impl ProxyHttp for MeridianProxy {
             .unwrap_or(0);
         let region = ctx.served_by.and_then(|id| self.rt.regions.get(id));
         self.rt.metrics.request(region.map(|r| r.name()), status);
+        access_log::record(&self.rt, session, ctx, status);
         // The stream is over: release the in-flight and budget slots now.
         ctx.current = None;
         ctx.retry_slot = None;
