@@ -30,30 +30,32 @@ fn kubernetes_config_is_valid_and_probes_match_it() {
     let path = dir.path().join("meridian.yaml");
     std::fs::write(&path, conf).unwrap();
     // The endpoints are cluster names; point them at loopback for the check.
-    let out = Command::new(meridian_bin())
-        .args(["-t", "-c"])
-        .arg(&path)
-        .env("MERIDIAN_ADMIN_TOKEN", "a-token-long-enough-for-the-check")
-        .env("MERIDIAN_ENDPOINT_US_EAST_1", "http://127.0.0.1:18001")
-        .env("MERIDIAN_ENDPOINT_EU_WEST_1", "http://127.0.0.1:18002")
-        .env("MERIDIAN_ENDPOINT_AP_SOUTH_1", "http://127.0.0.1:18003")
-        .output()
-        .unwrap();
+    let check = |token: Option<&str>| {
+        let mut cmd = Command::new(meridian_bin());
+        cmd.args(["-t", "-c"]).arg(&path);
+        for (region, port) in [
+            ("US_EAST_1", 18001),
+            ("EU_WEST_1", 18002),
+            ("AP_SOUTH_1", 18003),
+        ] {
+            cmd.env(
+                format!("MERIDIAN_ENDPOINT_{region}"),
+                format!("http://127.0.0.1:{port}"),
+            );
+        }
+        if let Some(t) = token {
+            cmd.env("MERIDIAN_ADMIN_TOKEN", t);
+        }
+        cmd.output().unwrap()
+    };
+    let out = check(Some("a-token-long-enough-for-the-check"));
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     // Without the token variable the off-loopback admin listener is refused.
-    let out = Command::new(meridian_bin())
-        .args(["-t", "-c"])
-        .arg(&path)
-        .env("MERIDIAN_ENDPOINT_US_EAST_1", "http://127.0.0.1:18001")
-        .env("MERIDIAN_ENDPOINT_EU_WEST_1", "http://127.0.0.1:18002")
-        .env("MERIDIAN_ENDPOINT_AP_SOUTH_1", "http://127.0.0.1:18003")
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
+    assert!(!check(None).status.success());
 
     let parsed: serde_yaml::Value = serde_yaml::from_str(conf).unwrap();
     let proxy_port: u16 = parsed["listen"]["proxy"]

@@ -18,6 +18,17 @@ async fn setup() -> (mock_regions::MockRegion, Meridian) {
     (ap, m)
 }
 
+async fn post(m: &Meridian, body: impl Into<reqwest::Body>) -> Reply {
+    let resp = client()
+        .post(m.url("/v1/inference"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    Reply::from(resp).await
+}
+
 /// Sends raw bytes, returns everything read until the server closes (bounded).
 async fn raw(m: &Meridian, parts: &[(&[u8], Duration)]) -> String {
     let mut conn = tokio::net::TcpStream::connect(m.proxy).await.unwrap();
@@ -34,16 +45,7 @@ async fn raw(m: &Meridian, parts: &[(&[u8], Duration)]) -> String {
 async fn oversized_bodies_get_413_and_never_reach_a_region_when_declared() {
     let (ap, m) = setup().await;
     let big = format!(r#"{{"prompt":"{}"}}"#, "x".repeat(2000));
-    let r = Reply::from(
-        client()
-            .post(m.url("/v1/inference"))
-            .header("content-type", "application/json")
-            .body(big.clone())
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let r = post(&m, big.clone()).await;
     assert_eq!(r.status, 413);
     assert_eq!(r.error_type(), "request_too_large");
     assert_eq!(ap.counts().inference, 0, "refused before any upstream work");
@@ -71,14 +73,7 @@ async fn oversized_bodies_get_413_and_never_reach_a_region_when_declared() {
 
     // At the limit is fine.
     let ok = format!(r#"{{"prompt":"{}"}}"#, "x".repeat(900));
-    let r = client()
-        .post(m.url("/v1/inference"))
-        .header("content-type", "application/json")
-        .body(ok)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(post(&m, ok).await.status, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

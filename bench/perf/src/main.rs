@@ -5,6 +5,7 @@
 mod cli;
 mod conns;
 mod load;
+mod nginx;
 mod procs;
 mod report;
 mod request;

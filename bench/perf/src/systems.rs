@@ -149,20 +149,8 @@ fn nginx(
     for u in upstreams {
         let _ = writeln!(servers, "    server {u};");
     }
-    let d = dir.display();
-    let conf = format!(
-        "worker_processes {threads};
-worker_rlimit_nofile {fds};
-pid {d}/nginx.pid;
-error_log {d}/error.log warn;
-events {{ worker_connections 30000; }}
-http {{
-  access_log off;
-  client_body_temp_path {d}/body;
-  proxy_temp_path {d}/proxy;
-  keepalive_requests 1000000;
-  keepalive_timeout 120s;
-  upstream regions {{
+    let body = format!(
+        "  upstream regions {{
 {servers}    keepalive 128;
     keepalive_requests 1000000;
   }}
@@ -175,21 +163,12 @@ http {{
       proxy_buffering off;
     }}
   }}
-}}
-",
-        threads = setup.threads,
-        fds = setup.fd_limit
+"
     );
-    let path = dir.join("nginx.conf");
-    write(&path, &conf)?;
-    let mut cmd = Command::new("nginx");
-    cmd.arg("-p")
-        .arg(dir)
-        .arg("-c")
-        .arg(&path)
-        .arg("-g")
-        .arg("daemon off;");
-    Ok(cmd)
+    crate::nginx::command(
+        dir,
+        &crate::nginx::conf(dir, setup.threads, setup.fd_limit, &body),
+    )
 }
 
 fn haproxy(

@@ -8,7 +8,6 @@ use mock_regions::{MockRegion, RegionSpec};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 pub const REGIONS: usize = 5;
@@ -26,42 +25,25 @@ pub async fn fixed(dir: &Path, fd_limit: u64) -> Result<(Proc, Vec<SocketAddr>),
         let _ = writeln!(listens, "    listen {a} backlog=4096;");
         addrs.push(a);
     }
-    let d = dir.display();
-    let conf = format!(
-        "worker_processes 1;
-worker_rlimit_nofile {fd_limit};
-pid {d}/nginx.pid;
-error_log {d}/error.log warn;
-events {{ worker_connections 30000; }}
-http {{
-  access_log off;
-  client_body_temp_path {d}/body;
-  keepalive_requests 1000000;
-  keepalive_timeout 120s;
-  server {{
+    let body = format!(
+        "  server {{
 {listens}    location / {{
       default_type application/json;
       return 200 '{ANSWER}';
     }}
   }}
-}}
 "
     );
-    let path = dir.join("nginx.conf");
-    std::fs::write(&path, conf).map_err(|e| e.to_string())?;
-    let mut cmd = Command::new("nginx");
-    cmd.arg("-p")
-        .arg(&dir)
-        .arg("-c")
-        .arg(&path)
-        .arg("-g")
-        .arg("daemon off;");
+    let cmd = crate::nginx::command(&dir, &crate::nginx::conf(&dir, 1, fd_limit, &body))?;
     let mut proc = Proc::spawn("upstream-nginx", cmd, &dir.join("output.log"))?;
     let deadline = Instant::now() + Duration::from_secs(10);
     for a in &addrs {
         while !crate::request::ready(*a, "/").await {
             if !proc.running() || Instant::now() > deadline {
-                return Err(format!("upstream nginx did not start; see {d}/output.log"));
+                return Err(format!(
+                    "upstream nginx did not start; see {}",
+                    dir.join("output.log").display()
+                ));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
