@@ -54,6 +54,13 @@ async fn status_metrics_and_health() {
         "{metrics}"
     );
     assert!(metrics.contains("meridian_failovers_total"), "{metrics}");
+    for served in [
+        r#"meridian_request_outcomes_total{outcome="served"} 3"#,
+        r#"meridian_upstream_seconds_count{region="ap-south-1"} 3"#,
+        r#"meridian_ttft_seconds_count{region="ap-south-1"} 3"#,
+    ] {
+        assert!(metrics.contains(served), "{served}: {metrics}");
+    }
 
     let bad = Reply::from(client().get(m.admin_url("/nope")).send().await.unwrap()).await;
     assert_eq!(bad.status, 404);

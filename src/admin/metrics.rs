@@ -3,7 +3,16 @@
 
 use crate::app::Runtime;
 use crate::regions::{CircuitState, Region, RegionTable};
-use prometheus::{Encoder, GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+use std::time::Duration;
+
+/// Seconds, from a fast cached answer to a long generation.
+const BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
 
 pub struct Metrics {
     registry: Registry,
@@ -19,6 +28,21 @@ pub struct Metrics {
     in_flight: IntGaugeVec,
     latency: GaugeVec,
     circuit_open: IntGaugeVec,
+    outcomes: IntCounterVec,
+    upstream_seconds: HistogramVec,
+    ttft_seconds: HistogramVec,
+}
+
+fn histogram(registry: &Registry, name: &str, help: &str) -> HistogramVec {
+    let h = HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(BUCKETS.to_vec()),
+        &["region"],
+    )
+    .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    registry
+        .register(Box::new(h.clone()))
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    h
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -99,6 +123,22 @@ impl Metrics {
                 "meridian_region_circuit_open",
                 "1 while the region's circuit is open or half-open",
             ),
+            outcomes: counter(
+                &registry,
+                "meridian_request_outcomes_total",
+                "Requests by outcome: served (a region answered), refused (Meridian answered 4xx), failed (Meridian answered 5xx), client_gone",
+                &["outcome"],
+            ),
+            upstream_seconds: histogram(
+                &registry,
+                "meridian_upstream_seconds",
+                "From sending the request to the serving region to the end of its response",
+            ),
+            ttft_seconds: histogram(
+                &registry,
+                "meridian_ttft_seconds",
+                "From the request's arrival to the first response body byte (time to first token)",
+            ),
             latency,
             registry,
         };
@@ -106,6 +146,35 @@ impl Metrics {
             m.failovers.with_label_values(&[r.name()]);
         }
         m
+    }
+
+    /// The end of a request: its outcome and, when a region served it, its timings.
+    pub fn finished(
+        &self,
+        region: Option<&Region>,
+        status: u16,
+        upstream: Option<Duration>,
+        ttft: Option<Duration>,
+    ) {
+        let outcome = match (region, status) {
+            (_, 0) => "client_gone",
+            (Some(_), _) => "served",
+            (None, 400..=499) => "refused",
+            (None, _) => "failed",
+        };
+        self.outcomes.with_label_values(&[outcome]).inc();
+        if let Some(r) = region {
+            if let Some(d) = upstream {
+                self.upstream_seconds
+                    .with_label_values(&[r.name()])
+                    .observe(d.as_secs_f64());
+            }
+            if let Some(d) = ttft {
+                self.ttft_seconds
+                    .with_label_values(&[r.name()])
+                    .observe(d.as_secs_f64());
+            }
+        }
     }
 
     pub fn request(&self, region: Option<&str>, status: u16) {

@@ -247,6 +247,10 @@ impl ProxyHttp for MeridianProxy {
             .unwrap_or(0);
         let region = ctx.served_by.and_then(|id| self.rt.regions.get(id));
         self.rt.metrics.request(region.map(|r| r.name()), status);
+        let upstream = ctx.current.as_ref().map(|a| a.started.elapsed());
+        self.rt
+            .metrics
+            .finished(region.map(|r| r.as_ref()), status, upstream, ctx.ttft);
         access_log::record(&self.rt, session, ctx, status);
         // The stream is over: release the in-flight and budget slots now.
         ctx.current = None;
