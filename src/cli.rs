@@ -90,7 +90,8 @@ pub fn run(cli: Cli) -> i32 {
         Some(Command::Demo) => crate::demo::run(config, cli.daemon, cli.upgrade),
         Some(Command::MockRegion { .. }) => 2,
         None => {
-            let (server, _rt) = crate::app::build_server(config, cli.upgrade, cli.daemon);
+            let (server, _shared) =
+                crate::app::build_server(config, cli.conf.clone(), cli.upgrade, cli.daemon);
             server.run_forever()
         }
     }

@@ -57,7 +57,7 @@ pub fn run(config: Config, daemon: bool, upgrade: bool) -> i32 {
         "meridian demo: proxy http://{} admin http://{}\n  curl -si http://{}/v1/inference -d '{{\"prompt\":\"Hello\",\"max_tokens\":16}}'\n  take a region down: pkill -f 'mock-region ap-south-1'",
         config.listen.proxy, config.listen.admin, config.listen.proxy
     );
-    let (server, _rt) = crate::app::build_server(config, false, false);
+    let (server, _shared) = crate::app::build_server(config, None, false, false);
     server.run_forever()
 }
 

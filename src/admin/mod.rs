@@ -5,7 +5,7 @@ mod status;
 
 pub use metrics::Metrics;
 
-use crate::app::Runtime;
+use crate::app::{Runtime, Shared};
 use async_trait::async_trait;
 use http::Response;
 use pingora::apps::http_app::ServeHttp;
@@ -13,18 +13,18 @@ use pingora::protocols::http::ServerSession;
 use std::sync::Arc;
 
 pub struct AdminApp {
-    rt: Arc<Runtime>,
+    shared: Arc<Shared>,
 }
 
 impl AdminApp {
-    pub fn new(rt: Arc<Runtime>) -> Self {
-        Self { rt }
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
     }
 
     /// Whether the request may see the admin API: always when no token is configured,
     /// otherwise only with `Authorization: Bearer <token>`.
-    fn authorized(&self, req: &pingora::http::RequestHeader) -> bool {
-        let Some(token) = &self.rt.config.listen.admin_token else {
+    fn authorized(&self, rt: &Runtime, req: &pingora::http::RequestHeader) -> bool {
+        let Some(token) = &rt.config.listen.admin_token else {
             return true;
         };
         req.headers
@@ -33,23 +33,28 @@ impl AdminApp {
             .is_some_and(|given| token.matches(given))
     }
 
-    fn route(&self, method: &http::Method, path: &str) -> (u16, &'static str, String) {
+    fn route(
+        &self,
+        rt: &Runtime,
+        method: &http::Method,
+        path: &str,
+    ) -> (u16, &'static str, String) {
         const JSON: &str = "application/json";
         if method != http::Method::GET {
             let body = serde_json::json!({"error": {"type": "method_not_allowed", "message": "the admin API is read-only: use GET"}});
             return (405, JSON, body.to_string());
         }
         match path {
-            "/regions/status" => (200, JSON, status::regions(&self.rt).to_string()),
+            "/regions/status" => (
+                200,
+                JSON,
+                status::regions(rt, self.shared.last_reload()).to_string(),
+            ),
             "/health" => {
-                let (code, body) = crate::proxy::health_body(&self.rt);
+                let (code, body) = crate::proxy::health_body(rt);
                 (code, JSON, body)
             }
-            "/metrics" => (
-                200,
-                "text/plain; version=0.0.4",
-                self.rt.metrics.render(&self.rt),
-            ),
+            "/metrics" => (200, "text/plain; version=0.0.4", rt.metrics.render(rt)),
             _ => {
                 let body = serde_json::json!({"error": {"type": "not_found", "message": format!("no admin endpoint {path}; try /regions/status, /health or /metrics")}});
                 (404, JSON, body.to_string())
@@ -62,8 +67,9 @@ impl AdminApp {
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let req = session.req_header();
-        let (status, content_type, body) = if self.authorized(req) {
-            self.route(&req.method, req.uri.path())
+        let rt = self.shared.current();
+        let (status, content_type, body) = if self.authorized(&rt, req) {
+            self.route(&rt, &req.method, req.uri.path())
         } else {
             let body = serde_json::json!({"error": {"type": "unauthorized", "message": "the admin API needs Authorization: Bearer <token> (the token is in the environment variable listen.admin_token_env names)"}});
             (401, "application/json", body.to_string())

@@ -3,7 +3,7 @@
 use crate::app::Runtime;
 use serde_json::{json, Value};
 
-pub fn regions(rt: &Runtime) -> Value {
+pub fn regions(rt: &Runtime, reload: Option<crate::app::ReloadReport>) -> Value {
     let now = std::time::Instant::now();
     let scorer = crate::selection::Scorer::new(&rt.regions, rt.weights());
     let regions: Vec<Value> = rt
@@ -64,7 +64,16 @@ pub fn regions(rt: &Runtime) -> Value {
             })
         })
         .collect();
+    let reload = reload.map(|r| {
+        json!({
+            "at": humantime::format_rfc3339_seconds(r.at).to_string(),
+            "ok": r.ok,
+            "message": r.message,
+        })
+    });
     json!({
+        "config": rt.config.source,
+        "last_reload": reload,
         "healthy_regions": rt.healthy_count(),
         "retries_in_flight": rt.budget.retries_in_flight(),
         "model_pin": rt.config.model.pin_version,

@@ -1,7 +1,9 @@
 //! Wiring: the shared [`Runtime`] every part reads, and the Pingora server built from it.
 
+mod reload;
 mod server;
 
+pub use reload::{ReloadReport, Shared};
 pub use server::build_server;
 
 use crate::admin::Metrics;
@@ -20,7 +22,8 @@ pub struct Runtime {
     pub regions: RegionTable,
     pub pool: Arc<RegionPool>,
     pub geo: GeoPolicy,
-    pub metrics: Metrics,
+    /// One registry for the life of the process: kept across config reloads.
+    pub metrics: Arc<Metrics>,
     pub budget: Arc<RetryBudget>,
     /// Set until the first probe round has decided every endpoint's health.
     pub booting: Arc<AtomicBool>,
@@ -29,11 +32,27 @@ pub struct Runtime {
 
 impl Runtime {
     pub fn new(config: Config) -> Arc<Self> {
+        Self::build(config, None)
+    }
+
+    /// The runtime for a reloaded `config`: same metrics; regions still there with the
+    /// same endpoints keep what was learnt about them (latency, circuit, health, ...).
+    pub fn reloaded(&self, config: Config) -> Arc<Self> {
+        let next = Self::build(config, Some(Arc::clone(&self.metrics)));
+        for region in next.regions.iter() {
+            if let Some(old) = self.regions.iter().find(|o| region.same_as(o)) {
+                region.inherit(old);
+            }
+        }
+        next
+    }
+
+    fn build(config: Config, metrics: Option<Arc<Metrics>>) -> Arc<Self> {
         let regions = build_table(&config);
         let booting = Arc::new(AtomicBool::new(true));
         let pool = Arc::new(build_pool(&config, &regions, Arc::clone(&booting)));
         let geo = GeoPolicy::new(&config.geo, regions.len());
-        let metrics = Metrics::new(&regions);
+        let metrics = metrics.unwrap_or_else(|| Arc::new(Metrics::new(&regions)));
         let budget = RetryBudget::new(config.retry.budget_ratio, config.retry.budget_min);
         // The path was opened when the config was checked; should that fail now, the
         // lines go to stdout rather than nowhere.

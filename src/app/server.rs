@@ -1,7 +1,8 @@
 //! Builds the Pingora server: the health service, the proxy (which starts only after the
 //! first probe round), and the admin listener.
 
-use super::Runtime;
+use super::reload::ReloadService;
+use super::{Runtime, Shared};
 use crate::admin::AdminApp;
 use crate::config::Config;
 use crate::health::HealthService;
@@ -32,7 +33,13 @@ fn server_conf(config: &Config, daemon: bool) -> ServerConf {
     }
 }
 
-pub fn build_server(config: Config, upgrade: bool, daemon: bool) -> (Server, Arc<Runtime>) {
+/// `conf_path` is the file SIGHUP reloads (`None`: the built-in default).
+pub fn build_server(
+    config: Config,
+    conf_path: Option<std::path::PathBuf>,
+    upgrade: bool,
+    daemon: bool,
+) -> (Server, Arc<Shared>) {
     let opt = Opt {
         upgrade,
         daemon,
@@ -47,15 +54,21 @@ pub fn build_server(config: Config, upgrade: bool, daemon: bool) -> (Server, Arc
     let proxy_addr = config.listen.proxy.to_string();
     let admin_addr = config.listen.admin.to_string();
     let proxy_tls = config.listen.proxy_tls.clone();
-    let rt = Runtime::new(config);
+    let shared = Shared::new(Runtime::new(config), conf_path);
 
     let health = background_service(
         "region health checks",
-        HealthService::new(Arc::clone(&rt.pool), Arc::clone(&rt.booting)),
+        HealthService::new(Arc::clone(&shared)),
+    );
+    let reload = background_service(
+        "config reload",
+        ReloadService {
+            shared: Arc::clone(&shared),
+        },
     );
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
-        MeridianProxy::new(Arc::clone(&rt)),
+        MeridianProxy::new(Arc::clone(&shared)),
         "meridian proxy",
     );
     proxy.add_tcp(&proxy_addr);
@@ -71,7 +84,7 @@ pub fn build_server(config: Config, upgrade: bool, daemon: bool) -> (Server, Arc
     }
     let mut admin = Service::new(
         "meridian admin".to_string(),
-        HttpServer::new_app(AdminApp::new(Arc::clone(&rt))),
+        HttpServer::new_app(AdminApp::new(Arc::clone(&shared))),
     );
     admin.add_tcp(&admin_addr);
 
@@ -79,5 +92,6 @@ pub fn build_server(config: Config, upgrade: bool, daemon: bool) -> (Server, Arc
     let proxy = server.add_service(proxy);
     proxy.add_dependency(&health);
     server.add_service(admin);
-    (server, rt)
+    server.add_service(reload);
+    (server, shared)
 }

@@ -1,33 +1,49 @@
 //! Runs the pool's health checks as a Pingora background service. The first probe round
 //! completes (with one observation deciding) before the service reports ready, and the proxy
-//! listener depends on it: a region that is down at start-up never gets a request.
+//! listener depends on it: a region that is down at start-up never gets a request. After a
+//! config reload it probes the new runtime's pool instead.
 
-use crate::regions::RegionPool;
+use crate::app::Shared;
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use pingora::services::ServiceReadyNotifier;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 pub struct HealthService {
-    pool: Arc<RegionPool>,
-    booting: Arc<AtomicBool>,
+    shared: Arc<Shared>,
 }
 
 impl HealthService {
-    pub fn new(pool: Arc<RegionPool>, booting: Arc<AtomicBool>) -> Self {
-        Self { pool, booting }
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
     }
 
-    /// Discovery plus one decisive probe round. Also used by `-t`-free start-up paths
-    /// that need the pool ready outside Pingora's services.
+    /// Discovery plus one decisive probe round.
     pub async fn first_round(&self) {
-        if let Err(e) = self.pool.update().await {
+        let rt = self.shared.current();
+        if let Err(e) = rt.pool.update().await {
             log::error!("region pool update failed: {e}");
         }
-        self.pool.backends().run_health_check(true).await;
-        self.booting.store(false, Relaxed);
+        rt.pool.backends().run_health_check(true).await;
+        rt.booting.store(false, Relaxed);
+    }
+
+    /// Probes the current runtime's pool until shutdown, moving to the new pool on reload.
+    async fn run(&self, shutdown: ShutdownWatch) {
+        let mut reloads = self.shared.subscribe();
+        loop {
+            let rt = self.shared.current();
+            tokio::select! {
+                () = rt.pool.run(shutdown.clone(), None) => return,
+                changed = reloads.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -40,11 +56,11 @@ impl BackgroundService for HealthService {
     ) {
         self.first_round().await;
         ServiceReadyNotifier::notify_ready(ready);
-        self.pool.run(shutdown, None).await;
+        self.run(shutdown).await;
     }
 
     async fn start(&self, shutdown: ShutdownWatch) {
         self.first_round().await;
-        self.pool.run(shutdown, None).await;
+        self.run(shutdown).await;
     }
 }

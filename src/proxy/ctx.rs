@@ -6,8 +6,10 @@ use super::intent::Hints;
 use crate::regions::{InFlight, RegionMask};
 use std::time::Instant;
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct RequestCtx {
+    /// The runtime (config, regions) this request uses from start to end.
+    pub rt: Option<std::sync::Arc<crate::app::Runtime>>,
     /// Counts this request in the retry budget while it lives.
     pub active: Option<ActiveRequest>,
     /// Held once this request has taken a budgeted retry.

@@ -22,7 +22,7 @@ pub use ctx::RequestCtx;
 pub use errors::Failure;
 pub use local::health as health_body;
 
-use crate::app::Runtime;
+use crate::app::{Runtime, Shared};
 use crate::geo::GeoDecision;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -34,31 +34,41 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub struct MeridianProxy {
-    rt: Arc<Runtime>,
+    shared: Arc<Shared>,
 }
 
 impl MeridianProxy {
-    pub fn new(rt: Arc<Runtime>) -> Self {
-        Self { rt }
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+
+    /// The runtime this request started with: a config reload mid-request changes
+    /// nothing for it, retries included.
+    fn rt(&self, ctx: &RequestCtx) -> Arc<Runtime> {
+        match &ctx.rt {
+            Some(rt) => Arc::clone(rt),
+            None => self.shared.current(),
+        }
     }
 
     /// Geo decision and hint headers: what bounds and shapes every attempt.
     fn admit(&self, session: &Session, ctx: &mut RequestCtx) -> std::result::Result<(), Failure> {
+        let rt = self.rt(ctx);
         let headers = &session.req_header().headers;
         let peer = session
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
-        match self.rt.geo.decide_from(headers, peer) {
+        match rt.geo.decide_from(headers, peer) {
             GeoDecision::Allow { regions, rule } => {
                 ctx.allowed = regions;
                 ctx.geo_rule = rule;
             }
             GeoDecision::Deny { rule } => {
                 let why = rule.map_or("the default geo policy".to_string(), |r| {
-                    format!("geo rule '{}'", self.rt.geo.rule_name(r))
+                    format!("geo rule '{}'", rt.geo.rule_name(r))
                 });
-                self.rt.metrics.geo_rejected(451);
+                rt.metrics.geo_rejected(451);
                 return Err(Failure::new(
                     451,
                     "geo_denied",
@@ -66,22 +76,22 @@ impl MeridianProxy {
                 ));
             }
             GeoDecision::Malformed(why) => {
-                self.rt.metrics.geo_rejected(400);
+                rt.metrics.geo_rejected(400);
                 return Err(Failure::new(400, "invalid_geo_header", why));
             }
             GeoDecision::Untrusted => {
-                self.rt.metrics.geo_rejected(403);
+                rt.metrics.geo_rejected(403);
                 return Err(Failure::new(
                     403,
                     "untrusted_geo_header",
                     format!(
                         "header {} is only accepted from the proxies listed in geo.trusted_proxies",
-                        self.rt.geo.header()
+                        rt.geo.header()
                     ),
                 ));
             }
         }
-        ctx.hints = intent::parse(headers, &self.rt)?;
+        ctx.hints = intent::parse(headers, &rt)?;
         Ok(())
     }
 }
@@ -91,21 +101,24 @@ impl ProxyHttp for MeridianProxy {
     type CTX = RequestCtx;
 
     fn new_ctx(&self) -> RequestCtx {
+        let rt = self.shared.current();
         RequestCtx {
-            active: Some(self.rt.budget.start_request()),
+            active: Some(rt.budget.start_request()),
             received: Some(std::time::Instant::now()),
+            rt: Some(rt),
             ..RequestCtx::default()
         }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let rt = self.rt(ctx);
         if local::is_health_request(session.req_header()) {
-            let (status, body) = local::health(&self.rt);
+            let (status, body) = local::health(&rt);
             errors::respond_json(session, status, body).await?;
             return Ok(true);
         }
         let admitted =
-            limits::admit(session, &self.rt.config.limits).and_then(|()| self.admit(session, ctx));
+            limits::admit(session, &rt.config.limits).and_then(|()| self.admit(session, ctx));
         match admitted {
             Ok(()) => Ok(false),
             Err(refusal) => {
@@ -123,8 +136,9 @@ impl ProxyHttp for MeridianProxy {
         _end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        let rt = self.rt(ctx);
         let chunk = body.as_ref().map_or(0, Bytes::len);
-        limits::count(ctx, chunk, &self.rt.config.limits).map_err(|failure| {
+        limits::count(ctx, chunk, &rt.config.limits).map_err(|failure| {
             let e = failure.to_error();
             ctx.failure = Some(failure);
             e
@@ -136,7 +150,8 @@ impl ProxyHttp for MeridianProxy {
         _session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        route::next_peer(&self.rt, ctx).map_err(|failure| {
+        let rt = self.rt(ctx);
+        route::next_peer(&rt, ctx).map_err(|failure| {
             let e = failure.to_error();
             ctx.failure = Some(failure);
             e
@@ -169,7 +184,8 @@ impl ProxyHttp for MeridianProxy {
         ctx: &mut RequestCtx,
         e: Box<Error>,
     ) -> Box<Error> {
-        failover::connect_failed(&self.rt, ctx, e)
+        let rt = self.rt(ctx);
+        failover::connect_failed(&rt, ctx, e)
     }
 
     fn error_while_proxy(
@@ -180,7 +196,8 @@ impl ProxyHttp for MeridianProxy {
         ctx: &mut RequestCtx,
         client_reused: bool,
     ) -> Box<Error> {
-        failover::proxy_failed(&self.rt, ctx, session, e, client_reused)
+        let rt = self.rt(ctx);
+        failover::proxy_failed(&rt, ctx, session, e, client_reused)
     }
 
     async fn upstream_response_filter(
@@ -189,8 +206,9 @@ impl ProxyHttp for MeridianProxy {
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        let rt = self.rt(ctx);
         headers::strip_upstream_response(resp);
-        failover::response_started(&self.rt, ctx, session, resp)
+        failover::response_started(&rt, ctx, session, resp)
     }
 
     fn upstream_response_body_filter(
@@ -210,10 +228,11 @@ impl ProxyHttp for MeridianProxy {
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        let rt = self.rt(ctx);
         if let Some(decision) = &ctx.decision {
             resp.insert_header("x-meridian-decision", decision.as_str())?;
         }
-        match ctx.served_by.and_then(|id| self.rt.regions.get(id)) {
+        match ctx.served_by.and_then(|id| rt.regions.get(id)) {
             Some(region) => headers::add_served(resp, region, ctx.attempts),
             None => Ok(()),
         }
@@ -225,10 +244,11 @@ impl ProxyHttp for MeridianProxy {
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
+        let rt = self.rt(ctx);
         let failure = ctx
             .failure
             .clone()
-            .unwrap_or_else(|| errors::classify(e, ctx, &route::names(&self.rt, ctx.tried)));
+            .unwrap_or_else(|| errors::classify(e, ctx, &route::names(&rt, ctx.tried)));
         if let Err(write_err) = errors::respond(session, &failure, ctx).await {
             log::debug!("could not send error response: {write_err}");
         }
@@ -240,18 +260,18 @@ impl ProxyHttp for MeridianProxy {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        let rt = self.rt(ctx);
         let status = session
             .response_written()
             .map(|r| r.status.as_u16())
             .or_else(|| ctx.failure.as_ref().map(|f| f.status))
             .unwrap_or(0);
-        let region = ctx.served_by.and_then(|id| self.rt.regions.get(id));
-        self.rt.metrics.request(region.map(|r| r.name()), status);
+        let region = ctx.served_by.and_then(|id| rt.regions.get(id));
+        rt.metrics.request(region.map(|r| r.name()), status);
         let upstream = ctx.current.as_ref().map(|a| a.started.elapsed());
-        self.rt
-            .metrics
+        rt.metrics
             .finished(region.map(|r| r.as_ref()), status, upstream, ctx.ttft);
-        access_log::record(&self.rt, session, ctx, status);
+        access_log::record(&rt, session, ctx, status);
         // The stream is over: release the in-flight and budget slots now.
         ctx.current = None;
         ctx.retry_slot = None;

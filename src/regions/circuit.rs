@@ -46,6 +46,17 @@ impl Circuit {
         }
     }
 
+    /// Takes over `other`'s state: an open circuit stays open across a config reload.
+    pub fn copy_from(&self, other: &Circuit) {
+        let theirs = other.lock();
+        let mut mine = self.lock();
+        mine.state = theirs.state;
+        mine.consecutive_failures = theirs.consecutive_failures;
+        mine.since = theirs.since;
+        self.closed
+            .store(theirs.state == CircuitState::Closed, Relaxed);
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -61,6 +61,14 @@ impl PeakEwma {
         Some(est * w + target * (1.0 - w))
     }
 
+    /// Takes over `other`'s estimate and its age (a config reload keeping a region).
+    pub fn copy_from(&self, other: &PeakEwma) {
+        let _guard = self.write.lock().unwrap_or_else(|p| p.into_inner());
+        let stamp = other.origin + Duration::from_nanos(other.stamp_ns.load(Relaxed));
+        self.est_ms.store(other.est_ms.load(Relaxed), Relaxed);
+        self.stamp_ns.store(self.since_origin_ns(stamp), Relaxed);
+    }
+
     /// The current estimate in milliseconds; `None` before the first sample.
     pub fn estimate_ms(&self) -> Option<f64> {
         let est = f64::from_bits(self.est_ms.load(Relaxed));
@@ -89,6 +97,22 @@ mod tests {
         }
         let est = e.estimate_ms().unwrap();
         assert!(est < 60.0, "estimate {est} should have decayed toward 50");
+    }
+
+    #[test]
+    fn a_copy_keeps_estimate_and_age() {
+        let t0 = Instant::now();
+        let old = PeakEwma::new(Duration::from_secs(1));
+        old.observe(Duration::from_millis(1000), t0);
+        let new = PeakEwma::new(Duration::from_secs(1));
+        new.copy_from(&old);
+        assert_eq!(new.estimate_ms(), Some(1000.0));
+        let later = t0 + Duration::from_secs(5);
+        let (a, b) = (
+            old.estimate_toward_ms(100.0, later).unwrap(),
+            new.estimate_toward_ms(100.0, later).unwrap(),
+        );
+        assert!((a - b).abs() < 5.0, "{a} vs {b}");
     }
 
     #[test]

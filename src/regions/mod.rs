@@ -3,6 +3,7 @@
 
 mod circuit;
 mod ewma;
+mod inherit;
 mod load;
 mod mask;
 mod peer;
