@@ -35,8 +35,10 @@ pub fn load(
     let admin = v.addr(&file.listen.admin, "listen.admin")?;
     let proxy_tls = match &file.listen.proxy_tls {
         Some(t) => {
-            tls::check_identity(&t.cert_file, &t.key_file)
-                .map_err(|m| v.top("listen.proxy_tls", m))?;
+            if resolution != Resolution::Offline {
+                tls::check_identity(&t.cert_file, &t.key_file)
+                    .map_err(|m| v.top("listen.proxy_tls", m))?;
+            }
             Some(ProxyTls {
                 addr: v.addr(&t.addr, "listen.proxy_tls")?,
                 cert_file: t.cert_file.clone(),
@@ -369,6 +371,8 @@ impl Validator<'_> {
                         "is only used by https:// endpoints, and this region has none".into(),
                     ))
                 }
+                // Offline (untrusted text): files named by the input are not opened.
+                Some(_) if self.resolution == Resolution::Offline => None,
                 Some(path) => Some(tls::load_ca(path).map_err(|m| err("ca_file", m))?),
                 None => None,
             };
