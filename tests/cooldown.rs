@@ -82,7 +82,9 @@ async fn retry_budget_stops_retries() {
     let cfg = TestConfig::new()
         .mock(&ap, 0.3, 1)
         .mock(&me, 0.5, 2)
-        .section("retry", "  budget_ratio: 0\n  budget_min: 0\n");
+        .section("retry", "  budget_ratio: 0\n  budget_min: 0\n")
+        // Probes only at start-up: a probe must not take the one failure meant for the request.
+        .section("health_check", "  interval: 1h\n  timeout: 500ms\n");
     let m = Meridian::start(&cfg).await;
     ap.set_fail_count(Some(1));
     ap.set_fail_status(Some(429));
