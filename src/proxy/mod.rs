@@ -112,13 +112,11 @@ impl ProxyHttp for MeridianProxy {
         req: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let authority = ctx
+        let endpoint = ctx
             .current
             .as_ref()
-            .and_then(|a| a.slot.region().endpoints.get(a.endpoint))
-            .map(|e| e.endpoint.authority.clone())
-            .unwrap_or_default();
-        headers::prepare_upstream(req, &authority)
+            .and_then(|a| a.slot.region().endpoints.get(a.endpoint));
+        headers::prepare_upstream(req, endpoint)
     }
 
     fn fail_to_connect(
