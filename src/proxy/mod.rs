@@ -203,7 +203,7 @@ impl ProxyHttp for MeridianProxy {
             .or_else(|| ctx.failure.as_ref().map(|f| f.status))
             .unwrap_or(0);
         let region = ctx.served_by.and_then(|id| self.rt.regions.get(id));
-        self.rt.metrics.request(region.map(|r| r.name()), status);
+        self.rt.metrics.request(region.map(|r| &**r), status);
         // The stream is over: release the in-flight and budget slots now.
         ctx.current = None;
         ctx.retry_slot = None;
