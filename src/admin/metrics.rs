@@ -177,9 +177,18 @@ impl Metrics {
         }
     }
 
-    pub fn request(&self, region: Option<&str>, status: u16) {
+    pub fn request(&self, region: Option<&Region>, status: u16) {
+        // The 200 counter is looked up once per region object (the label lookup hashes and
+        // allocates, and nearly every request ends here). It lives on the region, so a
+        // config reload that renumbers regions cannot mislabel it.
+        if let (Some(r), 200) = (region, status) {
+            r.served_ok
+                .get_or_init(|| self.requests.with_label_values(&[r.name(), "200"]))
+                .inc();
+            return;
+        }
         self.requests
-            .with_label_values(&[region.unwrap_or("none"), &status.to_string()])
+            .with_label_values(&[region.map_or("none", Region::name), &status.to_string()])
             .inc();
     }
 

@@ -1,28 +1,56 @@
 //! Header hygiene: `x-meridian-*` belongs to Meridian in both directions.
 
-use crate::regions::Region;
+use crate::regions::{EndpointState, Region};
+use http::{HeaderMap, HeaderName, HeaderValue};
 use pingora::http::{RequestHeader, ResponseHeader};
 
 const PREFIX: &str = "x-meridian-";
 
-fn ours(names: impl Iterator<Item = http::HeaderName>) -> Vec<http::HeaderName> {
-    names.filter(|n| n.as_str().starts_with(PREFIX)).collect()
+fn is_ours(name: &HeaderName) -> bool {
+    name.as_str().starts_with(PREFIX)
+}
+
+/// The `x-meridian-*` names in `headers`; most requests and responses have none, and then
+/// nothing is allocated.
+fn ours(headers: &HeaderMap) -> Vec<HeaderName> {
+    if !headers.keys().any(is_ours) {
+        return Vec::new();
+    }
+    headers.keys().filter(|n| is_ours(n)).cloned().collect()
 }
 
 /// Client-sent `x-meridian-*` headers never reach a region; `Host` names the endpoint.
-pub fn prepare_upstream(req: &mut RequestHeader, authority: &str) -> pingora::Result<()> {
-    for name in ours(req.headers.keys().cloned()) {
+pub fn prepare_upstream(
+    req: &mut RequestHeader,
+    endpoint: Option<&EndpointState>,
+) -> pingora::Result<()> {
+    for name in ours(&req.headers) {
         req.remove_header(&name);
     }
-    req.insert_header("host", authority)
+    match endpoint {
+        Some(EndpointState {
+            host_header: Some(host),
+            ..
+        }) => req.insert_header("host", host.clone()),
+        Some(e) => req.insert_header("host", e.endpoint.authority.as_str()),
+        None => req.insert_header("host", ""),
+    }
 }
 
 /// A region cannot speak for Meridian: drop its `x-meridian-*` headers.
 pub fn strip_upstream_response(resp: &mut ResponseHeader) {
-    for name in ours(resp.headers.keys().cloned()) {
+    for name in ours(&resp.headers) {
         resp.remove_header(&name);
     }
 }
+
+/// `x-meridian-attempts` values for the usual counts, so they need no formatting.
+const ATTEMPTS: [HeaderValue; 4] = [
+    HeaderValue::from_static("0"),
+    HeaderValue::from_static("1"),
+    HeaderValue::from_static("2"),
+    HeaderValue::from_static("3"),
+];
 
 /// Tells the client which region served it, how many attempts it took and the price.
 pub fn add_served(
@@ -30,8 +58,12 @@ pub fn add_served(
     region: &Region,
     attempts: usize,
 ) -> pingora::Result<()> {
-    resp.insert_header("x-meridian-region", region.name())?;
-    resp.insert_header("x-meridian-provider", region.config.provider.as_str())?;
-    resp.insert_header("x-meridian-attempts", attempts.to_string())?;
-    resp.insert_header("x-meridian-cost-per-1k", region.cost_header.as_str())
+    let h = &region.served_headers;
+    resp.insert_header("x-meridian-region", h.region.clone())?;
+    resp.insert_header("x-meridian-provider", h.provider.clone())?;
+    match ATTEMPTS.get(attempts) {
+        Some(v) => resp.insert_header("x-meridian-attempts", v.clone())?,
+        None => resp.insert_header("x-meridian-attempts", attempts.to_string())?,
+    }
+    resp.insert_header("x-meridian-cost-per-1k", h.cost_per_1k.clone())
 }

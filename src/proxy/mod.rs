@@ -164,13 +164,11 @@ impl ProxyHttp for MeridianProxy {
         req: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let authority = ctx
+        let endpoint = ctx
             .current
             .as_ref()
-            .and_then(|a| a.slot.region().endpoints.get(a.endpoint))
-            .map(|e| e.endpoint.authority.clone())
-            .unwrap_or_default();
-        headers::prepare_upstream(req, &authority)?;
+            .and_then(|a| a.slot.region().endpoints.get(a.endpoint));
+        headers::prepare_upstream(req, endpoint)?;
         match &ctx.current {
             Some(attempt) => credentials::apply(req, attempt.slot.region()),
             None => Ok(()),
@@ -267,10 +265,10 @@ impl ProxyHttp for MeridianProxy {
             .or_else(|| ctx.failure.as_ref().map(|f| f.status))
             .unwrap_or(0);
         let region = ctx.served_by.and_then(|id| rt.regions.get(id));
-        rt.metrics.request(region.map(|r| r.name()), status);
+        rt.metrics.request(region.map(|r| &**r), status);
         let upstream = ctx.current.as_ref().map(|a| a.started.elapsed());
         rt.metrics
-            .finished(region.map(|r| r.as_ref()), status, upstream, ctx.ttft);
+            .finished(region.map(|r| &**r), status, upstream, ctx.ttft);
         access_log::record(&rt, session, ctx, status);
         // The stream is over: release the in-flight and budget slots now.
         ctx.current = None;

@@ -17,6 +17,7 @@ pub use peer::http_peer;
 pub use pool::{backend_of, build_pool, EndpointRef, RegionPool};
 
 use crate::config::{Config, Endpoint, RegionConfig};
+use http::HeaderValue;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -28,8 +29,11 @@ pub type RegionTable = Arc<Vec<Arc<Region>>>;
 pub struct Region {
     pub id: usize,
     pub config: RegionConfig,
-    /// `cost_per_1k` as sent in `x-meridian-cost-per-1k`, formatted once.
-    pub cost_header: String,
+    /// The `x-meridian-*` values sent with every response this region serves, built once
+    /// so a response does not format or validate them again.
+    pub served_headers: ServedHeaders,
+    /// This region's `meridian_requests_total{status="200"}` counter, once looked up.
+    pub served_ok: std::sync::OnceLock<prometheus::IntCounter>,
     /// Probe round-trips: the network and the region's front door.
     pub rtt: PeakEwma,
     /// Real requests' time to first byte beyond the round-trip: the region's own work
@@ -51,9 +55,33 @@ pub struct Region {
     total_failures: AtomicU64,
 }
 
+/// A region's response header values: name, provider and `cost_per_1k`.
+#[derive(Debug, Clone)]
+pub struct ServedHeaders {
+    pub region: HeaderValue,
+    pub provider: HeaderValue,
+    pub cost_per_1k: HeaderValue,
+}
+
+impl ServedHeaders {
+    fn new(config: &RegionConfig) -> Self {
+        // Validation allows only a-z, A-Z, 0-9, '-', '_', '.' in names and providers and
+        // the cost is a formatted number: the empty fallback is never used.
+        let value = |s: &str| HeaderValue::from_str(s).unwrap_or(HeaderValue::from_static(""));
+        Self {
+            region: value(&config.name),
+            provider: value(config.provider.as_str()),
+            cost_per_1k: value(&format!("{}", config.cost_per_1k)),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct EndpointState {
     pub endpoint: Endpoint,
+    /// `Host` for requests to this endpoint, built once (`None`: the authority is not a
+    /// valid header value, which the request path reports as before).
+    pub host_header: Option<HeaderValue>,
     /// Round-trip of the last successful probe in microseconds; `u64::MAX` before one.
     last_probe_us: AtomicU64,
     report: Mutex<LoadReport>,
@@ -103,7 +131,8 @@ impl Region {
     pub fn new(id: usize, config: RegionConfig, settings: &Config) -> Self {
         Self {
             id,
-            cost_header: format!("{}", config.cost_per_1k),
+            served_headers: ServedHeaders::new(&config),
+            served_ok: std::sync::OnceLock::new(),
             rtt: PeakEwma::new(settings.selection.latency_decay),
             work: PeakEwma::new(settings.selection.latency_decay),
             ttft: PeakEwma::new(settings.selection.latency_decay),
@@ -117,6 +146,7 @@ impl Region {
                 .endpoints
                 .iter()
                 .map(|e| EndpointState {
+                    host_header: HeaderValue::from_str(&e.authority).ok(),
                     endpoint: e.clone(),
                     last_probe_us: AtomicU64::new(u64::MAX),
                     report: Mutex::new(LoadReport::default()),

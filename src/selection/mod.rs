@@ -14,6 +14,7 @@ pub use score::{Scorer, Weights};
 use crate::regions::{EndpointRef, RegionTable};
 use pingora_load_balancing::selection::{BackendIter, BackendSelection};
 use pingora_load_balancing::Backend;
+use smallvec::SmallVec;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
@@ -61,62 +62,79 @@ impl RegionSelector {
         }
     }
 
-    /// Group indices in the order to try them. Default: best score first (ties keep config
-    /// order). With a latency target: regions expected to meet it, cheapest first, then the
-    /// rest, fastest first. A preferred region goes first.
-    fn ranked(&self, intent: Intent) -> Vec<usize> {
-        let region = |g: &Group| self.regions.get(g.region);
-        let mut order: Vec<usize> = (0..self.groups.len()).collect();
+    /// Every group with its [`Rank`], in config order, and the position of the best (the
+    /// earliest among equals). Default: by score. With a latency target: regions expected
+    /// to meet it, cheapest first, then the rest, fastest first. A preferred region is taken
+    /// out to go first.
+    fn ranks(&self, intent: Intent) -> Ranking {
         let scorer = Scorer::new(&self.regions, self.weights);
-        let score_of = |i: usize| {
-            self.groups
-                .get(i)
-                .and_then(region)
-                .map_or(f64::INFINITY, |r| scorer.score(r))
-        };
-        match intent.max_latency_ms {
-            None => {
-                let scores: Vec<f64> = order.iter().map(|&i| score_of(i)).collect();
-                order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
+        let target = intent.max_latency_ms.map(f64::from);
+        let mut ranking = Ranking::default();
+        for (gi, g) in self.groups.iter().enumerate() {
+            if ranking.first.is_none() && intent.prefer == Some(g.region) {
+                ranking.first = Some(gi);
+                continue;
             }
-            Some(target) => {
-                let target = f64::from(target);
-                let key = |i: usize| {
-                    let r = self.groups.get(i).and_then(region);
-                    let expected = r.map_or(f64::INFINITY, |r| scorer.expected_latency_ms(r));
-                    let price = r.map_or((u32::MAX, f64::INFINITY), |r| {
-                        (r.config.priority, r.config.cost_per_1k)
-                    });
-                    (expected <= target, expected, price, score_of(i))
-                };
-                let keys: Vec<_> = order.iter().map(|&i| key(i)).collect();
-                order.sort_by(|&a, &b| {
-                    let (ma, ea, pa, sa) = keys[a];
-                    let (mb, eb, pb, sb) = keys[b];
-                    match (ma, mb) {
-                        (true, false) => std::cmp::Ordering::Less,
-                        (false, true) => std::cmp::Ordering::Greater,
-                        (true, true) => {
-                            pa.0.cmp(&pb.0)
-                                .then(pa.1.total_cmp(&pb.1))
-                                .then(sa.total_cmp(&sb))
+            let region = self.regions.get(g.region);
+            let score = region.map_or(f64::INFINITY, |r| scorer.score(r));
+            let rank = match target {
+                None => Rank::new(0, 0, score, 0.0),
+                Some(target) => {
+                    let expected = region.map_or(f64::INFINITY, |r| scorer.expected_latency_ms(r));
+                    match region {
+                        Some(r) if expected <= target => {
+                            Rank::new(0, r.config.priority, r.config.cost_per_1k, score)
                         }
-                        (false, false) => ea.total_cmp(&eb),
+                        _ => Rank::new(1, 0, expected, 0.0),
                     }
-                });
-            }
-        }
-        if let Some(p) = intent.prefer {
-            if let Some(pos) = order
-                .iter()
-                .position(|&i| self.groups.get(i).is_some_and(|g| g.region == p))
+                }
+            };
+            if ranking
+                .best
+                .is_none_or(|b| ranking.left.get(b).is_none_or(|(best, _)| rank < *best))
             {
-                let g = order.remove(pos);
-                order.insert(0, g);
+                ranking.best = Some(ranking.left.len());
             }
+            ranking.left.push((rank, gi));
         }
-        order
+        ranking
     }
+}
+
+/// Where a group stands: (class and priority, then two `f64`s in `total_cmp` order) as
+/// integers, so comparing two is cheap. Class 1 puts the regions expected to miss a
+/// latency target after those expected to meet it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Rank(u64, u64, u64);
+
+impl Rank {
+    fn new(class: u8, priority: u32, first: f64, second: f64) -> Self {
+        Rank(
+            (u64::from(class) << 32) | u64::from(priority),
+            total_order(first),
+            total_order(second),
+        )
+    }
+}
+
+/// Maps an `f64` to a `u64` that sorts the way `f64::total_cmp` does.
+fn total_order(x: f64) -> u64 {
+    let bits = x.to_bits();
+    if bits >> 63 == 1 {
+        !bits
+    } else {
+        bits | (1 << 63)
+    }
+}
+
+/// Ranks kept inline for up to 16 regions, so a routing pick does not allocate.
+type Ranks = SmallVec<[(Rank, usize); 16]>;
+
+#[derive(Default)]
+struct Ranking {
+    first: Option<usize>,
+    left: Ranks,
+    best: Option<usize>,
 }
 
 impl BackendSelection for RegionSelector {
@@ -142,10 +160,15 @@ impl BackendSelection for RegionSelector {
 
     /// `key` carries the request's [`Intent`]; the empty key means none.
     fn iter(self: &Arc<Self>, key: &[u8]) -> RankedIter {
+        let Ranking { first, left, best } = self.ranks(Intent::from_key(key));
         RankedIter {
-            order: self.ranked(Intent::from_key(key)),
             selector: Arc::clone(self),
-            group: 0,
+            first,
+            left,
+            best,
+            next: 0,
+            sorted: false,
+            group: None,
             step: 0,
             start: 0,
         }
@@ -153,30 +176,69 @@ impl BackendSelection for RegionSelector {
 }
 
 /// Yields every backend once: regions best first, a region's endpoints from a rotating start.
+///
+/// Most requests take the first region, so the best is found with one pass over the ranks;
+/// only when a request moves past it are the rest sorted (stable, so ties keep config order).
 pub struct RankedIter {
     selector: Arc<RegionSelector>,
-    order: Vec<usize>,
-    group: usize,
+    /// The preferred region's group, taken before any other.
+    first: Option<usize>,
+    /// Every other group; `left[..next]` have been visited.
+    left: Ranks,
+    /// Where the best of `left` is.
+    best: Option<usize>,
+    next: usize,
+    /// `left[next..]` is in rank order (before, in config order).
+    sorted: bool,
+    /// The group being walked.
+    group: Option<usize>,
     step: usize,
     start: usize,
 }
 
+impl RankedIter {
+    fn next_group(&mut self) -> Option<usize> {
+        if let Some(g) = self.first.take() {
+            return Some(g);
+        }
+        if self.next == 0 {
+            // The best goes to the front; the others keep their order.
+            let i = self.best?;
+            self.left.get_mut(..=i)?.rotate_right(1);
+        } else if !self.sorted {
+            self.left[self.next..].sort_by_key(|a| a.0);
+            self.sorted = true;
+        }
+        let (_, g) = *self.left.get(self.next)?;
+        self.next += 1;
+        Some(g)
+    }
+}
+
 impl BackendIter for RankedIter {
     fn next(&mut self) -> Option<&Backend> {
-        loop {
-            let gi = *self.order.get(self.group)?;
-            let len = self.selector.groups.get(gi)?.backends.len();
+        let (gi, i) = loop {
+            let gi = match self.group {
+                Some(gi) => gi,
+                None => {
+                    let gi = self.next_group()?;
+                    self.group = Some(gi);
+                    self.step = 0;
+                    gi
+                }
+            };
+            let group = self.selector.groups.get(gi)?;
+            let len = group.backends.len();
             if self.step == 0 {
-                self.start = self.selector.groups.get(gi)?.next.fetch_add(1, Relaxed);
+                self.start = group.next.fetch_add(1, Relaxed);
             }
             if self.step < len {
-                let i = (self.start + self.step) % len;
                 self.step += 1;
-                return self.selector.groups.get(gi)?.backends.get(i);
+                break (gi, (self.start + self.step - 1) % len);
             }
-            self.group += 1;
-            self.step = 0;
-        }
+            self.group = None;
+        };
+        self.selector.groups.get(gi)?.backends.get(i)
     }
 }
 

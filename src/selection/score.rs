@@ -25,6 +25,7 @@
 //! next tier takes a share of its traffic before its last regions are overwhelmed.
 
 use crate::regions::Region;
+use smallvec::SmallVec;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -41,14 +42,16 @@ pub struct Weights {
 pub struct Scorer {
     weights: Weights,
     fleet_work_ms: f64,
-    /// (priority, deficit) per cost tier; a handful of tiers, so a list beats a map.
-    tier_deficit: Vec<(u32, f64)>,
+    /// (priority, deficit) per cost tier; a handful of tiers, so a list beats a map, and
+    /// it lives inline so that scoring does not allocate.
+    tier_deficit: SmallVec<[(u32, f64); 8]>,
     now: Instant,
 }
 
 impl Scorer {
     pub fn new(regions: &[Arc<Region>], weights: Weights) -> Self {
-        let mut tiers: Vec<(u32, u32, u32)> = Vec::new();
+        let mut tiers: SmallVec<[(u32, u32, u32); 8]> = SmallVec::new();
+        let mut works: SmallVec<[f64; 16]> = SmallVec::new();
         for r in regions {
             let healthy = u32::from(r.probes_healthy());
             match tiers.iter_mut().find(|t| t.0 == r.config.priority) {
@@ -57,6 +60,9 @@ impl Scorer {
                     t.2 += 1;
                 }
                 None => tiers.push((r.config.priority, healthy, 1)),
+            }
+            if let Some(w) = r.work.estimate_ms() {
+                works.push(w);
             }
         }
         let tier_deficit = tiers
@@ -68,7 +74,7 @@ impl Scorer {
             .collect();
         Self {
             weights,
-            fleet_work_ms: fleet_work_ms(regions),
+            fleet_work_ms: median(&mut works),
             tier_deficit,
             now: Instant::now(),
         }
@@ -128,11 +134,7 @@ impl Scorer {
 
 /// The fleet's typical work estimate: the median over regions that have one (0 when
 /// none has). A median, so one very slow region does not make every idle one look slow.
-fn fleet_work_ms(regions: &[Arc<Region>]) -> f64 {
-    let mut works: Vec<f64> = regions
-        .iter()
-        .filter_map(|r| r.work.estimate_ms())
-        .collect();
+fn median(works: &mut [f64]) -> f64 {
     if works.is_empty() {
         return 0.0;
     }
