@@ -28,7 +28,8 @@ pub struct Metrics {
     in_flight: IntGaugeVec,
     latency: GaugeVec,
     circuit_open: IntGaugeVec,
-    outcomes: IntCounterVec,
+    /// served, refused, failed, client_gone.
+    outcome_counters: [prometheus::IntCounter; 4],
     upstream_seconds: HistogramVec,
     ttft_seconds: HistogramVec,
 }
@@ -123,12 +124,16 @@ impl Metrics {
                 "meridian_region_circuit_open",
                 "1 while the region's circuit is open or half-open",
             ),
-            outcomes: counter(
-                &registry,
-                "meridian_request_outcomes_total",
-                "Requests by outcome: served (a region answered), refused (Meridian answered 4xx), failed (Meridian answered 5xx), client_gone",
-                &["outcome"],
-            ),
+            outcome_counters: {
+                let outcomes = counter(
+                    &registry,
+                    "meridian_request_outcomes_total",
+                    "Requests by outcome: served (a region answered), refused (Meridian answered 4xx), failed (Meridian answered 5xx), client_gone",
+                    &["outcome"],
+                );
+                ["served", "refused", "failed", "client_gone"]
+                    .map(|o| outcomes.with_label_values(&[o]))
+            },
             upstream_seconds: histogram(
                 &registry,
                 "meridian_upstream_seconds",
@@ -149,6 +154,7 @@ impl Metrics {
     }
 
     /// The end of a request: its outcome and, when a region served it, its timings.
+    /// Per-region series are looked up once and kept on the region (hot path).
     pub fn finished(
         &self,
         region: Option<&Region>,
@@ -157,22 +163,24 @@ impl Metrics {
         ttft: Option<Duration>,
     ) {
         let outcome = match (region, status) {
-            (_, 0) => "client_gone",
-            (Some(_), _) => "served",
-            (None, 400..=499) => "refused",
-            (None, _) => "failed",
+            (_, 0) => &self.outcome_counters[3],
+            (Some(_), _) => &self.outcome_counters[0],
+            (None, 400..=499) => &self.outcome_counters[1],
+            (None, _) => &self.outcome_counters[2],
         };
-        self.outcomes.with_label_values(&[outcome]).inc();
+        outcome.inc();
         if let Some(r) = region {
+            let series = r.timing_series.get_or_init(|| {
+                (
+                    self.upstream_seconds.with_label_values(&[r.name()]),
+                    self.ttft_seconds.with_label_values(&[r.name()]),
+                )
+            });
             if let Some(d) = upstream {
-                self.upstream_seconds
-                    .with_label_values(&[r.name()])
-                    .observe(d.as_secs_f64());
+                series.0.observe(d.as_secs_f64());
             }
             if let Some(d) = ttft {
-                self.ttft_seconds
-                    .with_label_values(&[r.name()])
-                    .observe(d.as_secs_f64());
+                series.1.observe(d.as_secs_f64());
             }
         }
     }

@@ -34,6 +34,8 @@ pub struct Region {
     pub served_headers: ServedHeaders,
     /// This region's `meridian_requests_total{status="200"}` counter, once looked up.
     pub served_ok: std::sync::OnceLock<prometheus::IntCounter>,
+    /// This region's upstream-latency and TTFT histograms, once looked up.
+    pub timing_series: std::sync::OnceLock<(prometheus::Histogram, prometheus::Histogram)>,
     /// Probe round-trips: the network and the region's front door.
     pub rtt: PeakEwma,
     /// Real requests' time to first byte beyond the round-trip: the region's own work
@@ -133,6 +135,7 @@ impl Region {
             id,
             served_headers: ServedHeaders::new(&config),
             served_ok: std::sync::OnceLock::new(),
+            timing_series: std::sync::OnceLock::new(),
             rtt: PeakEwma::new(settings.selection.latency_decay),
             work: PeakEwma::new(settings.selection.latency_decay),
             ttft: PeakEwma::new(settings.selection.latency_decay),
