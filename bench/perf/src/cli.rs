@@ -42,6 +42,14 @@ pub struct Opts {
     /// Systems to run, comma separated (default: all).
     #[arg(long, value_delimiter = ',')]
     pub systems: Vec<String>,
+    /// Phases to run, comma separated: throughput, latency, memory, soak, streaming
+    /// (default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Offered rate for the AI-gateway comparison (direct, Meridian, LiteLLM), low enough
+    /// for LiteLLM to keep up.
+    #[arg(long, default_value_t = 20)]
+    pub gateway_rate: u32,
     /// Where meridian and pingora-rr were built.
     #[arg(long, default_value = "target/release")]
     pub bin_dir: PathBuf,
@@ -60,12 +68,17 @@ pub struct Opts {
 }
 
 impl Opts {
+    pub fn runs(&self, phase: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|p| p == phase)
+    }
+
     /// The options with `--smoke` applied.
     pub fn effective(mut self) -> Self {
         if self.smoke {
             self.duration = 1;
             self.rounds = 1;
             self.rate = 50;
+            self.gateway_rate = 10;
             self.rate_duration = 1;
             self.idle_connections = self.idle_connections.min(200);
             self.soak = 2;

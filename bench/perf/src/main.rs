@@ -109,12 +109,25 @@ async fn run(opts: &cli::Opts) -> Result<Report, String> {
     for r in &running {
         report.get(r.kind).rss_idle_kib = r.proc.as_ref().map(|p| p.usage().rss_kib);
     }
-    throughput(opts, &running, &script, &mut report).await;
-    latency(opts, &running, &mut report).await;
-    memory(opts, &running, &mut report).await;
-    soak(opts, &running, &script, &mut report).await;
+    if opts.runs("throughput") {
+        throughput(opts, &running, &script, &mut report).await;
+    }
+    if opts.runs("latency") {
+        latency(opts, &running, &mut report).await;
+    }
+    // Before the idle-connection phase, whose buffers the allocator keeps afterwards.
+    if opts.runs("soak") {
+        soak(opts, &running, &script, &mut report).await;
+    }
+    if opts.runs("memory") {
+        memory(opts, &running, &mut report).await;
+    }
     drop(running);
     drop(upstream);
+    if !opts.runs("streaming") {
+        report.selection = report::read_criterion(&opts.criterion);
+        return Ok(report);
+    }
 
     // Streaming: every system in front of mock regions streaming tokens.
     let regions = upstream::streaming(1).await?;
@@ -188,24 +201,51 @@ async fn throughput(
     }
 }
 
+/// Each system right after a run straight to the upstream at the same rate, so drift
+/// between the two cancels in the added figure; then the AI-gateway pair at a rate LiteLLM
+/// keeps up with.
 async fn latency(opts: &cli::Opts, running: &[Running], report: &mut Report) {
-    for r in running {
-        load::settle().await;
-        match load::oha(r.addr, opts.rate, opts.rate_duration, 8) {
-            Ok(l) => {
-                eprintln!(
-                    "perf-bench: {} at {} req/s: p50 {:.3} ms, p99 {:.3} ms",
-                    r.kind.name(),
-                    opts.rate,
-                    l.p50_ms,
-                    l.p99_ms
-                );
-                if l.errors > 0 {
-                    report.problem(r.kind, format!("{} errors at a fixed rate", l.errors));
+    let Some(direct) = running.iter().find(|r| r.kind == Kind::Direct) else {
+        return;
+    };
+    let measure = |r: &Running, rate: u32| {
+        let l = load::oha(r.addr, rate, opts.rate_duration, 8);
+        if let Ok(l) = &l {
+            eprintln!(
+                "perf-bench: {} at {rate} req/s: p50 {:.3} ms, p99 {:.3} ms",
+                r.kind.name(),
+                l.p50_ms,
+                l.p99_ms
+            );
+        }
+        l
+    };
+    for r in running.iter().filter(|r| r.kind != Kind::Direct) {
+        let gateway = r.kind == Kind::Litellm;
+        let rates: &[u32] = match r.kind {
+            Kind::Litellm => &[opts.gateway_rate],
+            Kind::Meridian => &[opts.rate, opts.gateway_rate],
+            _ => &[opts.rate],
+        };
+        for &rate in rates {
+            load::settle().await;
+            let pair = (measure(direct, rate), measure(r, rate));
+            match pair {
+                (Ok(d), Ok(l)) => {
+                    if l.errors > 0 {
+                        report.problem(r.kind, format!("{} errors at {rate} req/s", l.errors));
+                    }
+                    report.get(r.kind).latency.push(report::LatencyRun {
+                        rate,
+                        direct: d,
+                        system: l,
+                    });
                 }
-                report.get(r.kind).latency = Some(l);
+                (Err(e), _) | (_, Err(e)) => report.problem(r.kind, e),
             }
-            Err(e) => report.problem(r.kind, e),
+            if gateway {
+                break;
+            }
         }
     }
 }

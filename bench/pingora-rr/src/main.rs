@@ -11,6 +11,10 @@ use pingora_load_balancing::{selection::RoundRobin, LoadBalancer};
 use std::sync::Arc;
 use std::time::Duration;
 
+// The same allocator as Meridian, so the floor is measured on equal terms.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct RoundRobinProxy(Arc<LoadBalancer<RoundRobin>>);
 
 #[async_trait]
