@@ -109,6 +109,13 @@ async fn circuit_opens_on_real_failures_and_closes_after_a_good_trial() {
     );
     assert_eq!(m.region_status("ap-south-1").await["circuit"], "closed");
     assert_eq!(m.infer(&[]).await.region.as_deref(), Some("ap-south-1"));
+    let metrics = m.metrics().await;
+    for transition in [
+        r#"meridian_circuit_opens_total{region="ap-south-1"} 1"#,
+        r#"meridian_circuit_closes_total{region="ap-south-1"} 1"#,
+    ] {
+        assert!(metrics.contains(transition), "{transition}: {metrics}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -23,6 +23,7 @@ pub struct Metrics {
     retries: IntCounterVec,
     cooldowns: IntCounterVec,
     circuit_opens: IntCounterVec,
+    circuit_closes: IntCounterVec,
     shed: IntCounterVec,
     healthy: IntGaugeVec,
     in_flight: IntGaugeVec,
@@ -108,6 +109,7 @@ impl Metrics {
             retries: counter(&registry, "meridian_retries_total", "Retry decisions by reason (status, first_byte_timeout, budget_exhausted = refused)", &["reason"]),
             cooldowns: counter(&registry, "meridian_cooldowns_total", "429/503 answers that cooled a region down", &["region"]),
             circuit_opens: counter(&registry, "meridian_circuit_opens_total", "Circuit transitions to open", &["region"]),
+            circuit_closes: counter(&registry, "meridian_circuit_closes_total", "Circuit transitions back to closed (a good trial)", &["region"]),
             shed: counter(&registry, "meridian_shed_total", "Requests refused because every eligible region was saturated", &[]),
             healthy: gauge(
                 &registry,
@@ -220,6 +222,12 @@ impl Metrics {
 
     pub fn circuit_opened(&self, region: &Region) {
         self.circuit_opens.with_label_values(&[region.name()]).inc();
+    }
+
+    pub fn circuit_closed(&self, region: &Region) {
+        self.circuit_closes
+            .with_label_values(&[region.name()])
+            .inc();
     }
 
     pub fn shed(&self) {

@@ -175,8 +175,12 @@ pub fn response_started(
         }
     } else if resp.status.is_server_error() {
         region_failed(rt, &region, "5xx", now);
-    } else {
-        region.circuit.on_success();
+    } else if region.circuit.on_success() {
+        log::info!(
+            "region {}: circuit closed after a good trial",
+            region.name()
+        );
+        rt.metrics.circuit_closed(&region);
     }
     region.record_served();
     ctx.served_by = Some(region.id);

@@ -91,14 +91,17 @@ impl Circuit {
             || now.saturating_duration_since(inner.since) >= self.cooldown
     }
 
-    pub fn on_success(&self) {
+    /// Records a success; returns true when it closed an open or half-open circuit.
+    pub fn on_success(&self) -> bool {
         if self.closed.load(Relaxed) && self.consecutive_failures() == 0 {
-            return;
+            return false;
         }
         let mut inner = self.lock();
+        let was_open = inner.state != CircuitState::Closed;
         inner.state = CircuitState::Closed;
         inner.consecutive_failures = 0;
         self.closed.store(true, Relaxed);
+        was_open
     }
 
     /// Records a failure; returns true when this failure opened the circuit.
