@@ -102,13 +102,17 @@ impl RegionState {
     }
 
     /// Decides whether this request fails, using up one of a limited number
-    /// of failures. When the last one is used the failure mode is switched
-    /// off entirely, so a later `fail_status` alone fails everything again
-    /// instead of being silently cancelled by a spent counter.
-    pub fn take_failure(&self) -> Option<Failure> {
+    /// of failures. A limited number of failures is meant for requests, so a
+    /// health probe never takes one (a probe racing a test's request would
+    /// otherwise steal it); an unlimited `fail_status` fails probes too. When
+    /// the last one is used the failure mode is switched off entirely, so a
+    /// later `fail_status` alone fails everything again instead of being
+    /// silently cancelled by a spent counter.
+    pub fn take_failure(&self, probe: bool) -> Option<Failure> {
         let mut s = lock(&self.settings);
         let status = s.fail_status?;
         match s.fail_count {
+            Some(_) if probe => return None,
             Some(0) => return None,
             Some(1) => {
                 s.fail_status = None;

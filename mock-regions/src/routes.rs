@@ -88,7 +88,7 @@ async fn answer(
 
     sleep_ms(state.settings().latency_ms).await;
     // Decided after the sleep so a failure switched on mid-request applies.
-    if let Some(fail) = state.take_failure() {
+    if let Some(fail) = state.take_failure(category == Category::Health) {
         return failure(state, fail);
     }
 

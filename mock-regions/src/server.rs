@@ -100,8 +100,8 @@ impl MockRegion {
         self.state.update(|s| s.fail_status = status);
     }
 
-    /// `Some(n)`: only the next `n` non-control requests, probes included,
-    /// fail; after the last one the failure mode switches itself off
+    /// `Some(n)`: only the next `n` requests that are neither control nor
+    /// health probes fail (probes keep passing meanwhile); after the last one the failure mode switches itself off
     /// (`fail_status` and `fail_count` both become `None`). `None` fails every
     /// request while `fail_status` is set.
     pub fn set_fail_count(&self, count: Option<u64>) {

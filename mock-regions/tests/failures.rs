@@ -47,8 +47,10 @@ async fn fail_count_fails_the_next_n_then_recovers() {
     let (_, json) = post(&r, "/control", r#"{"fail_status":503,"fail_count":2}"#).await;
     assert_eq!(json["fail_count"], 2);
 
-    // Probes use up failures too.
-    assert_eq!(get(&r, "/health").await.0, 503);
+    // A counted failure is for requests: a probe passes and takes none.
+    assert_eq!(get(&r, "/health").await.0, 200);
+    assert_eq!(get(&r, "/control").await.1["fail_count"], 2);
+    assert_eq!(get(&r, "/v1/models").await.0, 503);
     assert_eq!(get(&r, "/control").await.1["fail_count"], 1);
     assert_eq!(post(&r, "/v1/inference", r#"{"prompt":"x"}"#).await.0, 503);
 
