@@ -12,6 +12,10 @@ pub struct Counts {
     pub chat: u64,
     pub models: u64,
     pub other: u64,
+    /// Health probes answered with a `fail_status` (counted once answered, so a probe
+    /// that was already waiting when the failure was switched on shows up here).
+    #[serde(default)]
+    pub health_failed: u64,
 }
 
 impl Counts {

@@ -143,6 +143,10 @@ impl RegionState {
         lock(&self.counts).record(category);
     }
 
+    pub fn record_failed_probe(&self) {
+        lock(&self.counts).health_failed += 1;
+    }
+
     pub fn record_headers(&self, headers: &hyper::HeaderMap) {
         *lock(&self.last_headers) = header_list(headers);
     }

@@ -89,6 +89,9 @@ async fn answer(
     sleep_ms(state.settings().latency_ms).await;
     // Decided after the sleep so a failure switched on mid-request applies.
     if let Some(fail) = state.take_failure(category == Category::Health) {
+        if category == Category::Health {
+            state.record_failed_probe();
+        }
         return failure(state, fail);
     }
 

@@ -32,7 +32,7 @@ async fn control_reports_settings_and_is_not_counted() {
             "model_version": "v1",
             "in_flight": 0,
             "queue_depth": 0,
-            "requests": { "total": 1, "health": 1, "inference": 0, "chat": 0, "models": 0, "other": 0 },
+            "requests": { "total": 1, "health": 1, "inference": 0, "chat": 0, "models": 0, "other": 0, "health_failed": 0 },
             "last_request_headers": [],
         })
     );
@@ -104,6 +104,7 @@ async fn control_fail_status_and_recovery() {
             health: 2,
             inference: 1,
             models: 1,
+            health_failed: 1,
             ..Counts::default()
         }
     );
