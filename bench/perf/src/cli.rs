@@ -50,6 +50,10 @@ pub struct Opts {
     /// for LiteLLM to keep up.
     #[arg(long, default_value_t = 20)]
     pub gateway_rate: u32,
+    /// The Meridian config the harness adapts (addresses, paths and threads swapped in);
+    /// another file measures a variant, e.g. with the access log off.
+    #[arg(long, default_value = "conf/meridian.yaml")]
+    pub meridian_config: PathBuf,
     /// Where meridian and pingora-rr were built.
     #[arg(long, default_value = "target/release")]
     pub bin_dir: PathBuf,

@@ -88,7 +88,7 @@ async fn run(opts: &cli::Opts) -> Result<Report, String> {
         litellm: opts.litellm.clone(),
         threads: opts.threads,
         fd_limit,
-        meridian_default: "conf/meridian.yaml".into(),
+        meridian_default: opts.meridian_config.clone(),
     };
     let script = dir.join("request.lua");
     std::fs::write(&script, request::wrk_script()).map_err(|e| e.to_string())?;
