@@ -86,16 +86,26 @@ impl<'a> Line<'a> {
         }
     }
 
-    fn num(&mut self, key: &str, value: impl std::fmt::Display) {
-        let _ = write!(self.key(key), "{value}");
+    fn num(&mut self, key: &str, value: impl itoa::Integer) {
+        let mut digits = itoa::Buffer::new();
+        let text = digits.format(value);
+        self.key(key).extend_from_slice(text.as_bytes());
     }
 
-    /// Milliseconds with microsecond precision, or null.
+    /// Milliseconds with microsecond precision (`12.345`), or null.
     fn ms(&mut self, key: &str, d: Option<std::time::Duration>) {
-        match d {
-            Some(d) => self.num(key, (d.as_secs_f64() * 1e6).round() / 1e3),
-            None => self.key(key).extend_from_slice(b"null"),
-        }
+        let Some(d) = d else {
+            self.key(key).extend_from_slice(b"null");
+            return;
+        };
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        self.num(key, us / 1000);
+        let frac = us % 1000;
+        let out = &mut *self.out;
+        out.push(b'.');
+        out.push(b'0' + (frac / 100) as u8);
+        out.push(b'0' + (frac / 10 % 10) as u8);
+        out.push(b'0' + (frac % 10) as u8);
     }
 
     fn str_list<'s>(&mut self, key: &str, values: impl Iterator<Item = &'s str>) {
@@ -180,6 +190,7 @@ mod tests {
         line.num("status", 200);
         line.ms("latency_ms", Some(Duration::from_micros(12_345)));
         line.ms("ttft_ms", None);
+        line.ms("tiny_ms", Some(Duration::from_micros(5)));
         line.str_list("tried", ["x\"", "y"].into_iter());
         line.str_list("none", std::iter::empty());
         line.end();
@@ -191,6 +202,7 @@ mod tests {
         assert_eq!(v["status"], 200);
         assert_eq!(v["latency_ms"], 12.345);
         assert!(v["ttft_ms"].is_null());
+        assert_eq!(v["tiny_ms"], 0.005);
         assert_eq!(v["tried"], serde_json::json!(["x\"", "y"]));
         assert_eq!(v["none"], serde_json::json!([]));
     }

@@ -10,10 +10,15 @@ fn is_ours(name: &HeaderName) -> bool {
     name.as_str().starts_with(PREFIX)
 }
 
+/// Whether any header is an `x-meridian-*` one: most requests and responses have none.
+pub fn any_ours(headers: &HeaderMap) -> bool {
+    headers.keys().any(is_ours)
+}
+
 /// The `x-meridian-*` names in `headers`; most requests and responses have none, and then
 /// nothing is allocated.
 fn ours(headers: &HeaderMap) -> Vec<HeaderName> {
-    if !headers.keys().any(is_ours) {
+    if !any_ours(headers) {
         return Vec::new();
     }
     headers.keys().filter(|n| is_ours(n)).cloned().collect()
