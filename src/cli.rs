@@ -92,7 +92,7 @@ pub fn run(cli: Cli) -> i32 {
         None => {
             let (server, _shared) =
                 crate::app::build_server(config, cli.conf.clone(), cli.upgrade, cli.daemon);
-            server.run_forever()
+            crate::app::serve(server)
         }
     }
 }

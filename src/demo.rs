@@ -58,7 +58,7 @@ pub fn run(config: Config, daemon: bool, upgrade: bool) -> i32 {
         config.listen.proxy, config.listen.admin, config.listen.proxy
     );
     let (server, _shared) = crate::app::build_server(config, None, false, false);
-    server.run_forever()
+    crate::app::serve(server)
 }
 
 fn wait_listening(port: u16, within: Duration) -> bool {

@@ -90,3 +90,36 @@ async fn every_request_gets_one_json_line() {
     assert_eq!(json[2]["error"], "geo_denied");
     assert!(json[2]["region"].is_null());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_lines_are_written_before_the_process_exits() {
+    // Lines are written in batches; a SIGTERM right after the last request (no grace
+    // period) must still leave every line in the file.
+    let ap = region("ap-south-1", 0).await;
+    let cfg = TestConfig::new().mock(&ap, 0.30, 1);
+    let mut m = Meridian::start_with(
+        |p, a, d| {
+            let text = cfg
+                .render(p, a, d)
+                .replace("grace_period_seconds: 1", "grace_period_seconds: 0");
+            format!("{text}access_log: {}\n", d.join("access.log").display())
+        },
+        &[],
+    )
+    .await;
+    for _ in 0..20 {
+        assert_eq!(m.infer(&[]).await.status, 200);
+    }
+    m.signal("TERM");
+    assert!(m.exits_within(std::time::Duration::from_secs(10)).await);
+    let text = std::fs::read_to_string(m.dir.path().join("access.log")).unwrap_or_default();
+    let statuses: Vec<u64> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["status"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(statuses, vec![200; 20], "{text}");
+}

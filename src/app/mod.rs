@@ -4,7 +4,7 @@ mod reload;
 mod server;
 
 pub use reload::{ReloadReport, Shared};
-pub use server::build_server;
+pub use server::{build_server, serve};
 
 use crate::admin::Metrics;
 use crate::config::Config;
@@ -61,7 +61,7 @@ impl Runtime {
                 "access log {:?}: {e}; writing it to stdout",
                 config.access_log
             );
-            crate::proxy::AccessLog::Stdout
+            crate::proxy::AccessLog::stdout()
         });
         Arc::new(Self {
             access_log,

@@ -95,3 +95,11 @@ pub fn build_server(
     server.add_service(reload);
     (server, shared)
 }
+
+/// Runs the server until it has shut down (SIGTERM, or SIGQUIT after a graceful upgrade),
+/// writes the access-log lines still gathered in memory, and exits.
+pub fn serve(server: Server) -> ! {
+    server.run(pingora::server::RunArgs::default());
+    crate::proxy::flush_access_logs();
+    std::process::exit(0)
+}

@@ -16,7 +16,7 @@ mod local;
 pub mod retry_after;
 mod route;
 
-pub use access_log::AccessLog;
+pub use access_log::{flush_all as flush_access_logs, AccessLog};
 pub use budget::RetryBudget;
 pub use ctx::RequestCtx;
 pub use errors::Failure;

@@ -1,47 +1,15 @@
 //! One JSON line per request: what was asked, what answered, and how it went. Never a body
 //! or a credential: only the method, the path without its query, and Meridian's own facts.
 
+mod sink;
+
+pub use sink::{flush_all, AccessLog};
+
 use super::ctx::RequestCtx;
 use crate::app::Runtime;
-use crate::config::AccessLogTarget;
 use pingora::proxy::Session;
 use std::io::Write;
 use std::time::SystemTime;
-
-pub enum AccessLog {
-    Off,
-    Stdout,
-    File(std::fs::File),
-}
-
-impl AccessLog {
-    pub fn open(target: &AccessLogTarget) -> std::io::Result<AccessLog> {
-        Ok(match target {
-            AccessLogTarget::Off => AccessLog::Off,
-            AccessLogTarget::Stdout => AccessLog::Stdout,
-            AccessLogTarget::File(path) => AccessLog::File(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)?,
-            ),
-        })
-    }
-
-    pub fn enabled(&self) -> bool {
-        !matches!(self, AccessLog::Off)
-    }
-
-    /// Writes one line; a failed write is dropped rather than slowing the proxy.
-    fn write(&self, line: &[u8]) {
-        let _ = match self {
-            AccessLog::Off => Ok(()),
-            AccessLog::Stdout => std::io::stdout().lock().write_all(line),
-            // O_APPEND: each line lands whole even with many writers.
-            AccessLog::File(f) => (&*f).write_all(line),
-        };
-    }
-}
 
 /// A JSON object written field by field straight into a byte buffer: one line costs no
 /// map, no per-key allocation and no intermediate `Value`. Strings go through serde_json's
