@@ -10,8 +10,8 @@ use crate::admin::Metrics;
 use crate::config::Config;
 use crate::geo::GeoPolicy;
 use crate::proxy::RetryBudget;
-use crate::regions::{build_pool, build_table, EndpointRef, Region, RegionPool, RegionTable};
-use crate::selection::{skip_reason, Filter, Intent, Weights};
+use crate::regions::{build_pool, build_table, Region, RegionPool, RegionTable};
+use crate::selection::{skip_reason, Filter, Intent, RegionSelector, Weights};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
@@ -21,6 +21,8 @@ pub struct Runtime {
     pub config: Config,
     pub regions: RegionTable,
     pub pool: Arc<RegionPool>,
+    /// Ranks the regions for each pick (over the same endpoints as `pool`).
+    pub selector: Arc<RegionSelector>,
     pub geo: GeoPolicy,
     /// One registry for the life of the process: kept across config reloads.
     pub metrics: Arc<Metrics>,
@@ -63,12 +65,20 @@ impl Runtime {
             );
             crate::proxy::AccessLog::stdout()
         });
+        let selector = RegionSelector::for_regions(
+            &regions,
+            Weights {
+                tier_weight_ms: config.selection.tier_weight_ms,
+                cost_weight_ms: config.selection.cost_weight_ms,
+            },
+        );
         Arc::new(Self {
             access_log,
             budget,
             config,
             regions,
             pool,
+            selector,
             geo,
             metrics,
             booting,
@@ -76,8 +86,7 @@ impl Runtime {
     }
 
     /// A region is healthy while at least one of its endpoints passes its probes.
-    /// The probes' verdict as the health checks last reported it (the same flips the pool
-    /// routes on).
+    /// The probes' verdict as the health checks last reported it; what routing uses.
     pub fn region_healthy(&self, region: &Region) -> bool {
         region.probes_healthy()
     }
@@ -97,20 +106,19 @@ impl Runtime {
         f: &Filter<'_>,
         now: Instant,
     ) -> Option<(Arc<Region>, usize)> {
-        let backend = self
-            .pool
-            .select_with(&intent.to_key(), usize::MAX, |backend, healthy| {
-                let Some(region) = backend
-                    .ext
-                    .get::<EndpointRef>()
-                    .and_then(|r| self.regions.get(r.region))
-                else {
-                    return false;
-                };
-                healthy && skip_reason(region, f, now).is_none() && region.circuit.try_acquire(now)
-            })?;
-        let r = backend.ext.get::<EndpointRef>()?;
-        Some((Arc::clone(self.regions.get(r.region)?), r.endpoint))
+        let mut ranked = self.selector.ranked(intent);
+        while let Some(r) = ranked.next_endpoint() {
+            let Some(region) = self.regions.get(r.region) else {
+                continue;
+            };
+            if self.endpoint_healthy(region, r.endpoint)
+                && skip_reason(region, f, now).is_none()
+                && region.circuit.try_acquire(now)
+            {
+                return Some((Arc::clone(region), r.endpoint));
+            }
+        }
+        None
     }
 
     pub fn weights(&self) -> Weights {

@@ -6,10 +6,9 @@
 use super::ctx::{Attempt, RequestCtx};
 use super::errors::{exhausted, Failure};
 use crate::app::Runtime;
-use crate::regions::{EndpointRef, Region, RegionMask};
+use crate::regions::{Region, RegionMask};
 use crate::selection::{skip_reason, Filter, Intent, Scorer, Skip};
 use pingora::upstreams::peer::HttpPeer;
-use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
 const UPSTREAM_IDLE: Duration = Duration::from_secs(60);
@@ -189,20 +188,15 @@ fn describe(
     chosen: Option<usize>,
     now: Instant,
 ) -> String {
-    let order = RefCell::new(Vec::<usize>::new());
-    rt.pool
-        .select_with(&intent.to_key(), usize::MAX, |backend, _| {
-            if let Some(r) = backend.ext.get::<EndpointRef>() {
-                let mut order = order.borrow_mut();
-                if !order.contains(&r.region) {
-                    order.push(r.region);
-                }
-            }
-            false
-        });
+    let mut order = Vec::<usize>::new();
+    let mut ranked = rt.selector.ranked(intent);
+    while let Some(r) = ranked.next_endpoint() {
+        if !order.contains(&r.region) {
+            order.push(r.region);
+        }
+    }
     let scorer = Scorer::new(&rt.regions, rt.weights());
     let parts: Vec<String> = order
-        .into_inner()
         .into_iter()
         .filter_map(|id| rt.regions.get(id))
         .map(|r| {

@@ -1,7 +1,8 @@
 //! Meridian's selection algorithm as a `pingora-load-balancing` [`BackendSelection`]:
 //! regions are ordered by [`score`] at pick time (live latency and load are read from the
-//! shared region state), and each region's endpoints are taken in rotation. Per-request
-//! filters (geo, already tried, circuit, health) are applied by `select_with`'s callback.
+//! shared region state), and each region's endpoints are taken in rotation. The proxy
+//! walks [`RegionSelector::ranked`] itself and applies the per-request filters (geo,
+//! already tried, circuit, health) to each endpoint in turn (`Runtime::select`).
 
 mod eligibility;
 mod intent;
@@ -35,6 +36,8 @@ pub struct RegionSelector {
 struct Group {
     region: usize,
     backends: Vec<Backend>,
+    /// `backends[i]`'s region and endpoint, read without the backend's extension map.
+    refs: Vec<EndpointRef>,
     next: AtomicUsize,
 }
 
@@ -46,10 +49,14 @@ impl RegionSelector {
                 continue;
             };
             match groups.iter_mut().find(|g| g.region == r.region) {
-                Some(g) => g.backends.push(b.clone()),
+                Some(g) => {
+                    g.backends.push(b.clone());
+                    g.refs.push(*r);
+                }
                 None => groups.push(Group {
                     region: r.region,
                     backends: vec![b.clone()],
+                    refs: vec![*r],
                     next: AtomicUsize::new(0),
                 }),
             }
@@ -59,6 +66,39 @@ impl RegionSelector {
             regions,
             weights,
             groups,
+        }
+    }
+
+    /// The selector over every endpoint of `regions`: what the proxy picks with. (The
+    /// pool builds its own copy for `select_with`; the hot path skips that wrapper's
+    /// bookkeeping: a hash set of backends already returned, a `Backend` clone per step
+    /// and a readiness lookup, where Meridian keeps each endpoint's health itself.)
+    pub fn for_regions(regions: &RegionTable, weights: Weights) -> Arc<Self> {
+        let backends: BTreeSet<Backend> = regions
+            .iter()
+            .flat_map(|r| {
+                r.endpoints
+                    .iter()
+                    .enumerate()
+                    .map(|(i, e)| crate::regions::backend_of(r.id, i, e.endpoint.addr))
+            })
+            .collect();
+        Arc::new(Self::new(&backends, Arc::clone(regions), weights))
+    }
+
+    /// Every endpoint once, regions best first for `intent`.
+    pub fn ranked(self: &Arc<Self>, intent: Intent) -> RankedIter {
+        let Ranking { first, left, best } = self.ranks(intent);
+        RankedIter {
+            selector: Arc::clone(self),
+            first,
+            left,
+            best,
+            next: 0,
+            sorted: false,
+            group: None,
+            step: 0,
+            start: 0,
         }
     }
 
@@ -160,18 +200,7 @@ impl BackendSelection for RegionSelector {
 
     /// `key` carries the request's [`Intent`]; the empty key means none.
     fn iter(self: &Arc<Self>, key: &[u8]) -> RankedIter {
-        let Ranking { first, left, best } = self.ranks(Intent::from_key(key));
-        RankedIter {
-            selector: Arc::clone(self),
-            first,
-            left,
-            best,
-            next: 0,
-            sorted: false,
-            group: None,
-            step: 0,
-            start: 0,
-        }
+        self.ranked(Intent::from_key(key))
     }
 }
 
@@ -215,9 +244,16 @@ impl RankedIter {
     }
 }
 
-impl BackendIter for RankedIter {
-    fn next(&mut self) -> Option<&Backend> {
-        let (gi, i) = loop {
+impl RankedIter {
+    /// The next endpoint's region and index.
+    pub fn next_endpoint(&mut self) -> Option<EndpointRef> {
+        let (gi, i) = self.advance()?;
+        self.selector.groups.get(gi)?.refs.get(i).copied()
+    }
+
+    /// The next (group, position in the group).
+    fn advance(&mut self) -> Option<(usize, usize)> {
+        loop {
             let gi = match self.group {
                 Some(gi) => gi,
                 None => {
@@ -234,10 +270,16 @@ impl BackendIter for RankedIter {
             }
             if self.step < len {
                 self.step += 1;
-                break (gi, (self.start + self.step - 1) % len);
+                return Some((gi, (self.start + self.step - 1) % len));
             }
             self.group = None;
-        };
+        }
+    }
+}
+
+impl BackendIter for RankedIter {
+    fn next(&mut self) -> Option<&Backend> {
+        let (gi, i) = self.advance()?;
         self.selector.groups.get(gi)?.backends.get(i)
     }
 }
