@@ -14,7 +14,7 @@ pub use ewma::PeakEwma;
 pub use load::LoadReport;
 pub use mask::{RegionMask, MAX_REGIONS};
 pub use peer::http_peer;
-pub use pool::{backend_of, build_pool, EndpointRef, RegionPool};
+pub use pool::{backend_of, backends_of, build_pool, EndpointRef, RegionPool};
 
 use crate::config::{Config, Endpoint, RegionConfig};
 use http::HeaderValue;

@@ -30,9 +30,9 @@ pub fn backend_of(region: usize, endpoint: usize, addr: std::net::SocketAddr) ->
     backend
 }
 
-/// Builds the pool with its probe; `booting` makes the first probe round decisive.
-pub fn build_pool(config: &Config, regions: &RegionTable, booting: Arc<AtomicBool>) -> RegionPool {
-    let backends: BTreeSet<Backend> = regions
+/// One backend per endpoint of every region.
+pub fn backends_of(regions: &RegionTable) -> BTreeSet<Backend> {
+    regions
         .iter()
         .flat_map(|r| {
             r.endpoints
@@ -40,8 +40,12 @@ pub fn build_pool(config: &Config, regions: &RegionTable, booting: Arc<AtomicBoo
                 .enumerate()
                 .map(|(i, e)| backend_of(r.id, i, e.endpoint.addr))
         })
-        .collect();
-    let mut view = Backends::new(Static::new(backends));
+        .collect()
+}
+
+/// Builds the pool with its probe; `booting` makes the first probe round decisive.
+pub fn build_pool(config: &Config, regions: &RegionTable, booting: Arc<AtomicBool>) -> RegionPool {
+    let mut view = Backends::new(Static::new(backends_of(regions)));
     view.set_health_check(Box::new(RegionProbe::new(
         Arc::clone(regions),
         &config.health,

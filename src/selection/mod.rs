@@ -74,15 +74,7 @@ impl RegionSelector {
     /// bookkeeping: a hash set of backends already returned, a `Backend` clone per step
     /// and a readiness lookup, where Meridian keeps each endpoint's health itself.)
     pub fn for_regions(regions: &RegionTable, weights: Weights) -> Arc<Self> {
-        let backends: BTreeSet<Backend> = regions
-            .iter()
-            .flat_map(|r| {
-                r.endpoints
-                    .iter()
-                    .enumerate()
-                    .map(|(i, e)| crate::regions::backend_of(r.id, i, e.endpoint.addr))
-            })
-            .collect();
+        let backends = crate::regions::backends_of(regions);
         Arc::new(Self::new(&backends, Arc::clone(regions), weights))
     }
 
