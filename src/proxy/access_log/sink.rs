@@ -163,6 +163,13 @@ mod tests {
         (log, path)
     }
 
+    fn until(done: impl Fn() -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !done() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     fn read(path: &std::path::Path) -> String {
         std::fs::read_to_string(path).unwrap_or_default()
     }
@@ -173,10 +180,7 @@ mod tests {
         let (log, path) = file_log(dir.path());
         log.write(b"{\"n\":1}\n");
         // The flusher writes it within a few of its periods.
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while read(&path).is_empty() && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        until(|| !read(&path).is_empty());
         assert_eq!(read(&path), "{\"n\":1}\n");
 
         // Past the batch size, the writer's own thread writes whole lines at once.
@@ -187,13 +191,20 @@ mod tests {
         }
         // However the flusher's ticks fell, only whole lines reached the file, and more
         // than one line: a batch is written when it is full, not only on a tick.
-        let text = read(&path);
+        // Read under the buffer's lock, so the flusher is not half-way through a write.
+        let text = {
+            let sink = log.0.as_ref().expect("a file log has a sink");
+            let _writes = lock(&sink.buf);
+            read(&path)
+        };
         assert!(text.ends_with('\n'));
         assert!(text.lines().count() > 1, "{}", text.len());
 
-        // Dropping the log (a reload) writes the rest.
+        // Dropping the log (a reload) writes the rest: at once, or from the flusher if it
+        // held the log at that moment.
         log.write(b"{\"n\":2}\n");
         drop(log);
+        until(|| read(&path).ends_with("{\"n\":2}\n"));
         let text = read(&path);
         assert!(text.ends_with("{\"n\":2}\n"));
         assert_eq!(text.lines().count(), n + 2);
