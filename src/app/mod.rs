@@ -65,13 +65,7 @@ impl Runtime {
             );
             crate::proxy::AccessLog::stdout()
         });
-        let selector = RegionSelector::for_regions(
-            &regions,
-            Weights {
-                tier_weight_ms: config.selection.tier_weight_ms,
-                cost_weight_ms: config.selection.cost_weight_ms,
-            },
-        );
+        let selector = RegionSelector::for_regions(&regions, Weights::from(&config.selection));
         Arc::new(Self {
             access_log,
             budget,
@@ -122,10 +116,7 @@ impl Runtime {
     }
 
     pub fn weights(&self) -> Weights {
-        Weights {
-            tier_weight_ms: self.config.selection.tier_weight_ms,
-            cost_weight_ms: self.config.selection.cost_weight_ms,
-        }
+        Weights::from(&self.config.selection)
     }
 
     pub fn healthy_count(&self) -> usize {

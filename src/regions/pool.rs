@@ -53,8 +53,7 @@ pub fn build_pool(config: &Config, regions: &RegionTable, booting: Arc<AtomicBoo
     )));
     let selector = SelectorConfig {
         regions: Arc::clone(regions),
-        tier_weight_ms: config.selection.tier_weight_ms,
-        cost_weight_ms: config.selection.cost_weight_ms,
+        weights: (&config.selection).into(),
     };
     let mut lb = LoadBalancer::from_backends_with_config(view, Some(selector));
     lb.health_check_frequency = Some(config.health.interval);

@@ -22,8 +22,7 @@ use std::sync::Arc;
 
 pub struct SelectorConfig {
     pub regions: RegionTable,
-    pub tier_weight_ms: f64,
-    pub cost_weight_ms: f64,
+    pub weights: Weights,
 }
 
 pub struct RegionSelector {
@@ -174,11 +173,7 @@ impl BackendSelection for RegionSelector {
     type Config = SelectorConfig;
 
     fn build_with_config(backends: &BTreeSet<Backend>, config: &SelectorConfig) -> Self {
-        let weights = Weights {
-            tier_weight_ms: config.tier_weight_ms,
-            cost_weight_ms: config.cost_weight_ms,
-        };
-        Self::new(backends, Arc::clone(&config.regions), weights)
+        Self::new(backends, Arc::clone(&config.regions), config.weights)
     }
 
     /// Without region state every region scores the same: plain rotation in config order.
@@ -297,8 +292,7 @@ mod tests {
             .collect();
         let cfg = SelectorConfig {
             regions: Arc::clone(&regions),
-            tier_weight_ms: config.selection.tier_weight_ms,
-            cost_weight_ms: config.selection.cost_weight_ms,
+            weights: Weights::from(&config.selection),
         };
         let selector = Arc::new(RegionSelector::build_with_config(&backends, &cfg));
         (regions, selector)
@@ -379,8 +373,10 @@ mod tests {
             .collect();
         let cfg = SelectorConfig {
             regions,
-            tier_weight_ms: 1.0,
-            cost_weight_ms: 1.0,
+            weights: Weights {
+                tier_weight_ms: 1.0,
+                cost_weight_ms: 1.0,
+            },
         };
         let selector = Arc::new(RegionSelector::build_with_config(&backends, &cfg));
         let firsts: Vec<u16> = (0..3)

@@ -37,6 +37,15 @@ pub struct Weights {
     pub cost_weight_ms: f64,
 }
 
+impl From<&crate::config::SelectionSettings> for Weights {
+    fn from(s: &crate::config::SelectionSettings) -> Self {
+        Weights {
+            tier_weight_ms: s.tier_weight_ms,
+            cost_weight_ms: s.cost_weight_ms,
+        }
+    }
+}
+
 /// Everything a score needs from the fleet as a whole, computed once per ranking.
 #[derive(Debug, Clone)]
 pub struct Scorer {
