@@ -1,0 +1,11 @@
+//! The mock region server, driven over HTTP: one binary, a module per feature.
+
+mod common;
+
+mod capacity;
+mod chaos_modes;
+mod control;
+mod failures;
+mod kill;
+mod routes;
+mod streaming;

@@ -1,0 +1,32 @@
+//! The integration suite: one binary, a module per feature. Most tests start the real
+//! `meridian` binary on generated configs against in-process mock regions, all on
+//! ephemeral loopback ports.
+
+mod common;
+
+mod access_log;
+mod admin;
+mod capacity;
+mod chaos;
+mod cli;
+mod config_validation;
+mod cooldown;
+mod credentials;
+mod deploy;
+mod failover;
+mod geo;
+mod geo_property;
+mod headers;
+mod health;
+mod hints;
+mod https;
+mod latency;
+mod lifecycle;
+mod limits;
+mod load;
+mod netem;
+mod reload;
+mod stream_failover;
+mod streaming;
+mod versions;
+mod walkthrough;
