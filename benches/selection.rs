@@ -1,13 +1,13 @@
-//! What one routing decision costs as the fleet grows: the selector's ranking plus the
-//! per-request filters (`Runtime::select`, what `upstream_peer` calls), at 4, 64 and 1,024 endpoints.
+//! What one routing decision costs as the fleet grows: the ranking plus the walk through
+//! the per-request checks (`routing::pick`, what `upstream_peer` calls), at 4, 64 and
+//! 1,024 endpoints.
 //!
 //! `cargo bench --bench selection`
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
-use meridian::app::Runtime;
 use meridian::config::Config;
-use meridian::regions::RegionMask;
-use meridian::selection::{Filter, Intent};
+use meridian::regions::{build_table, RegionMask};
+use meridian::routing::{pick, Filter, Intent, Ranker, Weights};
 use std::fmt::Write;
 use std::time::{Duration, Instant};
 
@@ -32,20 +32,15 @@ fn config(endpoints: usize) -> Config {
 fn decide(c: &mut Criterion) {
     let mut group = c.benchmark_group("select");
     for endpoints in [4usize, 64, 1024] {
-        let rt = Runtime::new(config(endpoints));
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        runtime
-            .block_on(rt.pool.update())
-            .expect("static discovery");
+        let config = config(endpoints);
+        let regions = build_table(&config);
+        let ranker = Ranker::new(&regions, Weights::from(&config.selection));
         let now = Instant::now();
-        for (i, r) in rt.regions.iter().enumerate() {
+        for (i, r) in regions.iter().enumerate() {
             r.rtt.observe(Duration::from_millis(40 + i as u64 * 7), now);
         }
         let filter = Filter {
-            allowed: RegionMask::all(rt.regions.len()),
+            allowed: RegionMask::all(regions.len()),
             tried: RegionMask::EMPTY,
             version: None,
             gpu_saturation: 0.95,
@@ -56,7 +51,8 @@ fn decide(c: &mut Criterion) {
             &endpoints,
             |b, _| {
                 b.iter(|| {
-                    let chosen = rt.select(Intent::default(), &filter, Instant::now());
+                    let mut ranked = ranker.ranked(Intent::default());
+                    let chosen = pick(&mut ranked, &regions, &filter, Instant::now()).chosen;
                     black_box(chosen)
                 })
             },

@@ -65,7 +65,7 @@ pub fn run(cli: Cli) -> i32 {
         bind,
     }) = &cli.command
     {
-        return crate::demo::run_region(name, SocketAddr::new(*bind, *port), *latency_ms);
+        return mock_region(name, SocketAddr::new(*bind, *port), *latency_ms);
     }
     let config = match load(&cli.conf) {
         Ok(c) => c,
@@ -87,12 +87,42 @@ pub fn run(cli: Cli) -> i32 {
         return 0;
     }
     match cli.command {
-        Some(Command::Demo) => crate::demo::run(config, cli.daemon, cli.upgrade),
+        Some(Command::Demo) => demo(config, cli.daemon, cli.upgrade),
         Some(Command::MockRegion { .. }) => 2,
-        None => {
-            let (server, _shared) =
-                crate::app::build_server(config, cli.conf.clone(), cli.upgrade, cli.daemon);
-            crate::app::serve(server)
-        }
+        None => match crate::app::build_server(config, cli.conf.clone(), cli.upgrade, cli.daemon) {
+            Ok((server, _shared)) => {
+                crate::app::serve(server);
+                0
+            }
+            Err(e) => {
+                eprintln!("meridian: {e}");
+                1
+            }
+        },
     }
+}
+
+#[cfg(feature = "demo")]
+fn demo(config: Config, daemon: bool, upgrade: bool) -> i32 {
+    crate::demo::run(config, daemon, upgrade)
+}
+
+#[cfg(feature = "demo")]
+fn mock_region(name: &str, addr: SocketAddr, latency_ms: u64) -> i32 {
+    crate::demo::run_region(name, addr, latency_ms)
+}
+
+#[cfg(not(feature = "demo"))]
+const NO_DEMO: &str = "meridian: this build has no demo: it was built without the `demo` feature (the production build); `cargo run --release -- demo` builds one with it";
+
+#[cfg(not(feature = "demo"))]
+fn demo(_config: Config, _daemon: bool, _upgrade: bool) -> i32 {
+    eprintln!("{NO_DEMO}");
+    2
+}
+
+#[cfg(not(feature = "demo"))]
+fn mock_region(_name: &str, _addr: SocketAddr, _latency_ms: u64) -> i32 {
+    eprintln!("{NO_DEMO}");
+    2
 }

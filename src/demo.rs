@@ -57,8 +57,19 @@ pub fn run(config: Config, daemon: bool, upgrade: bool) -> i32 {
         "meridian demo: proxy http://{} admin http://{}\n  curl -si http://{}/v1/inference -d '{{\"prompt\":\"Hello\",\"max_tokens\":16}}'\n  take a region down: pkill -f 'mock-region ap-south-1'",
         config.listen.proxy, config.listen.admin, config.listen.proxy
     );
-    let (server, _shared) = crate::app::build_server(config, None, false, false);
-    crate::app::serve(server)
+    match crate::app::build_server(config, None, false, false) {
+        Ok((server, _shared)) => {
+            crate::app::serve(server);
+            0
+        }
+        Err(e) => {
+            eprintln!("meridian: {e}");
+            for c in &mut children {
+                let _ = c.kill();
+            }
+            1
+        }
+    }
 }
 
 fn wait_listening(port: u16, within: Duration) -> bool {

@@ -4,15 +4,19 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use meridian::app::Runtime;
 use meridian::config::Config;
-use meridian::geo::GeoDecision;
-use meridian::regions::RegionMask;
-use std::sync::{Arc, OnceLock};
+use meridian::regions::{build_table, RegionMask, RegionTable};
+use meridian::routing::geo::{GeoDecision, GeoPolicy};
+use std::sync::OnceLock;
 
-fn runtime() -> &'static Arc<Runtime> {
-    static RT: OnceLock<Arc<Runtime>> = OnceLock::new();
-    RT.get_or_init(|| Runtime::new(Config::load_default().expect("default config")))
+fn fleet() -> &'static (RegionTable, GeoPolicy) {
+    static FLEET: OnceLock<(RegionTable, GeoPolicy)> = OnceLock::new();
+    FLEET.get_or_init(|| {
+        let config = Config::load_default().expect("default config");
+        let regions = build_table(&config);
+        let geo = GeoPolicy::new(&config.geo, regions.len());
+        (regions, geo)
+    })
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -29,10 +33,10 @@ fuzz_target!(|data: &[u8]| {
             headers.append(n, v);
         }
     }
-    let rt = runtime();
-    let _ = meridian::proxy::intent::parse(&headers, rt);
-    if let GeoDecision::Allow { regions, .. } = rt.geo.decide(&headers) {
-        let all = RegionMask::all(rt.regions.len());
+    let (fleet, geo) = fleet();
+    let _ = meridian::routing::hints::parse(&headers, fleet);
+    if let GeoDecision::Allow { regions, .. } = geo.decide(&headers) {
+        let all = RegionMask::all(fleet.len());
         assert!(regions.iter().all(|id| all.contains(id)), "allowed set within the fleet");
     }
 });

@@ -1,11 +1,9 @@
 //! The admin listener: `/regions/status`, `/health`, `/metrics`.
 
-mod metrics;
 mod status;
 
-pub use metrics::Metrics;
-
-use crate::app::{Runtime, Shared};
+use crate::routing::Scorer;
+use crate::runtime::{Runtime, Shared};
 use async_trait::async_trait;
 use http::Response;
 use pingora::apps::http_app::ServeHttp;
@@ -51,10 +49,14 @@ impl AdminApp {
                 status::regions(rt, self.shared.last_reload()).to_string(),
             ),
             "/health" => {
-                let (code, body) = crate::proxy::health_body(rt);
+                let (code, body) = crate::telemetry::health::report(&rt.regions);
                 (code, JSON, body)
             }
-            "/metrics" => (200, "text/plain; version=0.0.4", rt.metrics.render(rt)),
+            "/metrics" => {
+                let scorer = Scorer::new(&rt.regions, rt.ranker.weights());
+                let text = rt.metrics.render(&rt.regions, &scorer);
+                (200, "text/plain; version=0.0.4", text)
+            }
             _ => {
                 let body = serde_json::json!({"error": {"type": "not_found", "message": format!("no admin endpoint {path}; try /regions/status, /health or /metrics")}});
                 (404, JSON, body.to_string())
@@ -66,8 +68,12 @@ impl AdminApp {
 #[async_trait]
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
-        let req = session.req_header();
         let rt = self.shared.current();
+        match rt.config.limits.keepalive_timeout.as_secs() {
+            0 => session.set_keepalive(None),
+            secs => session.set_keepalive(Some(secs)),
+        }
+        let req = session.req_header();
         let (status, content_type, body) = if self.authorized(&rt, req) {
             self.route(&rt, &req.method, req.uri.path())
         } else {

@@ -1,11 +1,12 @@
 //! `GET /regions/status`: Meridian's view of every region.
 
-use crate::app::Runtime;
+use crate::routing::Scorer;
+use crate::runtime::{ReloadReport, Runtime};
 use serde_json::{json, Value};
 
-pub fn regions(rt: &Runtime, reload: Option<crate::app::ReloadReport>) -> Value {
+pub fn regions(rt: &Runtime, reload: Option<ReloadReport>) -> Value {
     let now = std::time::Instant::now();
-    let scorer = crate::selection::Scorer::new(&rt.regions, rt.weights());
+    let scorer = Scorer::new(&rt.regions, rt.ranker.weights());
     let regions: Vec<Value> = rt
         .regions
         .iter()
@@ -13,13 +14,12 @@ pub fn regions(rt: &Runtime, reload: Option<crate::app::ReloadReport>) -> Value 
             let endpoints: Vec<Value> = r
                 .endpoints
                 .iter()
-                .enumerate()
-                .map(|(i, e)| {
+                .map(|e| {
                     let report = e.report();
                     json!({
                         "url": e.endpoint.url,
                         "address": e.endpoint.addr.to_string(),
-                        "healthy": rt.endpoint_healthy(r, i),
+                        "healthy": e.is_healthy(),
                         "last_probe_ms": e.last_probe_ms(),
                         "reported": {
                             "in_flight": report.in_flight,
@@ -43,7 +43,7 @@ pub fn regions(rt: &Runtime, reload: Option<crate::app::ReloadReport>) -> Value 
                 "cost_per_1k": r.config.cost_per_1k,
                 "priority": r.config.priority,
                 "tags": r.config.tags,
-                "healthy": rt.region_healthy(r),
+                "healthy": r.probes_healthy(),
                 "circuit": r.circuit.state(),
                 "latency_ewma_ms": scorer.latency_ms(r),
                 "score": scorer.score(r),
@@ -74,7 +74,7 @@ pub fn regions(rt: &Runtime, reload: Option<crate::app::ReloadReport>) -> Value 
     json!({
         "config": rt.config.source,
         "last_reload": reload,
-        "healthy_regions": rt.healthy_count(),
+        "healthy_regions": rt.regions.iter().filter(|r| r.probes_healthy()).count(),
         "retries_in_flight": rt.budget.retries_in_flight(),
         "model_pin": rt.config.model.pin_version,
         "regions": regions,

@@ -1,12 +1,13 @@
 //! Builds the Pingora server: the health service, the proxy (which starts only after the
 //! first probe round), and the admin listener.
 
+use super::connections::Limited;
+use super::health::HealthService;
 use super::reload::ReloadService;
-use super::{Runtime, Shared};
 use crate::admin::AdminApp;
 use crate::config::Config;
-use crate::health::HealthService;
 use crate::proxy::MeridianProxy;
+use crate::runtime::{Runtime, Shared};
 use pingora::apps::http_app::HttpServer;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
@@ -33,13 +34,23 @@ fn server_conf(config: &Config, daemon: bool) -> ServerConf {
     }
 }
 
+/// Why the server could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot open the HTTPS listener on {addr}: {why}")]
+    TlsListener {
+        addr: std::net::SocketAddr,
+        why: String,
+    },
+}
+
 /// `conf_path` is the file SIGHUP reloads (`None`: the built-in default).
 pub fn build_server(
     config: Config,
     conf_path: Option<std::path::PathBuf>,
     upgrade: bool,
     daemon: bool,
-) -> (Server, Arc<Shared>) {
+) -> Result<(Server, Arc<Shared>), ServerError> {
     let opt = Opt {
         upgrade,
         daemon,
@@ -66,40 +77,52 @@ pub fn build_server(
             shared: Arc::clone(&shared),
         },
     );
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        MeridianProxy::new(Arc::clone(&shared)),
-        "meridian proxy",
-    );
+    // One service per listener, so each has its own limits.max_connections.
+    let proxy_app = |label| {
+        let app = pingora::proxy::http_proxy(
+            &server.configuration,
+            MeridianProxy::new(Arc::clone(&shared)),
+        );
+        Limited::new(app, Arc::clone(&shared), label)
+    };
+    let mut proxy = Service::new("meridian proxy".to_string(), proxy_app("proxy"));
     proxy.add_tcp(&proxy_addr);
-    if let Some(t) = proxy_tls {
-        // The files were checked when the config was loaded.
-        if let Err(e) = proxy.add_tls(&t.addr.to_string(), &t.cert_file, &t.key_file) {
-            eprintln!(
-                "meridian: cannot open the HTTPS listener on {}: {e}",
-                t.addr
-            );
-            std::process::exit(1);
+    let proxy_tls = match proxy_tls {
+        Some(t) => {
+            let mut tls =
+                Service::new("meridian proxy (https)".to_string(), proxy_app("proxy_tls"));
+            // The files were checked when the config was loaded.
+            tls.add_tls(&t.addr.to_string(), &t.cert_file, &t.key_file)
+                .map_err(|e| ServerError::TlsListener {
+                    addr: t.addr,
+                    why: e.to_string(),
+                })?;
+            Some(tls)
         }
-    }
-    let mut admin = Service::new(
-        "meridian admin".to_string(),
+        None => None,
+    };
+    let admin_app = Limited::new(
         HttpServer::new_app(AdminApp::new(Arc::clone(&shared))),
+        Arc::clone(&shared),
+        "admin",
     );
+    let mut admin = Service::new("meridian admin".to_string(), admin_app);
     admin.add_tcp(&admin_addr);
 
     let health = server.add_service(health);
     let proxy = server.add_service(proxy);
     proxy.add_dependency(&health);
+    if let Some(tls) = proxy_tls {
+        server.add_service(tls).add_dependency(&health);
+    }
     server.add_service(admin);
     server.add_service(reload);
-    (server, shared)
+    Ok((server, shared))
 }
 
-/// Runs the server until it has shut down (SIGTERM, or SIGQUIT after a graceful upgrade),
-/// writes the access-log lines still gathered in memory, and exits.
-pub fn serve(server: Server) -> ! {
+/// Runs the server until it has shut down (SIGTERM, or SIGQUIT after a graceful upgrade)
+/// and writes the access-log lines still gathered in memory.
+pub fn serve(server: Server) {
     server.run(pingora::server::RunArgs::default());
-    crate::proxy::flush_access_logs();
-    std::process::exit(0)
+    crate::telemetry::flush_access_logs();
 }

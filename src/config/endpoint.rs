@@ -6,6 +6,46 @@
 
 use std::net::{SocketAddr, ToSocketAddrs};
 
+/// Why an endpoint URL was refused; every message starts with the URL.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EndpointError {
+    #[error("'{url}': unsupported scheme '{scheme}'")]
+    Scheme { url: String, scheme: String },
+    #[error("'{0}': expected a URL like http://10.0.0.5:8080")]
+    NotAUrl(String),
+    #[error("'{url}': endpoint URLs cannot carry a path ('{path}'); requests keep their own path")]
+    Path { url: String, path: String },
+    #[error("'{0}': missing host")]
+    MissingHost(String),
+    #[error("'{0}': only scheme, host and port are allowed")]
+    ExtraParts(String),
+    #[error("'{url}': {why}")]
+    Authority { url: String, why: AuthorityError },
+    #[error("'{url}': host '{host}' is not resolved offline")]
+    Offline { url: String, host: String },
+    #[error("'{url}': cannot resolve host '{host}': {why}")]
+    Resolve {
+        url: String,
+        host: String,
+        why: String,
+    },
+    #[error("'{url}': host '{host}' resolved to no address")]
+    NoAddress { url: String, host: String },
+}
+
+/// What is wrong with the `host[:port]` part.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthorityError {
+    #[error("unterminated '[' in IPv6 address")]
+    Unterminated,
+    #[error("expected ':' after ']'")]
+    AfterBracket,
+    #[error("missing host")]
+    MissingHost,
+    #[error("invalid port '{0}'")]
+    Port(String),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
     /// The URL as written (after environment overrides).
@@ -29,43 +69,55 @@ pub enum Resolution {
     Offline,
 }
 
-pub fn parse_endpoint(url: &str) -> Result<Endpoint, String> {
+pub fn parse_endpoint(url: &str) -> Result<Endpoint, EndpointError> {
     parse_endpoint_with(url, Resolution::System)
 }
 
-pub fn parse_endpoint_with(url: &str, resolution: Resolution) -> Result<Endpoint, String> {
+pub fn parse_endpoint_with(url: &str, resolution: Resolution) -> Result<Endpoint, EndpointError> {
     let url = url.trim();
     let (rest, tls) = match url.split_once("://") {
         Some(("http", rest)) => (rest, false),
         Some(("https", rest)) => (rest, true),
-        Some((scheme, _)) => return Err(format!("'{url}': unsupported scheme '{scheme}'")),
-        None => return Err(format!("'{url}': expected a URL like http://10.0.0.5:8080")),
+        Some((scheme, _)) => {
+            return Err(EndpointError::Scheme {
+                url: url.into(),
+                scheme: scheme.into(),
+            })
+        }
+        None => return Err(EndpointError::NotAUrl(url.into())),
     };
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, ""),
     };
     if !path.is_empty() && path != "/" {
-        return Err(format!(
-            "'{url}': endpoint URLs cannot carry a path ('{path}'); requests keep their own path"
-        ));
+        return Err(EndpointError::Path {
+            url: url.into(),
+            path: path.into(),
+        });
     }
     if authority.is_empty() {
-        return Err(format!("'{url}': missing host"));
+        return Err(EndpointError::MissingHost(url.into()));
     }
     if authority.contains('@') || authority.contains('?') || authority.contains('#') {
-        return Err(format!("'{url}': only scheme, host and port are allowed"));
+        return Err(EndpointError::ExtraParts(url.into()));
     }
     let default_port = if tls { 443 } else { 80 };
     let (host, port) =
-        split_host_port(authority, default_port).map_err(|e| format!("'{url}': {e}"))?;
+        split_host_port(authority, default_port).map_err(|why| EndpointError::Authority {
+            url: url.into(),
+            why,
+        })?;
     if resolution == Resolution::Offline {
         let ip = if host.eq_ignore_ascii_case("localhost") {
             Ok(std::net::IpAddr::from([127, 0, 0, 1]))
         } else {
             host.parse::<std::net::IpAddr>()
         };
-        let ip = ip.map_err(|_| format!("'{url}': host '{host}' is not resolved offline"))?;
+        let ip = ip.map_err(|_| EndpointError::Offline {
+            url: url.into(),
+            host: host.clone(),
+        })?;
         return Ok(Endpoint {
             url: url.to_string(),
             authority: authority.to_string(),
@@ -76,9 +128,16 @@ pub fn parse_endpoint_with(url: &str, resolution: Resolution) -> Result<Endpoint
     }
     let addr = (host.as_str(), port)
         .to_socket_addrs()
-        .map_err(|e| format!("'{url}': cannot resolve host '{host}': {e}"))?
+        .map_err(|e| EndpointError::Resolve {
+            url: url.into(),
+            host: host.clone(),
+            why: e.to_string(),
+        })?
         .next()
-        .ok_or_else(|| format!("'{url}': host '{host}' resolved to no address"))?;
+        .ok_or_else(|| EndpointError::NoAddress {
+            url: url.into(),
+            host: host.clone(),
+        })?;
     Ok(Endpoint {
         url: url.to_string(),
         authority: authority.to_string(),
@@ -88,28 +147,26 @@ pub fn parse_endpoint_with(url: &str, resolution: Resolution) -> Result<Endpoint
     })
 }
 
-fn split_host_port(authority: &str, default_port: u16) -> Result<(String, u16), String> {
+fn split_host_port(authority: &str, default_port: u16) -> Result<(String, u16), AuthorityError> {
     // Bracketed IPv6 literal: [::1]:8080
     if let Some(rest) = authority.strip_prefix('[') {
-        let (host, after) = rest
-            .split_once(']')
-            .ok_or("unterminated '[' in IPv6 address")?;
+        let (host, after) = rest.split_once(']').ok_or(AuthorityError::Unterminated)?;
         let port = match after {
             "" => default_port,
-            p => parse_port(p.strip_prefix(':').ok_or("expected ':' after ']'")?)?,
+            p => parse_port(p.strip_prefix(':').ok_or(AuthorityError::AfterBracket)?)?,
         };
         return Ok((host.to_string(), port));
     }
     match authority.rsplit_once(':') {
         Some((host, port)) if !host.is_empty() => Ok((host.to_string(), parse_port(port)?)),
-        Some(_) => Err("missing host".into()),
+        Some(_) => Err(AuthorityError::MissingHost),
         None => Ok((authority.to_string(), default_port)),
     }
 }
 
-fn parse_port(port: &str) -> Result<u16, String> {
+fn parse_port(port: &str) -> Result<u16, AuthorityError> {
     match port.parse::<u16>() {
-        Ok(0) | Err(_) => Err(format!("invalid port '{port}'")),
+        Ok(0) | Err(_) => Err(AuthorityError::Port(port.into())),
         Ok(p) => Ok(p),
     }
 }
@@ -145,7 +202,8 @@ mod tests {
             "127.0.0.1:80".parse().unwrap()
         );
         let err = off("http://example.com:80").unwrap_err();
-        assert!(err.contains("not resolved offline"), "{err}");
+        assert!(matches!(err, EndpointError::Offline { .. }), "{err}");
+        assert!(err.to_string().contains("not resolved offline"), "{err}");
     }
 
     #[test]

@@ -53,6 +53,13 @@ pub struct LimitsFile {
     /// gets 408. (Request headers: Pingora's fixed 60 s per read and 1 MiB.)
     #[serde(with = "humantime_serde")]
     pub client_read_timeout: Duration,
+    /// How long an idle keep-alive client connection waits for its next request before it
+    /// is closed (whole seconds; 0 closes each connection after one response).
+    #[serde(with = "humantime_serde")]
+    pub keepalive_timeout: Duration,
+    /// Client connections open at once, per listener; more are closed as soon as they are
+    /// accepted, and those in service are not disturbed.
+    pub max_connections: usize,
 }
 
 impl Default for LimitsFile {
@@ -60,6 +67,10 @@ impl Default for LimitsFile {
         Self {
             max_request_body_bytes: 10 * 1024 * 1024,
             client_read_timeout: Duration::from_secs(30),
+            // nginx's default.
+            keepalive_timeout: Duration::from_secs(75),
+            // About 1.6 GiB of connection state at Pingora's ~100 KiB each.
+            max_connections: 16_384,
         }
     }
 }

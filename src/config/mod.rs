@@ -5,13 +5,18 @@ mod endpoint;
 mod env;
 mod error;
 pub mod file;
+mod geo_value;
+mod mask;
 mod tls;
 mod validate;
 
 pub use endpoint::{parse_endpoint, parse_endpoint_with, Endpoint, Resolution};
 pub use error::ConfigError;
+pub use geo_value::normalize_geo_value;
+pub use mask::{RegionMask, MAX_REGIONS};
+pub use tls::CaCertificates;
 
-use crate::regions::RegionMask;
+pub use ipnet::IpNet;
 use std::net::SocketAddr;
 use std::path::Path;
 
@@ -116,7 +121,7 @@ pub struct RegionConfig {
     pub model_version: Option<String>,
     pub credential: Option<Credential>,
     /// CA certificates for this region's `https://` endpoints; `None`: the system's.
-    pub ca: Option<std::sync::Arc<pingora::protocols::tls::CaType>>,
+    pub ca: Option<std::sync::Arc<CaCertificates>>,
 }
 
 /// A header Meridian sets on requests to one region; the value is marked sensitive and
@@ -139,7 +144,7 @@ pub struct GeoConfig {
     pub default: GeoAction,
     pub rules: Vec<GeoRule>,
     /// Peers whose geo header counts; empty means every peer.
-    pub trusted_proxies: Vec<crate::geo::Cidr>,
+    pub trusted_proxies: Vec<IpNet>,
     /// Reject (403) rather than ignore the header from other peers.
     pub reject_untrusted: bool,
 }

@@ -8,7 +8,7 @@ use super::{
     Resolution,
 };
 use super::{tls, ProxyTls, RegionConfig, Secret, ServerSettings};
-use crate::regions::{RegionMask, MAX_REGIONS};
+use super::{RegionMask, MAX_REGIONS};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
@@ -37,7 +37,7 @@ pub fn load(
         Some(t) => {
             if resolution != Resolution::Offline {
                 tls::check_identity(&t.cert_file, &t.key_file)
-                    .map_err(|m| v.top("listen.proxy_tls", m))?;
+                    .map_err(|e| v.top("listen.proxy_tls", e.to_string()))?;
             }
             Some(ProxyTls {
                 addr: v.addr(&t.addr, "listen.proxy_tls")?,
@@ -318,7 +318,7 @@ impl Validator<'_> {
             let mut endpoints = Vec::new();
             for url in &r.endpoints {
                 let ep = parse_endpoint_with(url, self.resolution)
-                    .map_err(|m| err(&endpoint_field, m))?;
+                    .map_err(|e| err(&endpoint_field, e.to_string()))?;
                 if let Some(other) = addrs.insert(ep.addr, r.name.clone()) {
                     return Err(err(
                         &endpoint_field,
@@ -373,7 +373,7 @@ impl Validator<'_> {
                 }
                 // Offline (untrusted text): files named by the input are not opened.
                 Some(_) if self.resolution == Resolution::Offline => None,
-                Some(path) => Some(tls::load_ca(path).map_err(|m| err("ca_file", m))?),
+                Some(path) => Some(tls::load_ca(path).map_err(|e| err("ca_file", e.to_string()))?),
                 None => None,
             };
             out.push(RegionConfig {
@@ -427,7 +427,7 @@ impl Validator<'_> {
             }
             let mut values = Vec::new();
             for v in &rule.values {
-                let norm = crate::geo::normalize(v).ok_or_else(|| {
+                let norm = super::normalize_geo_value(v).ok_or_else(|| {
                     err(
                         "match",
                         format!("'{v}' is not a valid value (1-16 letters, digits or '-')"),
@@ -472,8 +472,8 @@ impl Validator<'_> {
         };
         let mut trusted_proxies = Vec::new();
         for block in &geo.trusted_proxies {
-            let cidr =
-                crate::geo::Cidr::parse(block).map_err(|m| self.top("geo.trusted_proxies", m))?;
+            let cidr = super::geo_value::parse_cidr(block)
+                .map_err(|e| self.top("geo.trusted_proxies", e.to_string()))?;
             trusted_proxies.push(cidr);
         }
         Ok(GeoConfig {
@@ -602,6 +602,21 @@ impl Validator<'_> {
             ));
         }
         positive("limits.client_read_timeout", l.client_read_timeout)?;
+        if l.keepalive_timeout.subsec_nanos() != 0 || l.keepalive_timeout.as_secs() > 86_400 {
+            return Err(self.top(
+                "limits.keepalive_timeout",
+                format!(
+                    "{} must be whole seconds from 0s (no keep-alive) to 1d",
+                    humantime::format_duration(l.keepalive_timeout)
+                ),
+            ));
+        }
+        if !(1..=1_000_000).contains(&l.max_connections) {
+            return Err(self.top(
+                "limits.max_connections",
+                format!("{} must be between 1 and 1000000", l.max_connections),
+            ));
+        }
         let u = &f.upstream;
         positive("upstream.connect_timeout", u.connect_timeout)?;
         positive("upstream.read_timeout", u.read_timeout)?;

@@ -1,29 +1,25 @@
 //! Per-request state, carried across Pingora's hooks and across retries.
 
-use super::budget::{ActiveRequest, ActiveRetry};
-use super::errors::Failure;
-use super::intent::Hints;
-use crate::regions::{InFlight, RegionMask};
-use std::time::Instant;
+use crate::failure::Failure;
+use crate::regions::{ActiveRequest, ActiveRetry, InFlight, RegionMask};
+use crate::routing::Hints;
+use crate::runtime::Runtime;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-#[derive(Default)]
 pub struct RequestCtx {
-    /// The runtime (config, regions) this request uses from start to end.
-    pub rt: Option<std::sync::Arc<crate::app::Runtime>>,
+    /// The runtime (config, regions) this request uses from start to end: a reload
+    /// mid-request changes nothing for it, retries included.
+    pub rt: Arc<Runtime>,
     /// Counts this request in the retry budget while it lives.
     pub active: Option<ActiveRequest>,
     /// Held once this request has taken a budgeted retry.
     pub retry_slot: Option<ActiveRetry>,
-    /// Regions the geo rules allow for this request; fixed before the first attempt.
-    pub allowed: RegionMask,
-    /// Index of the geo rule that matched, for messages.
-    pub geo_rule: Option<usize>,
-    /// The request's hint headers.
-    pub hints: Hints,
+    pub admission: Admission,
     /// Regions already attempted: never attempted twice within one request.
     pub tried: RegionMask,
     pub attempts: usize,
-    /// The attempt in progress; holds the region's in-flight slot.
+    /// The attempt in progress, if any; holds the region's in-flight slot.
     pub current: Option<Attempt>,
     /// The region whose response is being sent to the client.
     pub served_by: Option<usize>,
@@ -31,18 +27,65 @@ pub struct RequestCtx {
     pub sse: bool,
     /// What went wrong on the last failed attempt, for the final error message.
     pub last_error: Option<String>,
-    /// Set when Meridian itself decides the answer (no eligible region, ...).
-    pub failure: Option<Failure>,
+    /// How the request ended, once Meridian decided it (an answer of its own, or a client
+    /// that went away).
+    pub end: Option<End>,
     /// `x-meridian-decision`, when the request asked for it.
     pub decision: Option<String>,
-    /// The current attempt was abandoned on purpose after a 429/503 to retry elsewhere.
-    pub status_retry: bool,
     /// Request body bytes read from the client so far.
     pub body_bytes: u64,
-    /// When the request arrived.
-    pub received: Option<Instant>,
+    pub received: Instant,
     /// From arrival to the served response's first body byte.
-    pub ttft: Option<std::time::Duration>,
+    pub ttft: Option<Duration>,
+}
+
+impl RequestCtx {
+    pub fn new(rt: Arc<Runtime>) -> Self {
+        Self {
+            active: Some(rt.budget.start_request()),
+            rt,
+            retry_slot: None,
+            admission: Admission::default(),
+            tried: RegionMask::EMPTY,
+            attempts: 0,
+            current: None,
+            served_by: None,
+            sse: false,
+            last_error: None,
+            end: None,
+            decision: None,
+            body_bytes: 0,
+            received: Instant::now(),
+            ttft: None,
+        }
+    }
+
+    /// Meridian's own answer, if it gave one.
+    pub fn failure(&self) -> Option<&Failure> {
+        match &self.end {
+            Some(End::Answered(f)) => Some(f),
+            _ => None,
+        }
+    }
+}
+
+/// What bounds and shapes every attempt, fixed before the first.
+#[derive(Debug, Clone, Default)]
+pub struct Admission {
+    /// Regions the geo rules allow.
+    pub allowed: RegionMask,
+    /// The geo rule that matched, for messages.
+    pub geo_rule: Option<usize>,
+    pub hints: Hints,
+}
+
+/// How Meridian ended a request itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum End {
+    /// It answered with its own error.
+    Answered(Failure),
+    /// The client went away; nothing could be sent.
+    ClientGone,
 }
 
 #[derive(Debug)]
@@ -50,8 +93,42 @@ pub struct Attempt {
     pub slot: InFlight,
     pub endpoint: usize,
     pub started: Instant,
-    /// Response headers arrived from the region.
-    pub headers_received: bool,
-    /// The first body byte (or the end of an empty body) arrived.
-    pub first_byte: bool,
+    pub phase: Phase,
+}
+
+/// Where an attempt stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// The request went out; no response header yet.
+    AwaitingHeaders,
+    /// The region refused (429/503) and the request goes on to another region: the retry
+    /// was decided, and budgeted, when the refusal arrived.
+    Refused,
+    /// The region's response is being passed on.
+    Responding {
+        /// The first body byte (or the end of an empty body) arrived.
+        first_byte: bool,
+    },
+}
+
+/// Why a failed attempt is repeated on another region (the `reason` label of
+/// `meridian_retries_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryReason {
+    /// The region answered 429 or 503.
+    Status,
+    /// No response header within `upstream.read_timeout`.
+    FirstByteTimeout,
+    /// The client vouched, with `Idempotency-Key`, that a repeat is safe.
+    IdempotencyKey,
+}
+
+impl RetryReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RetryReason::Status => "status",
+            RetryReason::FirstByteTimeout => "first_byte_timeout",
+            RetryReason::IdempotencyKey => "idempotency_key",
+        }
+    }
 }

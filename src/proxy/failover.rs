@@ -17,26 +17,32 @@
 //!   methods only), and never once the client has received bytes. A POST without
 //!   `Idempotency-Key` is never sent to a second region once it may have been received.
 
-use super::ctx::RequestCtx;
-use crate::app::Runtime;
+use super::ctx::{Phase, RequestCtx, RetryReason};
 use crate::regions::Region;
+use crate::runtime::Runtime;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use pingora::{Error, ErrorSource, ErrorType};
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-pub fn connect_failed(rt: &Runtime, ctx: &mut RequestCtx, mut e: Box<Error>) -> Box<Error> {
-    record_attempt_failure(rt, ctx, &e, "connect");
-    e.set_retry(ctx.attempts < rt.config.upstream.max_attempts);
+pub fn connect_failed(ctx: &mut RequestCtx, mut e: Box<Error>) -> Box<Error> {
+    record_attempt_failure(ctx, &e, "connect");
+    e.set_retry(ctx.attempts < ctx.rt.config.upstream.max_attempts);
     e
 }
 
 /// Whether a retry that adds load may happen now; takes a budget slot when it may.
-fn may_retry_with_load(rt: &Runtime, ctx: &mut RequestCtx, session: &Session) -> bool {
+fn may_retry_with_load(ctx: &mut RequestCtx, session: &Session) -> bool {
+    let rt = Arc::clone(&ctx.rt);
     if ctx.attempts >= rt.config.upstream.max_attempts
         || session.as_ref().retry_buffer_truncated()
         || session.response_written().is_some()
-        || !super::route::has_alternative(rt, ctx)
+        || !crate::routing::has_alternative(
+            &rt.regions,
+            &super::route::filter(&rt, ctx),
+            Instant::now(),
+        )
     {
         return false;
     }
@@ -55,46 +61,47 @@ fn may_retry_with_load(rt: &Runtime, ctx: &mut RequestCtx, session: &Session) ->
     }
 }
 
+/// A retry that adds load, for `reason`, when the budget and the request allow it.
+fn retry_with_load(ctx: &mut RequestCtx, session: &Session, reason: RetryReason) -> bool {
+    let retry = may_retry_with_load(ctx, session);
+    if retry {
+        ctx.rt.metrics.retry(reason.as_str());
+    }
+    retry
+}
+
 pub fn proxy_failed(
-    rt: &Runtime,
     ctx: &mut RequestCtx,
     session: &mut Session,
     mut e: Box<Error>,
     client_reused: bool,
 ) -> Box<Error> {
-    if std::mem::take(&mut ctx.status_retry) {
-        // Our own error after a 429/503: the retry was already decided and budgeted.
+    let phase = ctx.current.as_ref().map(|a| a.phase);
+    if phase == Some(Phase::Refused) {
+        // Our own error after a 429/503: the retry was decided and budgeted on arrival.
         ctx.current = None;
-        rt.metrics.retry("status");
         e.set_retry(true);
         return e;
     }
-    let before_headers = ctx.current.as_ref().is_some_and(|a| !a.headers_received);
+    let before_headers = phase == Some(Phase::AwaitingHeaders);
     let upstream = *e.esource() == ErrorSource::Upstream;
     if upstream {
-        record_attempt_failure(rt, ctx, &e, "response");
+        record_attempt_failure(ctx, &e, "response");
     }
     if upstream && before_headers && e.etype() == &ErrorType::ReadTimedout {
-        let retry = may_retry_with_load(rt, ctx, session);
-        if retry {
-            rt.metrics.retry("first_byte_timeout");
-        }
+        let retry = retry_with_load(ctx, session, RetryReason::FirstByteTimeout);
         e.set_retry(retry);
         return e;
     }
     if upstream && before_headers && has_idempotency_key(session) {
-        // The client vouched that repeating the request is safe.
-        let retry = may_retry_with_load(rt, ctx, session);
-        if retry {
-            rt.metrics.retry("idempotency_key");
-        }
+        let retry = retry_with_load(ctx, session, RetryReason::IdempotencyKey);
         e.set_retry(retry);
         return e;
     }
     let replayable = session.req_header().method.is_idempotent()
         && !session.as_ref().retry_buffer_truncated()
         && session.response_written().is_none();
-    if !replayable || ctx.attempts >= rt.config.upstream.max_attempts {
+    if !replayable || ctx.attempts >= ctx.rt.config.upstream.max_attempts {
         e.set_retry(false);
     } else {
         e.retry.decide_reuse(client_reused);
@@ -122,28 +129,32 @@ fn region_failed(rt: &Runtime, region: &Region, kind: &str, now: Instant) {
     rt.metrics.upstream_failure(region, kind);
 }
 
-fn record_attempt_failure(rt: &Runtime, ctx: &mut RequestCtx, e: &Error, kind: &str) {
+fn record_attempt_failure(ctx: &mut RequestCtx, e: &Error, kind: &str) {
     let now = Instant::now();
     if let Some(attempt) = ctx.current.take() {
         let region = attempt.slot.region();
-        region_failed(rt, region, kind, now);
+        region_failed(&ctx.rt, region, kind, now);
         ctx.last_error = Some(format!("{}: {}", region.name(), e.etype().as_str()));
     }
 }
 
 /// Response headers arrived. A 429/503 cools the region down and, when allowed, becomes
 /// an error that sends the request to another region; anything else is passed on.
+/// Interim (1xx) responses are passed on and change nothing.
 pub fn response_started(
-    rt: &Runtime,
     ctx: &mut RequestCtx,
     session: &Session,
     resp: &ResponseHeader,
 ) -> pingora::Result<()> {
+    if resp.status.is_informational() {
+        return Ok(());
+    }
+    let rt = Arc::clone(&ctx.rt);
     let Some(attempt) = ctx.current.as_mut() else {
         return Ok(());
     };
-    attempt.headers_received = true;
-    let region = std::sync::Arc::clone(attempt.slot.region());
+    attempt.phase = Phase::Responding { first_byte: false };
+    let region = Arc::clone(attempt.slot.region());
     let now = Instant::now();
     let status = resp.status.as_u16();
     if status == 429 || status == 503 {
@@ -164,8 +175,10 @@ pub fn response_started(
             region.name(),
             wait.as_secs()
         ));
-        if may_retry_with_load(rt, ctx, session) {
-            ctx.status_retry = true;
+        if retry_with_load(ctx, session, RetryReason::Status) {
+            if let Some(attempt) = ctx.current.as_mut() {
+                attempt.phase = Phase::Refused;
+            }
             let mut e = Error::explain(
                 ErrorType::HTTPStatus(status),
                 "region refused; retrying elsewhere",
@@ -174,7 +187,7 @@ pub fn response_started(
             return Err(e);
         }
     } else if resp.status.is_server_error() {
-        region_failed(rt, &region, "5xx", now);
+        region_failed(&rt, &region, "5xx", now);
     } else if region.circuit.on_success() {
         log::info!(
             "region {}: circuit closed after a good trial",
@@ -197,13 +210,14 @@ pub fn body_received(ctx: &mut RequestCtx, body: &Option<bytes::Bytes>, end_of_s
     let Some(attempt) = ctx.current.as_mut() else {
         return;
     };
-    if attempt.first_byte || !(end_of_stream || body.as_ref().is_some_and(|b| !b.is_empty())) {
+    if attempt.phase != (Phase::Responding { first_byte: false })
+        || !(end_of_stream || body.as_ref().is_some_and(|b| !b.is_empty()))
+    {
         return;
     }
-    attempt.first_byte = true;
+    attempt.phase = Phase::Responding { first_byte: true };
     let now = Instant::now();
     let ttfb = now.saturating_duration_since(attempt.started);
-    let region = attempt.slot.region();
-    region.observe_first_byte(ttfb, now);
-    ctx.ttft = ctx.received.map(|t| now.saturating_duration_since(t));
+    attempt.slot.region().observe_first_byte(ttfb, now);
+    ctx.ttft = Some(now.saturating_duration_since(ctx.received));
 }

@@ -1,19 +1,9 @@
 //! Header hygiene: `x-meridian-*` belongs to Meridian in both directions.
 
 use crate::regions::{EndpointState, Region};
+use crate::routing::hints::{any_ours, is_ours};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use pingora::http::{RequestHeader, ResponseHeader};
-
-const PREFIX: &str = "x-meridian-";
-
-fn is_ours(name: &HeaderName) -> bool {
-    name.as_str().starts_with(PREFIX)
-}
-
-/// Whether any header is an `x-meridian-*` one: most requests and responses have none.
-pub fn any_ours(headers: &HeaderMap) -> bool {
-    headers.keys().any(is_ours)
-}
 
 /// The `x-meridian-*` names in `headers`; most requests and responses have none, and then
 /// nothing is allocated.
@@ -71,4 +61,19 @@ pub fn add_served(
         None => resp.insert_header("x-meridian-attempts", attempts.to_string())?,
     }
     resp.insert_header("x-meridian-cost-per-1k", h.cost_per_1k.clone())
+}
+
+/// On the final response only (never a `100 Continue`): which region served it, and the
+/// decision when the request asked for it.
+pub fn add_final(resp: &mut ResponseHeader, ctx: &super::ctx::RequestCtx) -> pingora::Result<()> {
+    if resp.status.is_informational() {
+        return Ok(());
+    }
+    if let Some(decision) = &ctx.decision {
+        resp.insert_header("x-meridian-decision", decision.as_str())?;
+    }
+    match ctx.served_by.and_then(|id| ctx.rt.regions.get(id)) {
+        Some(region) => add_served(resp, region, ctx.attempts),
+        None => Ok(()),
+    }
 }

@@ -2,14 +2,13 @@
 //! without stalling longer than `limits.client_read_timeout` per read (408).
 
 use super::ctx::RequestCtx;
-use super::errors::Failure;
 use crate::config::Limits;
+use crate::failure::{Failure, Kind};
 use pingora::proxy::Session;
 
 fn too_large(limits: &Limits) -> Failure {
     Failure::new(
-        413,
-        "request_too_large",
+        Kind::RequestTooLarge,
         format!(
             "the request body is over the {}-byte limit (limits.max_request_body_bytes)",
             limits.max_request_body_bytes
@@ -34,10 +33,20 @@ pub fn admit(session: &mut Session, limits: &Limits) -> Result<(), Failure> {
 }
 
 /// Counts a body chunk; a chunked body that passes the limit stops here.
-pub fn count(ctx: &mut RequestCtx, chunk: usize, limits: &Limits) -> Result<(), Failure> {
+pub fn count(ctx: &mut RequestCtx, chunk: usize) -> Result<(), Failure> {
     ctx.body_bytes = ctx.body_bytes.saturating_add(chunk as u64);
+    let limits = &ctx.rt.config.limits;
     if ctx.body_bytes > limits.max_request_body_bytes {
         return Err(too_large(limits));
     }
     Ok(())
+}
+
+/// `limits.keepalive_timeout`: how long the connection may sit idle after this request
+/// before the next one, where Pingora's default waits forever. Zero: no keep-alive.
+pub fn keep_alive(session: &mut Session, limits: &Limits) {
+    match limits.keepalive_timeout.as_secs() {
+        0 => session.set_keepalive(None),
+        secs => session.set_keepalive(Some(secs)),
+    }
 }

@@ -3,7 +3,7 @@
 //! (one trial request at a time) -> closed on a success, open again on a failure.
 
 use serde::Serialize;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -21,13 +21,15 @@ pub struct Circuit {
     cooldown: Duration,
     /// Mirrors `state == Closed`, so the common case is answered without the lock.
     closed: AtomicBool,
+    /// Consecutive failures, written under the lock and read without it: a success on a
+    /// closed circuit with no failures behind it (nearly every request) takes no lock.
+    failures: AtomicU32,
     inner: Mutex<Inner>,
 }
 
 #[derive(Debug)]
 struct Inner {
     state: CircuitState,
-    consecutive_failures: u32,
     /// When the circuit opened, or when the current half-open trial started.
     since: Instant,
 }
@@ -38,9 +40,9 @@ impl Circuit {
             threshold,
             cooldown,
             closed: AtomicBool::new(true),
+            failures: AtomicU32::new(0),
             inner: Mutex::new(Inner {
                 state: CircuitState::Closed,
-                consecutive_failures: 0,
                 since: Instant::now(),
             }),
         }
@@ -51,8 +53,8 @@ impl Circuit {
         let theirs = other.lock();
         let mut mine = self.lock();
         mine.state = theirs.state;
-        mine.consecutive_failures = theirs.consecutive_failures;
         mine.since = theirs.since;
+        self.failures.store(other.failures.load(Relaxed), Relaxed);
         self.closed
             .store(theirs.state == CircuitState::Closed, Relaxed);
     }
@@ -99,7 +101,7 @@ impl Circuit {
         let mut inner = self.lock();
         let was_open = inner.state != CircuitState::Closed;
         inner.state = CircuitState::Closed;
-        inner.consecutive_failures = 0;
+        self.failures.store(0, Relaxed);
         self.closed.store(true, Relaxed);
         was_open
     }
@@ -107,10 +109,11 @@ impl Circuit {
     /// Records a failure; returns true when this failure opened the circuit.
     pub fn on_failure(&self, now: Instant) -> bool {
         let mut inner = self.lock();
-        inner.consecutive_failures = inner.consecutive_failures.saturating_add(1);
+        let failures = self.failures.load(Relaxed).saturating_add(1);
+        self.failures.store(failures, Relaxed);
         let opens = match inner.state {
             CircuitState::HalfOpen => true,
-            CircuitState::Closed => inner.consecutive_failures >= self.threshold,
+            CircuitState::Closed => failures >= self.threshold,
             CircuitState::Open => false,
         };
         if opens {
@@ -126,7 +129,7 @@ impl Circuit {
     }
 
     pub fn consecutive_failures(&self) -> u32 {
-        self.lock().consecutive_failures
+        self.failures.load(Relaxed)
     }
 
     /// How long until a trial request may pass; zero when it may pass now.

@@ -1,20 +1,18 @@
 //! Regions at run time: what the config says about each one, plus the live state that
-//! selection reads (latency, load, circuit) and the admin API reports.
+//! routing reads (latency, load, circuit, cooldown) and the admin API reports, and the
+//! fleet-wide retry budget. Plain state: no Pingora or Prometheus types.
 
+mod budget;
 mod circuit;
 mod ewma;
 mod inherit;
 mod load;
-mod mask;
-mod peer;
-mod pool;
 
+pub use crate::config::{RegionMask, MAX_REGIONS};
+pub use budget::{ActiveRequest, ActiveRetry, RetryBudget};
 pub use circuit::{Circuit, CircuitState};
 pub use ewma::PeakEwma;
 pub use load::LoadReport;
-pub use mask::{RegionMask, MAX_REGIONS};
-pub use peer::http_peer;
-pub use pool::{backend_of, backends_of, build_pool, EndpointRef, RegionPool};
 
 use crate::config::{Config, Endpoint, RegionConfig};
 use http::HeaderValue;
@@ -32,10 +30,6 @@ pub struct Region {
     /// The `x-meridian-*` values sent with every response this region serves, built once
     /// so a response does not format or validate them again.
     pub served_headers: ServedHeaders,
-    /// This region's `meridian_requests_total{status="200"}` counter, once looked up.
-    pub served_ok: std::sync::OnceLock<prometheus::IntCounter>,
-    /// This region's upstream-latency and TTFT histograms, once looked up.
-    pub timing_series: std::sync::OnceLock<(prometheus::Histogram, prometheus::Histogram)>,
     /// Probe round-trips: the network and the region's front door.
     pub rtt: PeakEwma,
     /// Real requests' time to first byte beyond the round-trip: the region's own work
@@ -87,8 +81,9 @@ pub struct EndpointState {
     /// Round-trip of the last successful probe in microseconds; `u64::MAX` before one.
     last_probe_us: AtomicU64,
     report: Mutex<LoadReport>,
-    /// The probes' verdict, mirrored from the health-check machinery's flips: the pool
-    /// routes on its own copy, everything else (score, status, explanations) reads this.
+    /// The probes' verdict: the one place endpoint health is kept. The probe machinery
+    /// (pingora-load-balancing's thresholds) writes it on each flip; routing, scores,
+    /// status and explanations read it.
     healthy: std::sync::atomic::AtomicBool,
     /// Meridian's in-flight count to the region when the report was taken: requests that
     /// finished since then have left the region, whatever the report still says.
@@ -134,8 +129,6 @@ impl Region {
         Self {
             id,
             served_headers: ServedHeaders::new(&config),
-            served_ok: std::sync::OnceLock::new(),
-            timing_series: std::sync::OnceLock::new(),
             rtt: PeakEwma::new(settings.selection.latency_decay),
             work: PeakEwma::new(settings.selection.latency_decay),
             ttft: PeakEwma::new(settings.selection.latency_decay),
@@ -262,11 +255,16 @@ impl Region {
 
     /// Full: at capacity, or all its GPUs report utilization at or above `gpu_saturation`.
     pub fn saturated(&self, gpu_saturation: f64) -> bool {
-        if let Some(cap) = self.capacity() {
-            if self.busy() >= cap {
-                return true;
-            }
-        }
+        self.at_capacity() || self.gpu_saturated(gpu_saturation)
+    }
+
+    /// As busy as its known capacity allows.
+    pub fn at_capacity(&self) -> bool {
+        self.capacity().is_some_and(|cap| self.busy() >= cap)
+    }
+
+    /// Every endpoint that reports GPU utilization reports at least `gpu_saturation`.
+    pub fn gpu_saturated(&self, gpu_saturation: f64) -> bool {
         let gpu_min = f64::from_bits(self.load.gpu_min.load(Relaxed));
         !gpu_min.is_nan() && gpu_min >= gpu_saturation
     }

@@ -21,6 +21,7 @@ mod health;
 mod hints;
 mod https;
 mod latency;
+mod layering;
 mod lifecycle;
 mod limits;
 mod load;

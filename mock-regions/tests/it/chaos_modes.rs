@@ -1,6 +1,5 @@
 //! The fault modes chaos tests drive: reset after the body, blackhole, flapping.
 
-
 use std::time::Duration;
 
 use crate::common::{client, get, post, region};

@@ -1,4 +1,3 @@
-
 use crate::common::{client, get, post, region};
 use mock_regions::{default_regions, RegionSpec};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -44,13 +44,17 @@ pub struct Filter<'a> {
     pub allow_saturated: bool,
 }
 
-/// Everything but health, which is per endpoint and known to the caller.
+/// Why `region` cannot take the request now, the first reason in this order: geo, tried,
+/// unhealthy (no endpoint passes its probes), version, cooling, circuit, saturated.
 pub fn skip_reason(region: &Region, f: &Filter<'_>, now: Instant) -> Option<Skip> {
     if !f.allowed.contains(region.id) {
         return Some(Skip::Geo);
     }
     if f.tried.contains(region.id) {
         return Some(Skip::Tried);
+    }
+    if !region.probes_healthy() {
+        return Some(Skip::Unhealthy);
     }
     if let Some(v) = f.version {
         if region.model_version().as_deref() != Some(v) {

@@ -1,14 +1,13 @@
-//! Runs the pool's health checks as a Pingora background service. The first probe round
+//! Runs the current runtime's probes as a Pingora background service. The first probe round
 //! completes (with one observation deciding) before the service reports ready, and the proxy
 //! listener depends on it: a region that is down at start-up never gets a request. After a
 //! config reload it probes the new runtime's pool instead.
 
-use crate::app::Shared;
+use crate::runtime::Shared;
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use pingora::services::ServiceReadyNotifier;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 pub struct HealthService {
@@ -20,14 +19,10 @@ impl HealthService {
         Self { shared }
     }
 
-    /// Discovery plus one decisive probe round.
-    pub async fn first_round(&self) {
-        let rt = self.shared.current();
-        if let Err(e) = rt.pool.update().await {
+    async fn first_round(&self) {
+        if let Err(e) = self.shared.current().pool.first_round().await {
             log::error!("region pool update failed: {e}");
         }
-        rt.pool.backends().run_health_check(true).await;
-        rt.booting.store(false, Relaxed);
     }
 
     /// Probes the current runtime's pool until shutdown, moving to the new pool on reload.
@@ -36,7 +31,7 @@ impl HealthService {
         loop {
             let rt = self.shared.current();
             tokio::select! {
-                () = rt.pool.run(shutdown.clone(), None) => return,
+                () = rt.pool.run(shutdown.clone()) => return,
                 changed = reloads.changed() => {
                     if changed.is_err() {
                         return;

@@ -1,12 +1,14 @@
 //! Prometheus metrics, `meridian_*`, in a registry of Meridian's own (never the global one,
 //! so two servers in one process cannot collide).
 
-use crate::app::Runtime;
 use crate::regions::{CircuitState, Region, RegionTable};
+use crate::routing::Scorer;
+use prometheus::core::Collector;
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// Seconds, from a fast cached answer to a long generation.
@@ -33,6 +35,41 @@ pub struct Metrics {
     outcome_counters: [prometheus::IntCounter; 4],
     upstream_seconds: HistogramVec,
     ttft_seconds: HistogramVec,
+    connections_open: IntGaugeVec,
+    connections_refused: IntCounterVec,
+    /// Held while the gauges are rebuilt for a scrape, so two scrapes cannot interleave.
+    scrape: Mutex<()>,
+}
+
+/// One region's hot-path series, looked up once per config (a label lookup hashes and
+/// allocates, and nearly every request ends in one of these).
+pub struct RegionSeries {
+    served_ok: IntCounter,
+    upstream: Histogram,
+    ttft: Histogram,
+}
+
+/// How a request ended, for the outcome counter and the status label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A region's response reached the client (whatever its status).
+    Served(u16),
+    /// Meridian answered itself.
+    Answered(u16),
+    /// The client went away before an answer could be sent.
+    ClientGone,
+}
+
+impl Outcome {
+    /// nginx's 499 "client closed request" stands for a client that left.
+    pub const CLIENT_GONE_STATUS: u16 = 499;
+
+    pub fn status(self) -> u16 {
+        match self {
+            Outcome::Served(s) | Outcome::Answered(s) => s,
+            Outcome::ClientGone => Self::CLIENT_GONE_STATUS,
+        }
+    }
 }
 
 fn histogram(registry: &Registry, name: &str, help: &str) -> HistogramVec {
@@ -146,8 +183,29 @@ impl Metrics {
                 "meridian_ttft_seconds",
                 "From the request's arrival to the first response body byte (time to first token)",
             ),
+            connections_open: {
+                let g = IntGaugeVec::new(
+                    Opts::new(
+                        "meridian_connections_open",
+                        "Client connections open, by listener (proxy, proxy_tls, admin)",
+                    ),
+                    &["listener"],
+                )
+                .unwrap_or_else(|e| panic!("connections metric: {e}"));
+                registry
+                    .register(Box::new(g.clone()))
+                    .unwrap_or_else(|e| panic!("connections metric: {e}"));
+                g
+            },
+            connections_refused: counter(
+                &registry,
+                "meridian_connections_refused_total",
+                "Client connections closed at once because limits.max_connections were open, by listener",
+                &["listener"],
+            ),
             latency,
             registry,
+            scrape: Mutex::new(()),
         };
         for r in regions.iter() {
             m.failovers.with_label_values(&[r.name()]);
@@ -155,51 +213,113 @@ impl Metrics {
         m
     }
 
-    /// The end of a request: its outcome and, when a region served it, its timings.
-    /// Per-region series are looked up once and kept on the region (hot path).
+    /// The hot-path series of every region in `regions`, in the same order.
+    pub fn series_for(&self, regions: &RegionTable) -> Vec<RegionSeries> {
+        regions
+            .iter()
+            .map(|r| RegionSeries {
+                served_ok: self.requests.with_label_values(&[r.name(), "200"]),
+                upstream: self.upstream_seconds.with_label_values(&[r.name()]),
+                ttft: self.ttft_seconds.with_label_values(&[r.name()]),
+            })
+            .collect()
+    }
+
+    /// The end of a request: its status and outcome and, when a region served it, its
+    /// timings.
     pub fn finished(
         &self,
-        region: Option<&Region>,
-        status: u16,
+        served: Option<(&Region, &RegionSeries)>,
+        outcome: Outcome,
         upstream: Option<Duration>,
         ttft: Option<Duration>,
     ) {
-        let outcome = match (region, status) {
-            (_, 0) => &self.outcome_counters[3],
-            (Some(_), _) => &self.outcome_counters[0],
-            (None, 400..=499) => &self.outcome_counters[1],
-            (None, _) => &self.outcome_counters[2],
+        let index = match outcome {
+            Outcome::Served(_) => 0,
+            Outcome::Answered(400..=499) => 1,
+            Outcome::Answered(_) => 2,
+            Outcome::ClientGone => 3,
         };
-        outcome.inc();
-        if let Some(r) = region {
-            let series = r.timing_series.get_or_init(|| {
-                (
-                    self.upstream_seconds.with_label_values(&[r.name()]),
-                    self.ttft_seconds.with_label_values(&[r.name()]),
-                )
-            });
+        self.outcome_counters[index].inc();
+        let status = outcome.status();
+        match served {
+            Some((_, series)) if status == 200 => series.served_ok.inc(),
+            _ => self
+                .requests
+                .with_label_values(&[
+                    served.map_or("none", |(r, _)| r.name()),
+                    itoa::Buffer::new().format(status),
+                ])
+                .inc(),
+        }
+        if let Some((_, series)) = served {
             if let Some(d) = upstream {
-                series.0.observe(d.as_secs_f64());
+                series.upstream.observe(d.as_secs_f64());
             }
             if let Some(d) = ttft {
-                series.1.observe(d.as_secs_f64());
+                series.ttft.observe(d.as_secs_f64());
             }
         }
     }
 
-    pub fn request(&self, region: Option<&Region>, status: u16) {
-        // The 200 counter is looked up once per region object (the label lookup hashes and
-        // allocates, and nearly every request ends here). It lives on the region, so a
-        // config reload that renumbers regions cannot mislabel it.
-        if let (Some(r), 200) = (region, status) {
-            r.served_ok
-                .get_or_init(|| self.requests.with_label_values(&[r.name(), "200"]))
-                .inc();
+    /// A listener's open-connections gauge and refused-connections counter.
+    pub fn connection_series(&self, listener: &str) -> (prometheus::IntGauge, IntCounter) {
+        (
+            self.connections_open.with_label_values(&[listener]),
+            self.connections_refused.with_label_values(&[listener]),
+        )
+    }
+
+    /// Drops every series labelled with one of `names`: regions a reload removed.
+    pub fn forget_regions(&self, names: &[String]) {
+        if names.is_empty() {
             return;
         }
-        self.requests
-            .with_label_values(&[region.map_or("none", Region::name), &status.to_string()])
-            .inc();
+        for family in self.registry.gather() {
+            for m in family.get_metric() {
+                let labels = m.get_label();
+                let gone = labels
+                    .iter()
+                    .any(|l| l.get_name() == "region" && names.iter().any(|n| n == l.get_value()));
+                if !gone {
+                    continue;
+                }
+                let values: Vec<&str> = labels.iter().map(|l| l.get_value()).collect();
+                self.remove(family.get_name(), &values);
+            }
+        }
+    }
+
+    /// Removes one labelled series from the vector named `name`.
+    fn remove(&self, name: &str, values: &[&str]) {
+        let counters = [
+            &self.requests,
+            &self.failovers,
+            &self.upstream_failures,
+            &self.cooldowns,
+            &self.circuit_opens,
+            &self.circuit_closes,
+        ];
+        let gauges = [&self.healthy, &self.in_flight, &self.circuit_open];
+        let named = |c: &dyn Collector| c.desc().iter().any(|d| d.fq_name == name);
+        for c in counters {
+            if named(c) {
+                let _ = c.remove_label_values(values);
+            }
+        }
+        for g in gauges {
+            if named(g) {
+                let _ = g.remove_label_values(values);
+            }
+        }
+        for h in [&self.upstream_seconds, &self.ttft_seconds] {
+            if named(h) {
+                let _ = h.remove_label_values(values);
+            }
+        }
+        if named(&self.latency) {
+            let _ = self.latency.remove_label_values(values);
+        }
     }
 
     pub fn failover(&self, to: &Region) {
@@ -240,14 +360,19 @@ impl Metrics {
             .inc();
     }
 
-    /// Prometheus text format; gauges are read from live state at scrape time.
-    pub fn render(&self, rt: &Runtime) -> String {
-        let scorer = crate::selection::Scorer::new(&rt.regions, rt.weights());
-        for r in rt.regions.iter() {
+    /// Prometheus text format; gauges are read from live state at scrape time, for the
+    /// regions of the running config only.
+    pub fn render(&self, regions: &RegionTable, scorer: &Scorer) -> String {
+        let _scrape = self.scrape.lock().unwrap_or_else(|p| p.into_inner());
+        self.healthy.reset();
+        self.in_flight.reset();
+        self.circuit_open.reset();
+        self.latency.reset();
+        for r in regions.iter() {
             let name = [r.name()];
             self.healthy
                 .with_label_values(&name)
-                .set(i64::from(rt.region_healthy(r)));
+                .set(i64::from(r.probes_healthy()));
             self.in_flight
                 .with_label_values(&name)
                 .set(r.in_flight() as i64);

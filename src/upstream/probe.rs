@@ -1,8 +1,10 @@
 //! The probe: `GET <path>` on one endpoint, healthy on a 200 within the timeout. Its
 //! body may report load and model version (see [`LoadReport`]).
 
+use super::peer::Peers;
 use crate::config::HealthSettings;
-use crate::regions::{EndpointRef, LoadReport, Region, RegionTable};
+use crate::regions::{LoadReport, Region, RegionTable};
+use crate::routing::EndpointRef;
 use async_trait::async_trait;
 use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
@@ -28,10 +30,16 @@ pub struct RegionProbe {
     /// While set, one observation decides health, so the first round before serving
     /// marks a dead endpoint down at once instead of after `failure_threshold` rounds.
     booting: Arc<AtomicBool>,
+    peers: Arc<Peers>,
 }
 
 impl RegionProbe {
-    pub fn new(regions: RegionTable, settings: &HealthSettings, booting: Arc<AtomicBool>) -> Self {
+    pub fn new(
+        regions: RegionTable,
+        settings: &HealthSettings,
+        booting: Arc<AtomicBool>,
+        peers: Arc<Peers>,
+    ) -> Self {
         Self {
             regions,
             path: settings.path.clone(),
@@ -40,6 +48,7 @@ impl RegionProbe {
             success_threshold: settings.success_threshold,
             connector: Connector::new(None),
             booting,
+            peers,
         }
     }
 
@@ -94,7 +103,7 @@ impl HealthCheck for RegionProbe {
         let Some(ep) = region.endpoints.get(endpoint) else {
             return Error::e_explain(ErrorType::InternalError, "unknown endpoint");
         };
-        let mut peer = crate::regions::http_peer(region, ep);
+        let mut peer = self.peers.peer(region, ep);
         peer.options.connection_timeout = Some(self.timeout);
         peer.options.read_timeout = Some(self.timeout);
         peer.options.write_timeout = Some(self.timeout);

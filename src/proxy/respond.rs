@@ -1,104 +1,77 @@
-//! Errors Meridian answers itself, always as `{"error":{"type":..,"message":..}}`.
+//! Meridian's own answers: what to tell the client about an error Pingora surfaced, and
+//! writing it as `{"error":{"type":..,"message":..}}` (or as a final SSE `error` event
+//! when a stream has already started).
 
-use super::ctx::RequestCtx;
+use super::ctx::{End, RequestCtx};
+use crate::failure::{Failure, Kind};
+use crate::routing::explain::names;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use pingora::{Error, ErrorSource, ErrorType};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
-    pub status: u16,
-    pub kind: &'static str,
-    pub message: String,
-    pub retry_after_secs: Option<u64>,
-}
-
-impl Failure {
-    pub fn new(status: u16, kind: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            kind,
-            message: message.into(),
-            retry_after_secs: None,
-        }
-    }
-
-    pub fn retry_after(mut self, secs: u64) -> Self {
-        self.retry_after_secs = Some(secs.max(1));
-        self
-    }
-
-    pub fn body(&self) -> String {
-        serde_json::json!({"error": {"type": self.kind, "message": self.message}}).to_string()
-    }
-
-    /// The error handed to Pingora so it stops this request and calls `fail_to_proxy`.
-    pub fn to_error(&self) -> Box<Error> {
-        Error::explain(ErrorType::HTTPStatus(self.status), self.message.clone())
-    }
+/// The error handed to Pingora so it stops this request and calls `fail_to_proxy`.
+pub fn to_error(failure: &Failure) -> Box<Error> {
+    Error::explain(
+        ErrorType::HTTPStatus(failure.status()),
+        failure.message.clone(),
+    )
 }
 
 /// Every allowed attempt failed, or no untried eligible region is left after a failure.
-pub fn exhausted(ctx: &RequestCtx, tried: &str) -> Failure {
+pub fn exhausted(ctx: &RequestCtx) -> Failure {
     let last = ctx.last_error.as_deref().unwrap_or("no response");
     Failure::new(
-        502,
-        "attempts_exhausted",
+        Kind::AttemptsExhausted,
         format!(
-            "{} attempt(s) failed (tried: {tried}; last error: {last}) and no other eligible region is left",
-            ctx.attempts
+            "{} attempt(s) failed (tried: {}; last error: {last}) and no other eligible region is left",
+            ctx.attempts,
+            names(&ctx.rt.regions, ctx.tried),
         ),
     )
 }
 
-/// What to tell the client about an error Pingora surfaced; `tried` names the regions.
-pub fn classify(e: &Error, ctx: &RequestCtx, tried: &str) -> Failure {
+/// How to end a request after an error Pingora surfaced.
+pub fn classify(e: &Error, ctx: &RequestCtx) -> End {
     use ErrorType::*;
     let last = ctx.last_error.clone().unwrap_or_else(|| e.to_string());
-    match (e.esource(), e.etype()) {
-        (_, HTTPStatus(code)) => Failure::new(*code, "proxy_error", e.to_string()),
+    let failure = match (e.esource(), e.etype()) {
+        (_, HTTPStatus(code)) => Failure::new(Kind::Proxy(*code), e.to_string()),
         (ErrorSource::Upstream, ConnectTimedout | ReadTimedout | WriteTimedout) => Failure::new(
-            504,
-            "upstream_timeout",
+            Kind::UpstreamTimeout,
             format!("the upstream region did not answer in time ({last})"),
         ),
         (ErrorSource::Upstream, _) if ctx.served_by.is_some() => Failure::new(
-            502,
-            "upstream_stream_error",
+            Kind::UpstreamStreamError,
             format!("the region failed mid-response: {last}"),
         ),
-        (ErrorSource::Upstream, _) if ctx.attempts > 1 => exhausted(ctx, tried),
+        (ErrorSource::Upstream, _) if ctx.attempts > 1 => exhausted(ctx),
         (ErrorSource::Upstream, _) => {
-            Failure::new(502, "upstream_error", format!("upstream failed: {last}"))
+            Failure::new(Kind::UpstreamError, format!("upstream failed: {last}"))
         }
         (ErrorSource::Downstream, ReadTimedout) => Failure::new(
-            408,
-            "client_timeout",
+            Kind::ClientTimeout,
             "the client stalled while sending its request body (limits.client_read_timeout)",
         ),
         (ErrorSource::Downstream, ReadError | WriteError | ConnectionClosed) => {
-            Failure::new(0, "client_gone", "client connection closed")
+            return End::ClientGone
         }
         (ErrorSource::Downstream, _) => Failure::new(
-            400,
-            "bad_request",
+            Kind::BadRequest,
             format!("bad request: {}", e.etype().as_str()),
         ),
-        _ => Failure::new(500, "internal_error", "internal error"),
-    }
+        _ => Failure::new(Kind::InternalError, "internal error"),
+    };
+    End::Answered(failure)
 }
 
-/// Writes a JSON error response (status 0 means the client is gone: write nothing).
-/// When a response has already started, an event stream gets a final SSE `error` event
-/// and a clean end instead of a silent cut; other bodies cannot be amended.
+/// Writes Meridian's answer. When a response has already started, an event stream gets a
+/// final SSE `error` event and a clean end instead of a silent cut; other bodies cannot be
+/// amended.
 pub async fn respond(
     session: &mut Session,
     failure: &Failure,
     ctx: &RequestCtx,
 ) -> pingora::Result<()> {
-    if failure.status == 0 {
-        return Ok(());
-    }
     if session.response_written().is_some() {
         if ctx.sse {
             let event = format!("event: error\ndata: {}\n\n", failure.body());
@@ -112,7 +85,7 @@ pub async fn respond(
     // half read), so say so: a client that reused it would lose its next request.
     session.set_keepalive(None);
     let body = failure.body();
-    let mut resp = ResponseHeader::build(failure.status, Some(6))?;
+    let mut resp = ResponseHeader::build(failure.status(), Some(6))?;
     resp.insert_header("content-type", "application/json")?;
     resp.insert_header("content-length", body.len().to_string())?;
     resp.insert_header("cache-control", "no-store")?;
@@ -129,7 +102,7 @@ pub async fn respond(
         .await
 }
 
-/// Answers a request with a JSON body chosen by Meridian (local endpoints, refusals).
+/// Answers a request with a JSON body chosen by Meridian (the proxy's own `/health`).
 pub async fn respond_json(session: &mut Session, status: u16, body: String) -> pingora::Result<()> {
     let mut resp = ResponseHeader::build(status, Some(4))?;
     resp.insert_header("content-type", "application/json")?;

@@ -2,11 +2,8 @@
 //! request may be served from. Decisions fail closed: the resulting set is applied to the
 //! first attempt and to every retry.
 
-mod trust;
-
-pub use trust::Cidr;
-
-use crate::config::{GeoAction, GeoConfig};
+use crate::config::{normalize_geo_value as normalize, GeoAction, GeoConfig, IpNet};
+use crate::failure::{Failure, Kind};
 use crate::regions::RegionMask;
 use http::HeaderMap;
 use std::collections::HashMap;
@@ -18,7 +15,7 @@ pub struct GeoPolicy {
     rules: Vec<(String, GeoAction)>,
     by_value: HashMap<String, usize>,
     all: RegionMask,
-    trusted: Vec<Cidr>,
+    trusted: Vec<IpNet>,
     reject_untrusted: bool,
 }
 
@@ -36,17 +33,6 @@ pub enum GeoDecision {
     /// The header came from a peer not listed in `trusted_proxies` and such headers are
     /// rejected.
     Untrusted,
-}
-
-/// Geo values are short codes (ISO 3166 countries, subdivisions like `US-CA`): 1-16
-/// letters, digits or '-'. Returns the upper-cased value, or `None` when malformed.
-pub fn normalize(value: &str) -> Option<String> {
-    let ok = !value.is_empty()
-        && value.len() <= 16
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-');
-    ok.then(|| value.to_ascii_uppercase())
 }
 
 impl GeoPolicy {
@@ -75,7 +61,11 @@ impl GeoPolicy {
     /// Whether `peer` may set the geo header.
     fn trusts(&self, peer: Option<IpAddr>) -> bool {
         self.trusted.is_empty()
-            || peer.is_some_and(|ip| self.trusted.iter().any(|c| c.contains(ip)))
+            || peer.is_some_and(|ip| {
+                // An IPv4 peer on a dual-stack socket shows as ::ffff:a.b.c.d.
+                let ip = ip.to_canonical();
+                self.trusted.iter().any(|c| c.contains(&ip))
+            })
     }
 
     /// The decision for a request from `peer` (the TCP peer: the CDN when there is one).
@@ -87,6 +77,34 @@ impl GeoPolicy {
             return self.apply(self.default, None);
         }
         self.decide(headers)
+    }
+
+    /// The regions a request may use and the rule that decided it, or the refusal.
+    pub fn admit(
+        &self,
+        headers: &HeaderMap,
+        peer: Option<IpAddr>,
+    ) -> Result<(RegionMask, Option<usize>), Failure> {
+        match self.decide_from(headers, peer) {
+            GeoDecision::Allow { regions, rule } => Ok((regions, rule)),
+            GeoDecision::Deny { rule } => {
+                let why = rule.map_or("the default geo policy".to_string(), |r| {
+                    format!("geo rule '{}'", self.rule_name(r))
+                });
+                Err(Failure::new(
+                    Kind::GeoDenied,
+                    format!("requests from this location are refused by {why}"),
+                ))
+            }
+            GeoDecision::Malformed(why) => Err(Failure::new(Kind::InvalidGeoHeader, why)),
+            GeoDecision::Untrusted => Err(Failure::new(
+                Kind::UntrustedGeoHeader,
+                format!(
+                    "header {} is only accepted from the proxies listed in geo.trusted_proxies",
+                    self.header
+                ),
+            )),
+        }
     }
 
     pub fn header(&self) -> &http::HeaderName {
@@ -162,7 +180,12 @@ mod tests {
     #[test]
     fn the_header_counts_only_from_trusted_peers() {
         let mut p = policy(GeoAction::AllowAll);
-        p.trusted = vec![Cidr::parse("10.0.0.0/8").unwrap()];
+        p.trusted = vec!["10.0.0.0/8".parse().unwrap()];
+        // A dual-stack listener shows an IPv4 CDN as ::ffff:10.1.2.3.
+        assert_eq!(
+            p.decide_from(&headers(&["DE"]), Some("::ffff:10.1.2.3".parse().unwrap())),
+            p.decide_from(&headers(&["DE"]), Some("10.1.2.3".parse().unwrap()))
+        );
         let cdn = Some("10.1.2.3".parse().unwrap());
         let other = Some("192.0.2.7".parse().unwrap());
         let eu = GeoDecision::Allow {

@@ -1,15 +1,27 @@
 //! The documented per-request hint headers. Bad values are refused with a 400, never
 //! guessed at.
 
-use super::errors::Failure;
-use crate::app::Runtime;
-use crate::selection::Intent;
-use http::HeaderMap;
+use super::intent::Intent;
+use crate::failure::{Failure, Kind};
+use crate::regions::Region;
+use http::{HeaderMap, HeaderName};
 
 pub const MAX_LATENCY: &str = "x-meridian-max-latency-ms";
 pub const PREFER_REGION: &str = "x-meridian-prefer-region";
 pub const DEBUG: &str = "x-meridian-debug";
 pub const MODEL_VERSION: &str = "x-meridian-model-version";
+
+/// `x-meridian-*` belongs to Meridian in both directions.
+pub const PREFIX: &str = "x-meridian-";
+
+pub fn is_ours(name: &HeaderName) -> bool {
+    name.as_str().starts_with(PREFIX)
+}
+
+/// Whether any header is an `x-meridian-*` one: most requests and responses have none.
+pub fn any_ours(headers: &HeaderMap) -> bool {
+    headers.keys().any(is_ours)
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Hints {
@@ -32,13 +44,14 @@ fn single<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, Fai
 }
 
 fn bad(name: &str, why: &str) -> Failure {
-    Failure::new(400, "invalid_header", format!("header {name} {why}"))
+    Failure::new(Kind::InvalidHeader, format!("header {name} {why}"))
 }
 
-pub fn parse(headers: &HeaderMap, rt: &Runtime) -> Result<Hints, Failure> {
+/// The request's hints; `regions` resolves a preferred region's name.
+pub fn parse(headers: &HeaderMap, regions: &[std::sync::Arc<Region>]) -> Result<Hints, Failure> {
     let mut hints = Hints::default();
     // Most requests carry no hint: one pass over the names instead of four lookups.
-    if !super::headers::any_ours(headers) {
+    if !any_ours(headers) {
         return Ok(hints);
     }
     if let Some(v) = single(headers, MAX_LATENCY)? {
@@ -55,7 +68,7 @@ pub fn parse(headers: &HeaderMap, rt: &Runtime) -> Result<Hints, Failure> {
         hints.intent.max_latency_ms = Some(ms);
     }
     if let Some(v) = single(headers, PREFER_REGION)? {
-        let region = rt.regions.iter().find(|r| r.name() == v).ok_or_else(|| {
+        let region = regions.iter().find(|r| r.name() == v).ok_or_else(|| {
             bad(
                 PREFER_REGION,
                 &format!("names no configured region ('{v}')"),

@@ -5,11 +5,8 @@ mod sink;
 
 pub use sink::{flush_all, AccessLog};
 
-use super::ctx::RequestCtx;
-use crate::app::Runtime;
-use pingora::proxy::Session;
 use std::io::Write;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 /// A JSON object written field by field straight into a byte buffer: one line costs no
 /// map, no per-key allocation and no intermediate `Value`. Strings go through serde_json's
@@ -97,51 +94,50 @@ thread_local! {
     static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-pub fn record(rt: &Runtime, session: &Session, ctx: &RequestCtx, status: u16) {
-    if !rt.access_log.enabled() {
-        return;
+/// The facts of one finished request, as the proxy gathered them.
+pub struct Entry<'a> {
+    pub method: &'a str,
+    /// Without the query string.
+    pub path: &'a str,
+    pub status: u16,
+    pub region: Option<&'a str>,
+    pub attempts: usize,
+    pub tried: &'a [&'a str],
+    /// The matching geo rule's name, `default`, or the geo refusal's type.
+    pub geo: &'a str,
+    /// Meridian's error type when it answered itself.
+    pub error: Option<&'a str>,
+    pub latency: Option<Duration>,
+    pub ttft: Option<Duration>,
+    pub bytes_in: usize,
+    pub bytes_out: usize,
+}
+
+impl AccessLog {
+    pub fn record(&self, e: Entry<'_>) {
+        if !self.enabled() {
+            return;
+        }
+        BUF.with_borrow_mut(|buf| {
+            buf.clear();
+            let mut line = Line::new(buf);
+            line.plain_str("time", humantime::format_rfc3339_millis(SystemTime::now()));
+            line.str("method", e.method);
+            line.str("path", e.path);
+            line.num("status", e.status);
+            line.opt_str("region", e.region);
+            line.num("attempts", e.attempts);
+            line.str_list("tried", e.tried.iter().copied());
+            line.str("geo", e.geo);
+            line.opt_str("error", e.error);
+            line.ms("latency_ms", e.latency);
+            line.ms("ttft_ms", e.ttft);
+            line.num("bytes_in", e.bytes_in);
+            line.num("bytes_out", e.bytes_out);
+            line.end();
+            self.write(buf);
+        });
     }
-    let req = session.req_header();
-    let geo = match (&ctx.failure, ctx.geo_rule) {
-        (Some(f), _) if f.kind.contains("geo") => f.kind,
-        (_, Some(rule)) => rt.geo.rule_name(rule),
-        (_, None) => "default",
-    };
-    BUF.with_borrow_mut(|buf| {
-        buf.clear();
-        let mut line = Line::new(buf);
-        line.plain_str("time", humantime::format_rfc3339_millis(SystemTime::now()));
-        line.str("method", req.method.as_str());
-        line.str("path", req.uri.path());
-        line.num("status", status);
-        line.opt_str(
-            "region",
-            ctx.served_by
-                .and_then(|id| rt.regions.get(id))
-                .map(|r| r.name()),
-        );
-        line.num("attempts", ctx.attempts);
-        line.str_list(
-            "tried",
-            ctx.tried
-                .iter()
-                .filter_map(|i| rt.regions.get(i).map(|r| r.name())),
-        );
-        line.str("geo", geo);
-        line.opt_str(
-            "error",
-            ctx.failure
-                .as_ref()
-                .filter(|f| f.status >= 400)
-                .map(|f| f.kind),
-        );
-        line.ms("latency_ms", ctx.received.map(|t| t.elapsed()));
-        line.ms("ttft_ms", ctx.ttft);
-        line.num("bytes_in", session.body_bytes_read());
-        line.num("bytes_out", session.body_bytes_sent());
-        line.end();
-        rt.access_log.write(buf);
-    });
 }
 
 #[cfg(test)]

@@ -1,0 +1,68 @@
+//! The end of a request: metrics, the access-log line, and the release of its in-flight and
+//! budget slots.
+
+use super::ctx::{End, RequestCtx};
+use crate::telemetry::{Entry, Outcome};
+use pingora::proxy::Session;
+use smallvec::SmallVec;
+
+fn outcome(session: &Session, ctx: &RequestCtx) -> Outcome {
+    match (&ctx.end, session.response_written()) {
+        (Some(End::ClientGone), _) => Outcome::ClientGone,
+        (Some(End::Answered(f)), _) if ctx.served_by.is_none() => Outcome::Answered(f.status()),
+        (_, Some(resp)) if ctx.served_by.is_some() => Outcome::Served(resp.status.as_u16()),
+        (_, Some(resp)) => Outcome::Answered(resp.status.as_u16()),
+        // Pingora gave up before anything was written and before Meridian decided.
+        (_, None) => Outcome::ClientGone,
+    }
+}
+
+pub fn record(session: &Session, ctx: &mut RequestCtx) {
+    let rt = std::sync::Arc::clone(&ctx.rt);
+    let outcome = outcome(session, ctx);
+    let served = ctx.served_by.and_then(|id| rt.regions.get(id));
+    let upstream = ctx.current.as_ref().map(|a| a.started.elapsed());
+    rt.metrics.finished(
+        served.and_then(|r| Some((&**r, rt.series(r)?))),
+        outcome,
+        upstream,
+        ctx.ttft,
+    );
+    if rt.access_log.enabled() {
+        let req = session.req_header();
+        let failure = ctx.failure();
+        let geo = match (failure, ctx.admission.geo_rule) {
+            (Some(f), _) if f.kind.is_geo() => f.kind.as_str(),
+            (_, Some(rule)) => rt.geo.rule_name(rule),
+            (_, None) => "default",
+        };
+        let tried: SmallVec<[&str; 4]> = ctx
+            .tried
+            .iter()
+            .filter_map(|i| rt.regions.get(i).map(|r| r.name()))
+            .collect();
+        let error = match &ctx.end {
+            Some(End::Answered(f)) => Some(f.kind.as_str()),
+            Some(End::ClientGone) => Some("client_gone"),
+            None => None,
+        };
+        rt.access_log.record(Entry {
+            method: req.method.as_str(),
+            path: req.uri.path(),
+            status: outcome.status(),
+            region: served.map(|r| r.name()),
+            attempts: ctx.attempts,
+            tried: &tried,
+            geo,
+            error,
+            latency: Some(ctx.received.elapsed()),
+            ttft: ctx.ttft,
+            bytes_in: session.body_bytes_read(),
+            bytes_out: session.body_bytes_sent(),
+        });
+    }
+    // The stream is over: release the in-flight and budget slots now.
+    ctx.current = None;
+    ctx.retry_slot = None;
+    ctx.active = None;
+}

@@ -1,0 +1,93 @@
+//! The per-config world every request, probe and admin call reads: a [`Runtime`] built from
+//! one validated config, and [`Shared`], which holds the current one and swaps it on reload.
+
+mod shared;
+
+pub use shared::{ReloadReport, Shared};
+
+use crate::config::Config;
+use crate::regions::{build_table, Region, RegionTable, RetryBudget};
+use crate::routing::{GeoPolicy, Ranker, Weights};
+use crate::telemetry::{AccessLog, Metrics, RegionSeries};
+use crate::upstream::{Peers, Pool};
+use std::sync::Arc;
+
+pub struct Runtime {
+    pub config: Config,
+    pub regions: RegionTable,
+    /// Orders the regions for each pick.
+    pub ranker: Ranker,
+    pub geo: GeoPolicy,
+    /// One registry for the life of the process: kept across config reloads.
+    pub metrics: Arc<Metrics>,
+    /// Each region's hot-path series, by region id.
+    pub series: Vec<RegionSeries>,
+    pub budget: Arc<RetryBudget>,
+    pub access_log: AccessLog,
+    pub peers: Arc<Peers>,
+    /// The health-checked pool whose probes keep each endpoint's health.
+    pub pool: Pool,
+}
+
+impl Runtime {
+    pub fn new(config: Config) -> Arc<Self> {
+        let metrics = Arc::new(Metrics::new(&build_table(&config)));
+        Self::build(config, metrics)
+    }
+
+    /// The runtime for a reloaded `config`: same metrics; regions still there with the
+    /// same endpoints keep what was learnt about them (latency, circuit, health, ...), and
+    /// the series of regions that are gone are dropped.
+    pub fn reloaded(&self, config: Config) -> Arc<Self> {
+        let next = Self::build(config, Arc::clone(&self.metrics));
+        for region in next.regions.iter() {
+            if let Some(old) = self.regions.iter().find(|o| region.same_as(o)) {
+                region.inherit(old);
+            }
+        }
+        let gone: Vec<String> = self
+            .regions
+            .iter()
+            .filter(|o| next.regions.iter().all(|n| n.name() != o.name()))
+            .map(|o| o.name().to_string())
+            .collect();
+        self.metrics.forget_regions(&gone);
+        next
+    }
+
+    fn build(config: Config, metrics: Arc<Metrics>) -> Arc<Self> {
+        let regions = build_table(&config);
+        let peers = Arc::new(Peers::new(&regions));
+        let pool = Pool::new(&config.health, &regions, Arc::clone(&peers));
+        let geo = GeoPolicy::new(&config.geo, regions.len());
+        let budget = RetryBudget::new(config.retry.budget_ratio, config.retry.budget_min);
+        // The path was opened when the config was checked; should that fail now, the
+        // lines go to stdout rather than nowhere.
+        let access_log = AccessLog::open(&config.access_log).unwrap_or_else(|e| {
+            log::error!(
+                "access log {:?}: {e}; writing it to stdout",
+                config.access_log
+            );
+            AccessLog::stdout()
+        });
+        let ranker = Ranker::new(&regions, Weights::from(&config.selection));
+        let series = metrics.series_for(&regions);
+        Arc::new(Self {
+            access_log,
+            budget,
+            config,
+            regions,
+            ranker,
+            geo,
+            metrics,
+            series,
+            peers,
+            pool,
+        })
+    }
+
+    /// `region`'s hot-path metric series.
+    pub fn series(&self, region: &Region) -> Option<&RegionSeries> {
+        self.series.get(region.id)
+    }
+}
