@@ -116,3 +116,60 @@ async fn bad_hint_values_are_400_json() {
     }
     assert_eq!(ap.counts().served() + me.counts().served(), 0);
 }
+
+/// Parses `name=score*` parts of a decision header: (name, score or reason, chosen).
+fn parts(decision: &str) -> Vec<(String, String, bool)> {
+    decision
+        .split(';')
+        .next()
+        .unwrap()
+        .split(',')
+        .map(|p| {
+            let (name, value) = p.split_once('=').unwrap();
+            let chosen = value.ends_with('*');
+            (
+                name.to_string(),
+                value.trim_end_matches('*').to_string(),
+                chosen,
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_decision_shown_is_the_one_made() {
+    // Two regions 2 ms apart in score, each 50 ms away: the served region's own in-flight
+    // request (taken when it was chosen) adds a whole latency to its score, so a ranking
+    // made after the choice would list the other first.
+    let ap = region("ap-south-1", 50).await;
+    let me = region("me-south-1", 50).await;
+    let cfg = TestConfig::new().mock(&ap, 0.30, 1).mock(&me, 0.31, 1);
+    let m = Meridian::start(&cfg).await;
+    m.wait_health("ap-south-1", true).await;
+    m.wait_health("me-south-1", true).await;
+    for _ in 0..5 {
+        let r = m.infer(&[("x-meridian-debug", "1")]).await;
+        let decision = r.headers["x-meridian-decision"].to_str().unwrap();
+        let p = parts(decision);
+        let chosen: Vec<_> = p.iter().filter(|x| x.2).collect();
+        assert_eq!(chosen.len(), 1, "{decision}");
+        assert_eq!(
+            Some(chosen[0].0.as_str()),
+            r.region.as_deref(),
+            "{decision}"
+        );
+        // Every region listed before the chosen one was passed over, with its reason.
+        let at = p.iter().position(|x| x.2).unwrap();
+        assert!(p[..at].iter().all(|x| x.1.starts_with('-')), "{decision}");
+        // Every region after it that was eligible scored no better.
+        let best: f64 = chosen[0].1.parse().unwrap();
+        for (name, value, _) in &p[at + 1..] {
+            if let Ok(score) = value.parse::<f64>() {
+                assert!(
+                    score >= best,
+                    "{name}={score} ranked after {best}: {decision}"
+                );
+            }
+        }
+    }
+}

@@ -10,6 +10,7 @@ mod capacity;
 mod chaos;
 mod cli;
 mod config_validation;
+mod connections;
 mod cooldown;
 mod credentials;
 mod deploy;

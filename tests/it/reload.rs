@@ -109,3 +109,41 @@ async fn sighup_reloads_under_load_without_a_failed_request() {
     assert_eq!(m.infer(&[]).await.region.as_deref(), Some("eu-west-1"));
     assert!(m.log().contains("config reload refused"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_region_leaves_the_metrics() {
+    let ap = region("ap-south-1", 0).await;
+    let me = region("me-south-1", 0).await;
+    let m = Meridian::start(&TestConfig::new().mock(&ap, 0.30, 1).mock(&me, 0.40, 2)).await;
+    m.wait_health("me-south-1", true).await;
+    // Give me-south-1 series of every kind: a request it serves, and gauges.
+    let r = m.infer(&[("x-meridian-prefer-region", "me-south-1")]).await;
+    assert_eq!(r.region.as_deref(), Some("me-south-1"));
+    // The request is counted when it is logged, just after its response was sent.
+    eventually(
+        Duration::from_secs(5),
+        "me-south-1's request is counted",
+        || async {
+            m.metrics()
+                .await
+                .contains("meridian_requests_total{region=\"me-south-1\",status=\"200\"} 1")
+        },
+    )
+    .await;
+    let before = m.metrics().await;
+    assert!(
+        before.contains("meridian_region_healthy{region=\"me-south-1\"} 1"),
+        "{before}"
+    );
+
+    let after = TestConfig::new().mock(&ap, 0.30, 1);
+    std::fs::write(m.conf_path(), after.render(m.proxy, m.admin, m.dir.path())).unwrap();
+    m.signal("HUP");
+    eventually(Duration::from_secs(5), "the reload is done", || async {
+        m.status().await["regions"].as_array().unwrap().len() == 1
+    })
+    .await;
+    let metrics = m.metrics().await;
+    assert!(!metrics.contains("me-south-1"), "{metrics}");
+    assert!(metrics.contains("meridian_region_healthy{region=\"ap-south-1\"} 1"));
+}

@@ -1,0 +1,203 @@
+//! Client connections: an idle keep-alive connection is closed after
+//! `limits.keepalive_timeout`, one in use is not, and a listener keeps at most
+//! `limits.max_connections` open, closing new ones at once without disturbing the others.
+
+use crate::common::*;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const REQUEST: &[u8] = b"GET /v1/models HTTP/1.1\r\nhost: meridian\r\n\r\n";
+
+/// Sends one keep-alive request on `conn` and reads its whole response (Content-Length).
+async fn exchange(conn: &mut TcpStream) -> String {
+    conn.write_all(REQUEST).await.unwrap();
+    let mut buf = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout_at(deadline.into(), conn.read(&mut chunk))
+            .await
+            .expect("a response within 5 s")
+            .unwrap();
+        assert!(
+            n > 0,
+            "closed mid-response: {}",
+            String::from_utf8_lossy(&buf)
+        );
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf).to_string();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse::<usize>().unwrap())
+                })
+                .expect("content-length");
+            if body.len() >= len {
+                return text;
+            }
+        }
+    }
+}
+
+/// How long until the server closes `conn` (reads EOF or a reset), at most `limit`.
+async fn closed_within(conn: &mut TcpStream, limit: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    let mut chunk = [0u8; 64];
+    match tokio::time::timeout(limit, conn.read(&mut chunk)).await {
+        Ok(Ok(0)) | Ok(Err(_)) => Some(start.elapsed()),
+        Ok(Ok(n)) => panic!("unexpected bytes: {:?}", &chunk[..n]),
+        Err(_) => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_keep_alive_connection_is_closed_and_a_busy_one_is_not() {
+    let ap = region("ap-south-1", 0).await;
+    let cfg = TestConfig::new()
+        .mock(&ap, 0.30, 1)
+        .section("limits", "  keepalive_timeout: 1s\n");
+    let m = Meridian::start(&cfg).await;
+    m.wait_health("ap-south-1", true).await;
+
+    // In use: a request every 400 ms for 2.4 s, all on one connection, is never cut.
+    let mut busy = TcpStream::connect(m.proxy).await.unwrap();
+    for _ in 0..6 {
+        let reply = exchange(&mut busy).await;
+        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+        assert!(reply.contains("x-meridian-region: ap-south-1"), "{reply}");
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    // Then idle: closed after about a second, not left open.
+    let idle_for = closed_within(&mut busy, Duration::from_secs(5)).await;
+    let idle_for = idle_for.expect("the idle connection was closed within 5 s");
+    assert!(
+        idle_for >= Duration::from_millis(500),
+        "closed too early: {idle_for:?}"
+    );
+
+    // The admin listener follows the same limit.
+    let mut admin = TcpStream::connect(m.admin).await.unwrap();
+    admin
+        .write_all(b"GET /health HTTP/1.1\r\nhost: admin\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let n = admin.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    assert!(closed_within(&mut admin, Duration::from_secs(5))
+        .await
+        .is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_limit_are_closed_at_once_and_those_in_service_keep_working() {
+    let ap = region("ap-south-1", 0).await;
+    let cfg = TestConfig::new()
+        .mock(&ap, 0.30, 1)
+        .section("limits", "  max_connections: 3\n");
+    let m = Meridian::start(&cfg).await;
+    m.wait_health("ap-south-1", true).await;
+
+    // The harness's own readiness probes may still be closing: wait until three
+    // connections are held and a fourth is refused.
+    let mut held = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let refused = loop {
+        assert!(Instant::now() < deadline, "no connection was ever refused");
+        let mut conn = TcpStream::connect(m.proxy).await.unwrap();
+        if held.len() < 3 {
+            let reply = exchange(&mut conn).await;
+            assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+            held.push(conn);
+            continue;
+        }
+        match closed_within(&mut conn, Duration::from_millis(500)).await {
+            Some(after) => break after,
+            None => {
+                // Not refused yet (a readiness probe was still counted); try again.
+                drop(conn);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    assert!(refused < Duration::from_millis(500));
+
+    // The three in service are not disturbed.
+    for conn in &mut held {
+        let reply = exchange(conn).await;
+        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    }
+    let metrics = m.metrics().await;
+    assert!(
+        metrics.contains("meridian_connections_open{listener=\"proxy\"} 3"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("meridian_connections_refused_total{listener=\"proxy\"}"));
+
+    // One leaves; a new connection gets its place.
+    drop(held.pop());
+    eventually(Duration::from_secs(5), "a freed place is taken", || async {
+        let Ok(mut conn) = TcpStream::connect(m.proxy).await else {
+            return false;
+        };
+        if conn.write_all(REQUEST).await.is_err() {
+            return false;
+        }
+        let mut buf = [0u8; 64];
+        matches!(
+            tokio::time::timeout(Duration::from_secs(2), conn.read(&mut buf)).await,
+            Ok(Ok(n)) if n > 0 && buf.starts_with(b"HTTP/1.1 200")
+        )
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interim_100_continue_carries_no_meridian_headers() {
+    let ap = region("ap-south-1", 0).await;
+    let m = Meridian::start(&TestConfig::new().mock(&ap, 0.30, 1)).await;
+    m.wait_health("ap-south-1", true).await;
+
+    let body = br#"{"prompt":"hello","max_tokens":4}"#;
+    let mut conn = TcpStream::connect(m.proxy).await.unwrap();
+    let head = format!(
+        "POST /v1/inference HTTP/1.1\r\nhost: meridian\r\ncontent-type: application/json\r\ncontent-length: {}\r\nexpect: 100-continue\r\n\r\n",
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !String::from_utf8_lossy(&buf).contains("\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut chunk))
+            .await
+            .expect("an interim response within 5 s")
+            .unwrap();
+        assert!(n > 0);
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let interim = String::from_utf8_lossy(&buf).to_string();
+    let (interim, rest) = interim.split_once("\r\n\r\n").unwrap();
+    assert!(interim.starts_with("HTTP/1.1 100"), "{interim}");
+    assert!(
+        !interim.to_ascii_lowercase().contains("x-meridian-"),
+        "{interim}"
+    );
+    conn.write_all(body).await.unwrap();
+    let mut out = rest.as_bytes().to_vec();
+    while !String::from_utf8_lossy(&out).contains("ap-south-1\"") {
+        let n = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut chunk))
+            .await
+            .expect("the final response within 5 s")
+            .unwrap();
+        assert!(n > 0, "{}", String::from_utf8_lossy(&out));
+        out.extend_from_slice(&chunk[..n]);
+    }
+    let last = String::from_utf8_lossy(&out).to_string();
+    assert!(last.starts_with("HTTP/1.1 200"), "{last}");
+    assert!(last.contains("x-meridian-region: ap-south-1"), "{last}");
+    assert!(last.contains("x-meridian-attempts: 1"), "{last}");
+}
