@@ -44,22 +44,39 @@ impl Proc {
 }
 
 impl Drop for Proc {
+    /// Stops the program's whole tree: its process group, then any descendant that left
+    /// the group (a daemon's `setsid`, say), so nothing outlives the harness.
     fn drop(&mut self) {
-        let pgid = -(self.child.id() as i32);
+        let root = self.child.id();
+        let tree = descendants(root);
+        let pgid = -(root as i32);
         // SAFETY: kill(2) with a negative pid signals our own child's process group.
         unsafe {
             libc::kill(pgid, libc::SIGINT);
         }
+        let mut stopped = false;
         for _ in 0..50 {
             if !self.running() {
-                return;
+                stopped = true;
+                break;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        unsafe {
-            libc::kill(pgid, libc::SIGKILL);
+        if !stopped {
+            unsafe {
+                libc::kill(pgid, libc::SIGKILL);
+            }
+            let _ = self.child.wait();
         }
-        let _ = self.child.wait();
+        for (pid, start) in tree {
+            // SAFETY: as above, for a process this tree started (same pid and start
+            // time, so not a reused pid).
+            if stat(pid).is_some_and(|s| s.start == start) {
+                unsafe {
+                    libc::kill(pid as i32, libc::SIGKILL);
+                }
+            }
+        }
     }
 }
 
@@ -75,6 +92,8 @@ pub struct Usage {
 struct Stat {
     ppid: u32,
     ticks: u64,
+    /// Clock ticks after boot when the process started: with the pid, names one process.
+    start: u64,
 }
 
 fn stat(pid: u32) -> Option<Stat> {
@@ -85,6 +104,7 @@ fn stat(pid: u32) -> Option<Stat> {
     Some(Stat {
         ppid: f.get(1)?.parse().ok()?,
         ticks: f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?,
+        start: f.get(19)?.parse().ok()?,
     })
 }
 
@@ -110,8 +130,32 @@ fn ticks_per_second() -> f64 {
     }
 }
 
-/// Sums over `root` and every descendant found in `/proc` now.
-pub fn tree_usage(root: u32) -> Usage {
+/// Every process under `root` (not `root` itself) found in `/proc` now, with its start
+/// time.
+fn descendants(root: u32) -> Vec<(u32, u64)> {
+    let (parent, _) = scan();
+    parent
+        .keys()
+        .filter(|&&pid| pid != root && in_tree(&parent, root, pid))
+        .filter_map(|&pid| Some((pid, stat(pid)?.start)))
+        .collect()
+}
+
+fn in_tree(parent: &HashMap<u32, u32>, root: u32, mut pid: u32) -> bool {
+    for _ in 0..64 {
+        if pid == root {
+            return true;
+        }
+        match parent.get(&pid) {
+            Some(&p) if p > 1 => pid = p,
+            _ => return false,
+        }
+    }
+    false
+}
+
+/// Parent and CPU ticks of every process in `/proc`.
+fn scan() -> (HashMap<u32, u32>, HashMap<u32, u64>) {
     let mut parent: HashMap<u32, u32> = HashMap::new();
     let mut ticks: HashMap<u32, u64> = HashMap::new();
     if let Ok(dir) = fs::read_dir("/proc") {
@@ -125,22 +169,16 @@ pub fn tree_usage(root: u32) -> Usage {
             }
         }
     }
-    let in_tree = |mut pid: u32| {
-        for _ in 0..64 {
-            if pid == root {
-                return true;
-            }
-            match parent.get(&pid) {
-                Some(&p) if p > 1 => pid = p,
-                _ => return false,
-            }
-        }
-        false
-    };
+    (parent, ticks)
+}
+
+/// Sums over `root` and every descendant found in `/proc` now.
+pub fn tree_usage(root: u32) -> Usage {
+    let (parent, ticks) = scan();
     let mut usage = Usage::default();
     let tps = ticks_per_second();
     for (&pid, &t) in &ticks {
-        if in_tree(pid) {
+        if in_tree(&parent, root, pid) {
             usage.cpu_s += t as f64 / tps;
             usage.rss_kib += rss_kib(pid);
             usage.processes += 1;
