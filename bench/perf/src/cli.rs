@@ -42,12 +42,12 @@ pub struct Opts {
     /// Systems to run, comma separated (default: all).
     #[arg(long, value_delimiter = ',')]
     pub systems: Vec<String>,
-    /// Phases to run, comma separated: throughput, latency, memory, soak, streaming
-    /// (default: all).
+    /// Phases to run, comma separated: throughput, latency, memory, soak, instructions,
+    /// streaming (default: all).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
-    /// Offered rate for the AI-gateway comparison (direct, Meridian, LiteLLM), low enough
-    /// for LiteLLM to keep up.
+    /// Offered rate for the AI-gateway comparison (direct, Meridian, vllm-router, LiteLLM),
+    /// low enough for LiteLLM to keep up.
     #[arg(long, default_value_t = 20)]
     pub gateway_rate: u32,
     /// The Meridian config the harness adapts (addresses, paths and threads swapped in);
@@ -60,13 +60,29 @@ pub struct Opts {
     /// The litellm command (from the virtualenv run.sh creates).
     #[arg(long, default_value = "bench/.venv/bin/litellm")]
     pub litellm: PathBuf,
+    /// The vllm-router command (from the virtualenv run.sh creates).
+    #[arg(long, default_value = "bench/.venv-vllm/bin/vllm-router")]
+    pub vllm_router: PathBuf,
+    /// Requests per callgrind run in the instructions phase (Meridian and bare Pingora).
+    #[arg(long, default_value_t = 20_000)]
+    pub instr_requests: u64,
+    /// Callgrind runs per system, each on counters zeroed just before it.
+    #[arg(long, default_value_t = 3)]
+    pub instr_runs: u32,
+    /// Requests before the first callgrind run (pools, caches, first-request work).
+    #[arg(long, default_value_t = 2_000)]
+    pub instr_warmup: u64,
+    /// The valgrind command.
+    #[arg(long, default_value = "valgrind")]
+    pub valgrind: PathBuf,
     /// Criterion's output folder, for the selection micro-benchmark figures.
     #[arg(long, default_value = "target/criterion")]
     pub criterion: PathBuf,
     /// Where the results are written.
     #[arg(long, default_value = "bench/RESULTS.md")]
     pub out: PathBuf,
-    /// Seconds of every phase instead of the defaults: a quick check that all works.
+    /// Seconds of every phase instead of the defaults: a quick check that all works. Without
+    /// `--systems`, it runs only the systems whose programs are already on the machine.
     #[arg(long)]
     pub smoke: bool,
 }
@@ -88,6 +104,9 @@ impl Opts {
             self.soak = 2;
             self.streams = 4;
             self.tokens = 20;
+            self.instr_requests = self.instr_requests.min(200);
+            self.instr_runs = self.instr_runs.min(2);
+            self.instr_warmup = self.instr_warmup.min(50);
         }
         self
     }

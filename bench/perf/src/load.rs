@@ -1,11 +1,16 @@
 //! The load generators: wrk for throughput at fixed concurrency, oha for latency at a
-//! fixed offered rate (with latency correction, so a stall is not hidden).
+//! fixed offered rate (with latency correction, so a stall is not hidden), and a client of
+//! our own that sends an exact number of requests (for counted instructions).
 
 use crate::request;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Throughput {
@@ -127,6 +132,45 @@ fn parse_oha(text: &str) -> Option<Latency> {
         requests: all_codes + errors,
         errors: all_codes - ok + errors,
     })
+}
+
+/// Exactly `n` requests over `connections` keep-alive connections, one at a time on each;
+/// an error when any fails, is not a 200, or all of them take longer than `limit`.
+pub async fn fixed_count(
+    addr: SocketAddr,
+    n: u64,
+    connections: u32,
+    limit: Duration,
+) -> Result<(), String> {
+    let next = Arc::new(AtomicU64::new(0));
+    let raw = Arc::new(request::raw(addr));
+    let mut tasks = Vec::new();
+    for _ in 0..connections.max(1) {
+        let (next, raw) = (next.clone(), raw.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut conn = TcpStream::connect(addr)
+                .await
+                .map_err(|e| format!("connect {addr}: {e}"))?;
+            while next.fetch_add(1, Ordering::Relaxed) < n {
+                conn.write_all(&raw).await.map_err(|e| e.to_string())?;
+                match request::read_response(&mut conn).await? {
+                    200 => {}
+                    s => return Err(format!("status {s}")),
+                }
+            }
+            Ok::<(), String>(())
+        }));
+    }
+    let aborts: Vec<_> = tasks.iter().map(|t| t.abort_handle()).collect();
+    let all = async {
+        for t in tasks {
+            t.await.map_err(|e| e.to_string())??;
+        }
+        Ok(())
+    };
+    let result = tokio::time::timeout(limit, all).await;
+    aborts.iter().for_each(|a| a.abort());
+    result.map_err(|_| format!("{n} requests took longer than {} s", limit.as_secs()))?
 }
 
 /// Sleeps a little so a system settles between phases.

@@ -1,9 +1,10 @@
 //! perf-bench: one reproducible run of Meridian against direct, nginx, HAProxy, bare
-//! Pingora and LiteLLM proxy on this machine, on loopback, written to `bench/RESULTS.md`.
-//! `bench/run.sh` installs the tools, builds, and runs this.
+//! Pingora, vllm-router and LiteLLM proxy on this machine, on loopback, written to
+//! `bench/RESULTS.md`. `bench/run.sh` installs the tools, builds, and runs this.
 
 mod cli;
 mod conns;
+mod instr;
 mod load;
 mod nginx;
 mod procs;
@@ -45,9 +46,24 @@ async fn main() {
     }
 }
 
-fn selected(opts: &cli::Opts) -> Result<Vec<Kind>, String> {
+/// The systems to run. A smoke run without `--systems` takes those already installed and
+/// names the others (it installs nothing); a full run takes all, so a missing one is a
+/// problem. Returns them and a line for each system left out.
+fn selected(opts: &cli::Opts, setup: &Setup) -> Result<(Vec<Kind>, Vec<String>), String> {
     if opts.systems.is_empty() {
-        return Ok(Kind::ALL.to_vec());
+        if !opts.smoke {
+            return Ok((Kind::ALL.to_vec(), Vec::new()));
+        }
+        let (kinds, missing): (Vec<Kind>, Vec<Kind>) =
+            Kind::ALL.into_iter().partition(|k| k.installed(setup));
+        let skipped = missing
+            .into_iter()
+            .map(|k| {
+                let program = k.program(setup).unwrap_or_default();
+                format!("{}: {} not installed", k.name(), program.display())
+            })
+            .collect();
+        return Ok((kinds, skipped));
     }
     let mut kinds: Vec<Kind> = opts
         .systems
@@ -58,7 +74,7 @@ fn selected(opts: &cli::Opts) -> Result<Vec<Kind>, String> {
     if !kinds.contains(&Kind::Direct) {
         kinds.insert(0, Kind::Direct);
     }
-    Ok(kinds)
+    Ok((kinds, Vec::new()))
 }
 
 /// Raises the open-file limit to the hard limit and returns it.
@@ -79,20 +95,24 @@ fn raise_fd_limit() -> u64 {
 
 async fn run(opts: &cli::Opts) -> Result<Report, String> {
     let fd_limit = raise_fd_limit();
-    let kinds = selected(opts)?;
     let dir = std::env::temp_dir().join(format!("perf-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let setup = Setup {
         dir: dir.clone(),
         bin_dir: opts.bin_dir.clone(),
         litellm: opts.litellm.clone(),
+        vllm_router: opts.vllm_router.clone(),
         threads: opts.threads,
         fd_limit,
         meridian_default: opts.meridian_config.clone(),
     };
+    let (kinds, skipped) = selected(opts, &setup)?;
+    let mut report = Report::new(&kinds);
+    for s in skipped {
+        report.skip(s);
+    }
     let script = dir.join("request.lua");
     std::fs::write(&script, request::wrk_script()).map_err(|e| e.to_string())?;
-    let mut report = Report::new(&kinds);
     report.fd_limit = fd_limit;
 
     // Request cost: every system in front of the fixed-answer nginx.
@@ -113,7 +133,11 @@ async fn run(opts: &cli::Opts) -> Result<Report, String> {
         throughput(opts, &running, &script, &mut report).await;
     }
     if opts.runs("latency") {
-        latency(opts, &running, &mut report).await;
+        if systems::found(std::path::Path::new("oha")) || !opts.smoke {
+            latency(opts, &running, &mut report).await;
+        } else {
+            report.skip("latency phase: oha not installed".to_string());
+        }
     }
     // Before the idle-connection phase, whose buffers the allocator keeps afterwards.
     if opts.runs("soak") {
@@ -123,6 +147,9 @@ async fn run(opts: &cli::Opts) -> Result<Report, String> {
         memory(opts, &running, &mut report).await;
     }
     drop(running);
+    if opts.runs("instructions") {
+        instructions(opts, &setup, &kinds, &addrs, &mut report).await;
+    }
     drop(upstream);
     if !opts.runs("streaming") {
         report.selection = report::read_criterion(&opts.criterion);
@@ -202,8 +229,8 @@ async fn throughput(
 }
 
 /// Each system right after a run straight to the upstream at the same rate, so drift
-/// between the two cancels in the added figure; then the AI-gateway pair at a rate LiteLLM
-/// keeps up with.
+/// between the two cancels in the added figure; then Meridian and the AI gateways at a rate
+/// LiteLLM keeps up with.
 async fn latency(opts: &cli::Opts, running: &[Running], report: &mut Report) {
     let Some(direct) = running.iter().find(|r| r.kind == Kind::Direct) else {
         return;
@@ -221,10 +248,9 @@ async fn latency(opts: &cli::Opts, running: &[Running], report: &mut Report) {
         l
     };
     for r in running.iter().filter(|r| r.kind != Kind::Direct) {
-        let gateway = r.kind == Kind::Litellm;
         let rates: &[u32] = match r.kind {
             Kind::Litellm => &[opts.gateway_rate],
-            Kind::Meridian => &[opts.rate, opts.gateway_rate],
+            Kind::Meridian | Kind::VllmRouter => &[opts.rate, opts.gateway_rate],
             _ => &[opts.rate],
         };
         for &rate in rates {
@@ -243,9 +269,46 @@ async fn latency(opts: &cli::Opts, running: &[Running], report: &mut Report) {
                 }
                 (Err(e), _) | (_, Err(e)) => report.problem(r.kind, e),
             }
-            if gateway {
-                break;
-            }
+        }
+    }
+}
+
+/// Bare Pingora and Meridian under callgrind, one after the other, in front of the same
+/// fixed-answer upstream: instructions per request over the whole process.
+async fn instructions(
+    opts: &cli::Opts,
+    setup: &Setup,
+    kinds: &[Kind],
+    upstreams: &[std::net::SocketAddr],
+    report: &mut Report,
+) {
+    let wanted: Vec<Kind> = [Kind::PingoraRr, Kind::Meridian]
+        .into_iter()
+        .filter(|k| kinds.contains(k))
+        .collect();
+    if wanted.is_empty() {
+        return;
+    }
+    if !systems::found(&opts.valgrind) {
+        let what = format!(
+            "instructions phase: {} not installed",
+            opts.valgrind.display()
+        );
+        if opts.smoke {
+            report.skip(what);
+        } else {
+            report.problems.push(what);
+        }
+        return;
+    }
+    for k in wanted {
+        eprintln!(
+            "perf-bench: counting {}'s instructions under callgrind",
+            k.name()
+        );
+        match instr::measure(k, setup, upstreams, opts).await {
+            Ok(runs) => report.instructions.push((k, runs)),
+            Err(e) => report.problem(k, e),
         }
     }
 }

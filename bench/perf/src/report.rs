@@ -84,6 +84,10 @@ pub struct Report {
     pub selection: Vec<(usize, f64)>,
     /// The open-file limit the systems ran with.
     pub fd_limit: u64,
+    /// Systems and phases a smoke run left out, and why.
+    pub skipped: Vec<String>,
+    /// Instructions per request under callgrind, one figure per run.
+    pub instructions: Vec<(Kind, Vec<f64>)>,
 }
 
 impl Report {
@@ -94,7 +98,14 @@ impl Report {
             soak: None,
             selection: Vec::new(),
             fd_limit: 0,
+            skipped: Vec::new(),
+            instructions: Vec::new(),
         }
+    }
+
+    pub fn skip(&mut self, what: String) {
+        eprintln!("perf-bench: skipped {what}");
+        self.skipped.push(what);
     }
 
     pub fn get(&mut self, kind: Kind) -> &mut SystemResult {
@@ -128,9 +139,21 @@ impl Report {
             } else {
                 "full run"
             },
-            machine()
+            machine(opts)
         );
+        if !self.skipped.is_empty() {
+            let _ = writeln!(
+                md,
+                "Left out of this smoke run (a smoke installs nothing; the full run installs \
+                 and measures all):\n"
+            );
+            for s in &self.skipped {
+                let _ = writeln!(md, "- {s}");
+            }
+            md.push('\n');
+        }
         self.request_cost(&mut md, opts);
+        self.instructions_table(&mut md, opts);
         self.latency_table(&mut md, opts);
         self.memory_table(&mut md, opts);
         self.streaming_table(&mut md, opts);
@@ -190,7 +213,7 @@ impl Report {
              after the same run straight to the upstream (direct), so drift cancels; added = the \
              system's figure minus that direct run's. {} req/s is well below every proxy's \
              saturation; LiteLLM cannot sustain it (about {} req/s at most here), so the AI-gateway \
-             comparison runs direct, Meridian and LiteLLM at {} req/s.\n",
+             comparison runs direct, Meridian, vllm-router and LiteLLM at {} req/s.\n",
             opts.rate_duration,
             opts.rate,
             self.find(Kind::Litellm)
@@ -222,6 +245,80 @@ impl Report {
                     run.added_p99(),
                 );
             }
+        }
+        md.push('\n');
+    }
+
+    fn instructions_table(&self, md: &mut String, opts: &Opts) {
+        if self.instructions.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            md,
+            "## Instructions per request\n\n`valgrind --tool=callgrind` on the whole proxy process \
+             (all its threads; user-space instructions, not the kernel's), same fixed-answer \
+             upstream, config and worker threads as above. After {} warm-up requests, each run \
+             zeroes the counters (`callgrind_control -z`), sends exactly {} requests over {} \
+             keep-alive connections and dumps (`callgrind_control -d`). Counted, not timed: \
+             the figure does not move with the machine's load. Spread is (max - min) / median \
+             over the runs.\n",
+            opts.instr_warmup,
+            opts.instr_requests,
+            crate::instr::CONNECTIONS
+        );
+        let runs = self
+            .instructions
+            .iter()
+            .map(|(_, r)| r.len())
+            .max()
+            .unwrap_or(0);
+        let mut head = String::from("| system |");
+        let mut rule = String::from("| --- |");
+        for i in 1..=runs {
+            let _ = write!(head, " run {i} |");
+            rule.push_str(" ---: |");
+        }
+        let _ = writeln!(md, "{head} median | spread |\n{rule} ---: | ---: |");
+        let median_of = |k: Kind| {
+            self.instructions
+                .iter()
+                .find(|(s, _)| *s == k)
+                .and_then(|(_, r)| median(r.clone()))
+        };
+        for (k, r) in &self.instructions {
+            let mut row = format!("| {} |", k.name());
+            for i in 0..runs {
+                let _ = write!(row, " {} |", fmt(r.get(i).copied(), 0));
+            }
+            let _ = writeln!(
+                md,
+                "{row} {} | {} |",
+                fmt(median(r.clone()), 0),
+                spread(r).map_or("-".into(), |s| format!("{:.2}%", s * 100.0))
+            );
+        }
+        let (m, b) = (
+            self.instructions.iter().find(|(k, _)| *k == Kind::Meridian),
+            self.instructions
+                .iter()
+                .find(|(k, _)| *k == Kind::PingoraRr),
+        );
+        if let (Some((_, m)), Some((_, b))) = (m, b) {
+            let per_run: Vec<f64> = m.iter().zip(b).map(|(m, b)| m / b).collect();
+            let mut row = String::from("| meridian / pingora-rr |");
+            for i in 0..runs {
+                let r = per_run.get(i);
+                let _ = write!(row, " {} |", r.map_or("-".into(), |r| format!("{r:.3}x")));
+            }
+            let _ = writeln!(
+                md,
+                "{row} {}x | {} |",
+                fmt(
+                    ratio_f(median_of(Kind::Meridian), median_of(Kind::PingoraRr)),
+                    3
+                ),
+                spread(&per_run).map_or("-".into(), |s| format!("{:.2}%", s * 100.0))
+            );
         }
         md.push('\n');
     }
@@ -441,6 +538,16 @@ fn fmt(v: Option<f64>, decimals: usize) -> String {
     }
 }
 
+/// (max - min) / median, for two or more figures.
+fn spread(v: &[f64]) -> Option<f64> {
+    if v.len() < 2 {
+        return None;
+    }
+    let max = v.iter().copied().fold(f64::MIN, f64::max);
+    let min = v.iter().copied().fold(f64::MAX, f64::min);
+    ratio_f(Some(max - min), median(v.to_vec()))
+}
+
 fn diff(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     Some(a? - b?)
 }
@@ -473,8 +580,22 @@ pub fn read_criterion(dir: &Path) -> Vec<(usize, f64)> {
     out
 }
 
+/// The version a pinned requirements file gives `package`.
+fn pinned(file: &str, package: &str) -> String {
+    std::fs::read_to_string(file)
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix(&format!("{package}==")).map(str::to_string))
+        })
+        .map_or_else(
+            || format!("{package} not pinned"),
+            |v| format!("{package} {v}"),
+        )
+}
+
 /// One line on the machine and tool versions.
-fn machine() -> String {
+fn machine(opts: &Opts) -> String {
     let cmd = |c: &str, args: &[&str]| {
         Command::new(c)
             .args(args)
@@ -491,13 +612,22 @@ fn machine() -> String {
             .unwrap_or_else(|| "not found".into())
     };
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let valgrind = opts.valgrind.to_string_lossy();
     format!(
-        "Commit {}, {cores} cores, kernel {}. Tools: {}; {}; {}; {}.",
+        "Commit {}, {cores} cores, kernel {}, {} build. Tools: {}; {}; {}; {}; {}; {}; {}.",
         cmd("git", &["rev-parse", "--short", "HEAD"]),
         cmd("uname", &["-r"]),
+        if opts.bin_dir.ends_with("debug") {
+            "debug"
+        } else {
+            "release"
+        },
         cmd("nginx", &["-v"]),
         cmd("haproxy", &["-v"]),
         cmd("wrk", &["-v"]),
         cmd("oha", &["--version"]),
+        cmd(valgrind.as_ref(), &["--version"]),
+        pinned("bench/vllm-router-requirements.txt", "vllm-router"),
+        pinned("bench/litellm-requirements.txt", "litellm"),
     )
 }

@@ -1,8 +1,10 @@
 //! The systems under test, each started in front of the same upstreams with the same
-//! worker budget: direct (no proxy), nginx, HAProxy, bare Pingora, Meridian, LiteLLM.
+//! worker budget: direct (no proxy), nginx, HAProxy, bare Pingora, Meridian, vllm-router,
+//! LiteLLM.
 
 use crate::procs::Proc;
 use crate::request;
+use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -16,16 +18,18 @@ pub enum Kind {
     Haproxy,
     PingoraRr,
     Meridian,
+    VllmRouter,
     Litellm,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 7] = [
         Kind::Direct,
         Kind::Nginx,
         Kind::Haproxy,
         Kind::PingoraRr,
         Kind::Meridian,
+        Kind::VllmRouter,
         Kind::Litellm,
     ];
 
@@ -36,8 +40,27 @@ impl Kind {
             Kind::Haproxy => "haproxy",
             Kind::PingoraRr => "pingora-rr",
             Kind::Meridian => "meridian",
+            Kind::VllmRouter => "vllm-router",
             Kind::Litellm => "litellm",
         }
+    }
+
+    /// The program that runs this system (`None` for direct).
+    pub fn program(self, setup: &Setup) -> Option<PathBuf> {
+        Some(match self {
+            Kind::Direct => return None,
+            Kind::Nginx => "nginx".into(),
+            Kind::Haproxy => "haproxy".into(),
+            Kind::PingoraRr => setup.bin_dir.join("pingora-rr"),
+            Kind::Meridian => setup.bin_dir.join("meridian"),
+            Kind::VllmRouter => setup.vllm_router.clone(),
+            Kind::Litellm => setup.litellm.clone(),
+        })
+    }
+
+    /// Whether this system's program is on this machine.
+    pub fn installed(self, setup: &Setup) -> bool {
+        self.program(setup).is_none_or(|p| found(&p))
     }
 
     pub fn parse(s: &str) -> Option<Kind> {
@@ -50,6 +73,7 @@ pub struct Setup {
     pub dir: PathBuf,
     pub bin_dir: PathBuf,
     pub litellm: PathBuf,
+    pub vllm_router: PathBuf,
     pub threads: u32,
     /// The open-file limit every started program inherits.
     pub fd_limit: u64,
@@ -73,6 +97,15 @@ pub fn free_port() -> Result<u16, String> {
         .map_err(|e| format!("no free loopback port: {e}"))
 }
 
+/// Whether `program` exists: a path as given, a bare name on `PATH`.
+pub fn found(program: &Path) -> bool {
+    if program.components().count() > 1 {
+        return program.is_file();
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(program).is_file()))
+}
+
 fn write(path: &Path, text: &str) -> Result<(), String> {
     std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
 }
@@ -83,6 +116,18 @@ pub async fn start(
     setup: &Setup,
     upstreams: &[SocketAddr],
     tag: &str,
+) -> Result<Running, String> {
+    start_wrapped(kind, setup, upstreams, tag, &[]).await
+}
+
+/// As `start`, with the system's command run under `wrapper` (e.g. valgrind and its
+/// options) when that is not empty; the wait for readiness is then longer.
+pub async fn start_wrapped(
+    kind: Kind,
+    setup: &Setup,
+    upstreams: &[SocketAddr],
+    tag: &str,
+    wrapper: &[OsString],
 ) -> Result<Running, String> {
     let first = *upstreams.first().ok_or("no upstreams")?;
     if kind == Kind::Direct {
@@ -103,11 +148,17 @@ pub async fn start(
         Kind::Haproxy => (haproxy(&dir, setup, addr, upstreams)?, "/", 15),
         Kind::PingoraRr => (pingora_rr(setup, addr, upstreams), "/", 15),
         Kind::Meridian => (meridian(&dir, setup, addr, upstreams)?, "/health", 20),
+        // It checks every worker's /health before it listens.
+        Kind::VllmRouter => (vllm_router(setup, addr, upstreams)?, "/liveness", 60),
         Kind::Litellm => (
             litellm(&dir, setup, addr, upstreams)?,
             "/health/liveliness",
             180,
         ),
+    };
+    let (cmd, wait) = match wrapper.split_first() {
+        None => (cmd, wait),
+        Some((program, args)) => (wrap(program, args, &cmd), wait * 10 + 60),
     };
     let mut proc = Proc::spawn(kind.name(), cmd, &dir.join("output.log"))?;
     let deadline = Instant::now() + Duration::from_secs(wait);
@@ -137,6 +188,19 @@ pub async fn start(
         proc: Some(proc),
         max_clients: (kind == Kind::Haproxy).then(|| haproxy_maxconn(setup) as usize - 50),
     })
+}
+
+/// `program args... cmd` with `cmd`'s environment changes.
+fn wrap(program: &OsString, args: &[OsString], cmd: &Command) -> Command {
+    let mut w = Command::new(program);
+    w.args(args).arg(cmd.get_program()).args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => w.env(k, v),
+            None => w.env_remove(k),
+        };
+    }
+    w
 }
 
 fn nginx(
@@ -325,5 +389,35 @@ general_settings:
         .arg(&log)
         .env("LITELLM_LOCAL_MODEL_COST_MAP", "True")
         .env("LITELLM_LOG", "ERROR");
+    Ok(cmd)
+}
+
+/// vllm-router over the same upstreams as its workers. Round robin, as the other proxies:
+/// its default (cache_aware) policy makes three upstream calls per request.
+fn vllm_router(
+    setup: &Setup,
+    addr: SocketAddr,
+    upstreams: &[SocketAddr],
+) -> Result<Command, String> {
+    let mut cmd = Command::new(&setup.vllm_router);
+    cmd.arg("--host")
+        .arg(addr.ip().to_string())
+        .arg("--port")
+        .arg(addr.port().to_string())
+        .arg("--worker-urls");
+    for u in upstreams {
+        cmd.arg(format!("http://{u}"));
+    }
+    cmd.arg("--policy")
+        .arg("round_robin")
+        // Its metrics listener needs a port of its own.
+        .arg("--prometheus-host")
+        .arg("127.0.0.1")
+        .arg("--prometheus-port")
+        .arg(free_port()?.to_string())
+        .arg("--worker-startup-timeout-secs")
+        .arg("30")
+        .arg("--log-level")
+        .arg("warning");
     Ok(cmd)
 }
