@@ -1,12 +1,20 @@
 #!/usr/bin/env bash
-# Meridian's performance harness. On a fresh Debian machine it installs what is missing
-# (nginx, haproxy, wrk from Debian; oha from crates.io; LiteLLM proxy from PyPI into
-# bench/.venv), builds in release mode, runs the selection micro-benchmark and then
-# perf-bench, which starts every system on loopback, measures, stops them all and writes
-# bench/RESULTS.md. Bounded: every step runs under `timeout`.
+# Meridian's performance harness. Bounded: every step runs under `timeout`.
 #
-#   bench/run.sh            full run (about 10 minutes), writes bench/RESULTS.md
+#   bench/run.sh            full run (about 15 minutes), writes bench/RESULTS.md
 #   bench/run.sh --smoke    seconds per phase, writes target/perf-smoke.md (CI runs this)
+#
+# The full run installs what is missing (nginx, haproxy, wrk, valgrind from Debian; oha
+# from crates.io; LiteLLM proxy and vllm-router from PyPI into bench/.venv and
+# bench/.venv-vllm, each pinned), builds in release mode, runs the selection
+# micro-benchmark and then perf-bench, which starts every system on loopback, measures,
+# stops them all and writes bench/RESULTS.md.
+#
+# The smoke checks that the harness still works end to end, so it installs only what it
+# cannot run without (nginx, the upstream and a peer; wrk; valgrind) and builds nothing
+# new: it runs the debug build (`cargo build --workspace`, which CI has just done) and
+# skips the micro-benchmark. HAProxy, LiteLLM and vllm-router run when they are already
+# installed and oha's latency phase when oha is; what it left out is named in its report.
 #
 # Other arguments go to perf-bench (see `target/release/perf-bench --help`).
 set -euo pipefail
@@ -23,8 +31,11 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 missing=()
 command -v nginx >/dev/null || missing+=(nginx-light)
-command -v haproxy >/dev/null || missing+=(haproxy)
 command -v wrk >/dev/null || missing+=(wrk)
+command -v valgrind >/dev/null || missing+=(valgrind)
+if [ "$smoke" = 0 ]; then
+    command -v haproxy >/dev/null || missing+=(haproxy)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
     echo "bench: installing ${missing[*]}"
     # Keep the packages' own services from starting: the harness runs its own instances.
@@ -39,28 +50,34 @@ if [ ${#missing[@]} -gt 0 ]; then
     as_root env DEBIAN_FRONTEND=noninteractive timeout 900 apt-get install -y -qq --no-install-recommends "${missing[@]}"
     [ "$added_policy" = 1 ] && as_root rm -f "$policy"
 fi
+export PATH="$HOME/.cargo/bin:$PATH"
+
+if [ "$smoke" = 1 ]; then
+    timeout 1800 cargo build --workspace --quiet
+    ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+    exec timeout 1200 target/debug/perf-bench --bin-dir target/debug --out target/perf-smoke.md "$@"
+fi
+
 if ! command -v oha >/dev/null; then
     echo "bench: installing oha $OHA_VERSION from crates.io"
     timeout 1200 cargo install --locked --quiet oha --version "$OHA_VERSION"
 fi
-export PATH="$HOME/.cargo/bin:$PATH"
+# Each pinned with every dependency (pip freeze of a working install), so each run
+# measures the same LiteLLM and the same vllm-router.
 if [ ! -x bench/.venv/bin/litellm ]; then
-    # Pinned with every dependency (pip freeze of a working install), so each run
-    # measures the same LiteLLM.
     echo "bench: installing LiteLLM proxy (bench/litellm-requirements.txt) into bench/.venv"
     python3 -m venv bench/.venv
     timeout 1200 bench/.venv/bin/pip install --quiet -r bench/litellm-requirements.txt
 fi
+if [ ! -x bench/.venv-vllm/bin/vllm-router ]; then
+    echo "bench: installing vllm-router (bench/vllm-router-requirements.txt) into bench/.venv-vllm"
+    python3 -m venv bench/.venv-vllm
+    timeout 1200 bench/.venv-vllm/bin/pip install --quiet -r bench/vllm-router-requirements.txt
+fi
 
 timeout 1800 cargo build --release --workspace --quiet
-if [ "$smoke" = 1 ]; then
-    timeout 900 cargo bench --quiet --bench selection -- --warm-up-time 0.2 --measurement-time 0.5 --sample-size 10 >/dev/null
-    out=(--out target/perf-smoke.md)
-else
-    timeout 900 cargo bench --quiet --bench selection -- --warm-up-time 1 --measurement-time 3
-    out=()
-fi
+timeout 900 cargo bench --quiet --bench selection -- --warm-up-time 1 --measurement-time 3
 
 # 10,000 idle client connections need as many descriptors in the client and the proxies.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-timeout 2400 target/release/perf-bench "${out[@]}" "$@"
+timeout 3000 target/release/perf-bench "$@"
