@@ -54,6 +54,10 @@ pub struct Opts {
     /// another file measures a variant, e.g. with the access log off.
     #[arg(long, default_value = "conf/meridian.yaml")]
     pub meridian_config: PathBuf,
+    /// Keep the working folder (configs, logs, callgrind dumps for callgrind_annotate)
+    /// even when the run went well; its path is printed.
+    #[arg(long)]
+    pub keep: bool,
     /// Where meridian and pingora-rr were built.
     #[arg(long, default_value = "target/release")]
     pub bin_dir: PathBuf,

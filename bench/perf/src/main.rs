@@ -178,8 +178,10 @@ async fn run(opts: &cli::Opts) -> Result<Report, String> {
     }
     report.selection = report::read_criterion(&opts.criterion);
     // Kept when something went wrong: the logs the problems point to are there.
-    if report.problems.is_empty() {
+    if report.problems.is_empty() && !opts.keep {
         let _ = std::fs::remove_dir_all(&dir);
+    } else {
+        eprintln!("perf-bench: working folder kept: {}", dir.display());
     }
     Ok(report)
 }
