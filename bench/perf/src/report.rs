@@ -411,7 +411,7 @@ impl Report {
         let _ = writeln!(
             md,
             "## Selection decision\n\n`cargo bench --bench selection` (criterion, mean of one routing \
-             decision: `Runtime::select`).\n"
+             decision: `routing::pick` over a fresh ranking).\n"
         );
         if self.selection.is_empty() {
             let _ = writeln!(md, "Not run: no criterion results found.\n");
