@@ -34,8 +34,20 @@ impl RegionMask {
         self.0.count_ones() as usize
     }
 
+    /// The ids in the set, lowest first. Visits only the set bits (a request's `tried`
+    /// set is walked for every access-log line; testing all 64 positions cost ~700
+    /// instructions for one region).
     pub fn iter(self) -> impl Iterator<Item = usize> {
-        (0..MAX_REGIONS).filter(move |&i| self.contains(i))
+        let mut bits = self.0;
+        std::iter::from_fn(move || {
+            if bits == 0 {
+                return None;
+            }
+            let id = bits.trailing_zeros() as usize;
+            // Clears the lowest set bit.
+            bits &= bits - 1;
+            Some(id)
+        })
     }
 }
 
@@ -52,5 +64,14 @@ mod tests {
         assert_eq!(RegionMask::all(3).len(), 3);
         assert_eq!(RegionMask::all(64).len(), 64);
         assert!(!m.contains(200));
+    }
+
+    #[test]
+    fn iter_yields_every_member_in_order() {
+        assert_eq!(RegionMask::EMPTY.iter().count(), 0);
+        let all: Vec<usize> = RegionMask::all(64).iter().collect();
+        assert_eq!(all, (0..64).collect::<Vec<_>>());
+        let m = RegionMask::EMPTY.with(63).with(1).with(17);
+        assert_eq!(m.iter().collect::<Vec<_>>(), vec![1, 17, 63]);
     }
 }
