@@ -2,18 +2,53 @@
 //! request may be served from. Decisions fail closed: the resulting set is applied to the
 //! first attempt and to every retry.
 
-use crate::config::{normalize_geo_value as normalize, GeoAction, GeoConfig, IpNet};
+use crate::config::{GeoAction, GeoConfig, IpNet};
 use crate::failure::{Failure, Kind};
 use crate::regions::RegionMask;
 use http::HeaderMap;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::net::IpAddr;
+
+/// A geo value as a number: its bytes, zero-padded to 16. Values are at most 16 bytes and
+/// hold no NUL, so two values never share a key, and a request's value is found without
+/// allocating its upper-cased copy or hashing it.
+type GeoKey = u128;
+
+/// The key of `value` exactly as written; `None` for what no header value can match
+/// (empty, longer than 16 bytes, or holding a NUL).
+fn key_of(value: &[u8]) -> Option<GeoKey> {
+    if value.is_empty() || value.len() > 16 || value.contains(&0) {
+        return None;
+    }
+    let mut bytes = [0u8; 16];
+    bytes[..value.len()].copy_from_slice(value);
+    Some(GeoKey::from_be_bytes(bytes))
+}
+
+/// The key of a header value, as [`crate::config::normalize_geo_value`] accepts and
+/// upper-cases it: 1-16 letters, digits or '-'; `None` when malformed.
+fn header_key(value: &str) -> Option<GeoKey> {
+    let value = value.as_bytes();
+    let ok = !value.is_empty()
+        && value.len() <= 16
+        && value
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'-');
+    if !ok {
+        return None;
+    }
+    let mut bytes = [0u8; 16];
+    bytes[..value.len()].copy_from_slice(value);
+    bytes.make_ascii_uppercase();
+    Some(GeoKey::from_be_bytes(bytes))
+}
 
 pub struct GeoPolicy {
     header: http::HeaderName,
     default: GeoAction,
     rules: Vec<(String, GeoAction)>,
-    by_value: HashMap<String, usize>,
+    /// The rule for each value, sorted by key for a binary search.
+    by_value: Vec<(GeoKey, usize)>,
     all: RegionMask,
     trusted: Vec<IpNet>,
     reject_untrusted: bool,
@@ -37,10 +72,13 @@ pub enum GeoDecision {
 
 impl GeoPolicy {
     pub fn new(config: &GeoConfig, region_count: usize) -> Self {
-        let mut by_value = HashMap::new();
+        // A value listed twice belongs to the later rule.
+        let mut by_value = BTreeMap::new();
         for (i, rule) in config.rules.iter().enumerate() {
             for v in &rule.values {
-                by_value.insert(v.clone(), i);
+                if let Some(key) = key_of(v.as_bytes()) {
+                    by_value.insert(key, i);
+                }
             }
         }
         Self {
@@ -51,7 +89,7 @@ impl GeoPolicy {
                 .iter()
                 .map(|r| (r.name.clone(), r.action))
                 .collect(),
-            by_value,
+            by_value: by_value.into_iter().collect(),
             all: RegionMask::all(region_count),
             trusted: config.trusted_proxies.clone(),
             reject_untrusted: config.reject_untrusted,
@@ -70,13 +108,15 @@ impl GeoPolicy {
 
     /// The decision for a request from `peer` (the TCP peer: the CDN when there is one).
     pub fn decide_from(&self, headers: &HeaderMap, peer: Option<IpAddr>) -> GeoDecision {
-        if !self.trusts(peer) && headers.contains_key(&self.header) {
+        // One lookup serves both the trust check and the decision.
+        let values = headers.get_all(&self.header);
+        if values.iter().next().is_some() && !self.trusts(peer) {
             if self.reject_untrusted {
                 return GeoDecision::Untrusted;
             }
             return self.apply(self.default, None);
         }
-        self.decide(headers)
+        self.decide_values(values)
     }
 
     /// The regions a request may use and the rule that decided it, or the refusal.
@@ -116,21 +156,31 @@ impl GeoPolicy {
     }
 
     pub fn decide(&self, headers: &HeaderMap) -> GeoDecision {
-        let mut values = headers.get_all(&self.header).iter();
+        self.decide_values(headers.get_all(&self.header))
+    }
+
+    fn decide_values(&self, values: http::header::GetAll<'_, http::HeaderValue>) -> GeoDecision {
+        let mut values = values.iter();
         let Some(raw) = values.next() else {
             return self.apply(self.default, None);
         };
         if values.next().is_some() {
             return GeoDecision::Malformed(format!("header {} must appear once", self.header));
         }
-        let Some(value) = raw.to_str().ok().map(str::trim).and_then(normalize) else {
+        let Some(key) = raw.to_str().ok().map(str::trim).and_then(header_key) else {
             return GeoDecision::Malformed(format!(
                 "header {} must be 1-16 letters, digits or '-' (for example DE or US-CA)",
                 self.header
             ));
         };
-        match self.by_value.get(&value) {
-            Some(&i) => match self.rules.get(i) {
+        let rule = self
+            .by_value
+            .binary_search_by_key(&key, |&(k, _)| k)
+            .ok()
+            .and_then(|at| self.by_value.get(at))
+            .map(|&(_, i)| i);
+        match rule {
+            Some(i) => match self.rules.get(i) {
                 Some((_, action)) => self.apply(*action, Some(i)),
                 None => self.apply(self.default, None),
             },
@@ -249,6 +299,55 @@ mod tests {
         assert_eq!(
             p.decide(&HeaderMap::new()),
             GeoDecision::Deny { rule: None }
+        );
+    }
+
+    #[test]
+    fn header_keys_match_the_normalized_values() {
+        for v in ["de", "DE", "us-ca", "A", "0123456789ABCDEF", "x-Y-9"] {
+            let normalized = crate::config::normalize_geo_value(v).unwrap();
+            assert_eq!(header_key(v), key_of(normalized.as_bytes()), "{v}");
+        }
+        for bad in ["", "D,E", "a_b", "ABCDEFGHIJKLMNOPQ", "é", "D E"] {
+            assert_eq!(crate::config::normalize_geo_value(bad), None);
+            assert_eq!(header_key(bad), None, "{bad}");
+        }
+        // Short values are not prefixes of longer ones.
+        assert_ne!(header_key("US"), header_key("US-CA"));
+        assert_ne!(header_key("A"), header_key("A0"));
+    }
+
+    #[test]
+    fn a_value_listed_twice_belongs_to_the_later_rule() {
+        let config = GeoConfig {
+            header: http::HeaderName::from_static("x-geo-country"),
+            default: GeoAction::AllowAll,
+            rules: vec![
+                GeoRule {
+                    name: "first".into(),
+                    values: vec!["DE".into(), "AT".into()],
+                    action: GeoAction::Deny,
+                },
+                GeoRule {
+                    name: "second".into(),
+                    values: vec!["DE".into()],
+                    action: GeoAction::Allow(RegionMask::EMPTY.with(1)),
+                },
+            ],
+            trusted_proxies: Vec::new(),
+            reject_untrusted: false,
+        };
+        let p = GeoPolicy::new(&config, 3);
+        assert_eq!(
+            p.decide(&headers(&["de"])),
+            GeoDecision::Allow {
+                regions: RegionMask::EMPTY.with(1),
+                rule: Some(1)
+            }
+        );
+        assert_eq!(
+            p.decide(&headers(&["AT"])),
+            GeoDecision::Deny { rule: Some(0) }
         );
     }
 
