@@ -122,3 +122,55 @@ async fn the_last_lines_are_written_before_the_process_exits() {
         .collect();
     assert_eq!(statuses, vec![200; 20], "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_leaves_is_logged_as_gone_not_as_an_answer() {
+    let slow = region("ap-south-1", 3000).await;
+    let cfg = TestConfig::new()
+        .mock(&slow, 0.30, 1)
+        .section("health_check", "  interval: 1h\n  timeout: 5s\n");
+    let m = Meridian::start_with(
+        |p, a, d| {
+            let log = d.join("access.log");
+            format!("{}access_log: {}\n", cfg.render(p, a, d), log.display())
+        },
+        &[],
+    )
+    .await;
+    m.wait_health("ap-south-1", true).await;
+    {
+        use tokio::io::AsyncWriteExt;
+        let body = r#"{"prompt":"hello"}"#;
+        let mut conn = tokio::net::TcpStream::connect(m.proxy).await.unwrap();
+        let req = format!(
+            "POST /v1/inference HTTP/1.1\r\nhost: m\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        conn.write_all(req.as_bytes()).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        // The client gives up while the region is still working.
+    }
+    let path = m.dir.path().join("access.log");
+    let mut line = Value::Null;
+    eventually(
+        std::time::Duration::from_secs(10),
+        "the request's access-log line",
+        || {
+            line = std::fs::read_to_string(&path)
+                .unwrap_or_default()
+                .lines()
+                .next()
+                .map_or(Value::Null, |l| serde_json::from_str(l).unwrap());
+            let done = !line.is_null();
+            async move { done }
+        },
+    )
+    .await;
+    assert_eq!(line["status"], 499, "{line}");
+    assert_eq!(line["error"], "client_gone", "{line}");
+    let metrics = m.metrics().await;
+    assert!(
+        metrics.contains("meridian_request_outcomes_total{outcome=\"client_gone\"} 1"),
+        "{metrics}"
+    );
+}
