@@ -159,7 +159,9 @@ pub fn response_started(
     let status = resp.status.as_u16();
     if status == 429 || status == 503 {
         let wait = super::retry_after::parse(
-            resp.headers.get("retry-after").map(|v| v.as_bytes()),
+            resp.headers
+                .get(http::header::RETRY_AFTER)
+                .map(|v| v.as_bytes()),
             SystemTime::now(),
             rt.config.retry.retry_after_cap,
         )
@@ -197,9 +199,10 @@ pub fn response_started(
     }
     region.record_served();
     ctx.served_by = Some(region.id);
+    // The constant name: a &str is parsed and validated as a header name on every lookup.
     ctx.sse = resp
         .headers
-        .get("content-type")
+        .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
     Ok(())
