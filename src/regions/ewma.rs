@@ -2,44 +2,64 @@
 //! so a region that slows down loses traffic immediately and earns it back gradually.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+/// The zero of every [`Stamp`], fixed when the first estimate is made.
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// A moment as the estimates keep it: nanoseconds since a process-wide epoch. One
+/// epoch for all estimates lets a ranking convert its `now` once and read every
+/// region's estimates with it, instead of a clock subtraction per estimate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp(u64);
+
+impl Stamp {
+    pub fn at(t: Instant) -> Self {
+        let ns = t.saturating_duration_since(epoch()).as_nanos();
+        Stamp(u64::try_from(ns).unwrap_or(u64::MAX))
+    }
+}
 
 /// Readers (every routing decision) load two atomics; writers (each sample) serialise on
 /// a lock so the peak/decay update is not lost between two concurrent samples.
 #[derive(Debug)]
 pub struct PeakEwma {
     tau_secs: f64,
-    origin: Instant,
     /// The estimate in ms as f64 bits; NaN before the first sample.
     est_ms: AtomicU64,
-    /// When the estimate was last updated, in ns since `origin`.
+    /// When the estimate was last updated: a [`Stamp`]'s nanoseconds.
     stamp_ns: AtomicU64,
     write: Mutex<()>,
 }
 
 impl PeakEwma {
     pub fn new(tau: Duration) -> Self {
+        // Fixes the epoch now if this is the first estimate, so it precedes every moment
+        // this one is given.
+        epoch();
         Self {
             tau_secs: tau.as_secs_f64(),
-            origin: Instant::now(),
             est_ms: AtomicU64::new(f64::NAN.to_bits()),
             stamp_ns: AtomicU64::new(0),
             write: Mutex::new(()),
         }
     }
 
-    fn since_origin_ns(&self, t: Instant) -> u64 {
-        u64::try_from(t.saturating_duration_since(self.origin).as_nanos()).unwrap_or(u64::MAX)
-    }
-
     /// Seconds between the last update and `now`.
-    fn age_secs(&self, now: Instant) -> f64 {
-        let now_ns = self.since_origin_ns(now);
-        now_ns.saturating_sub(self.stamp_ns.load(Relaxed)) as f64 / 1e9
+    fn age_secs(&self, now: Stamp) -> f64 {
+        now.0.saturating_sub(self.stamp_ns.load(Relaxed)) as f64 / 1e9
     }
 
     pub fn observe(&self, rtt: Duration, now: Instant) {
+        self.observe_at(rtt, Stamp::at(now));
+    }
+
+    /// [`PeakEwma::observe`] with `now` already converted.
+    pub fn observe_at(&self, rtt: Duration, now: Stamp) {
         let rtt_ms = rtt.as_secs_f64() * 1000.0;
         let _guard = self.write.lock().unwrap_or_else(|p| p.into_inner());
         let est_ms = match self.estimate_ms() {
@@ -50,12 +70,17 @@ impl PeakEwma {
             _ => rtt_ms,
         };
         self.est_ms.store(est_ms.to_bits(), Relaxed);
-        self.stamp_ns.store(self.since_origin_ns(now), Relaxed);
+        self.stamp_ns.store(now.0, Relaxed);
     }
 
     /// The estimate as it ages: without new samples it drifts to `target` over `tau`, so
     /// a region that was slow once and then got no traffic is tried again eventually.
     pub fn estimate_toward_ms(&self, target: f64, now: Instant) -> Option<f64> {
+        self.estimate_toward_at(target, Stamp::at(now))
+    }
+
+    /// [`PeakEwma::estimate_toward_ms`] with `now` already converted.
+    pub fn estimate_toward_at(&self, target: f64, now: Stamp) -> Option<f64> {
         let est = self.estimate_ms()?;
         let w = (-self.age_secs(now) / self.tau_secs).exp();
         Some(est * w + target * (1.0 - w))
@@ -64,9 +89,9 @@ impl PeakEwma {
     /// Takes over `other`'s estimate and its age (a config reload keeping a region).
     pub fn copy_from(&self, other: &PeakEwma) {
         let _guard = self.write.lock().unwrap_or_else(|p| p.into_inner());
-        let stamp = other.origin + Duration::from_nanos(other.stamp_ns.load(Relaxed));
+        // Both count from the same epoch.
         self.est_ms.store(other.est_ms.load(Relaxed), Relaxed);
-        self.stamp_ns.store(self.since_origin_ns(stamp), Relaxed);
+        self.stamp_ns.store(other.stamp_ns.load(Relaxed), Relaxed);
     }
 
     /// The current estimate in milliseconds; `None` before the first sample.

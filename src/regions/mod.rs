@@ -11,7 +11,7 @@ mod load;
 pub use crate::config::{RegionMask, MAX_REGIONS};
 pub use budget::{ActiveRequest, ActiveRetry, RetryBudget};
 pub use circuit::{Circuit, CircuitState};
-pub use ewma::PeakEwma;
+pub use ewma::{PeakEwma, Stamp};
 pub use load::LoadReport;
 
 use crate::config::{Config, Endpoint, RegionConfig};
@@ -302,9 +302,10 @@ impl Region {
     /// A real request's time to first byte: feeds `ttft` and, beyond the current
     /// round-trip estimate, `work`.
     pub fn observe_first_byte(&self, ttfb: Duration, now: Instant) {
-        self.ttft.observe(ttfb, now);
+        let now = Stamp::at(now);
+        self.ttft.observe_at(ttfb, now);
         let rtt = Duration::from_secs_f64(self.rtt.estimate_ms().unwrap_or(0.0) / 1000.0);
-        self.work.observe(ttfb.saturating_sub(rtt), now);
+        self.work.observe_at(ttfb.saturating_sub(rtt), now);
     }
 
     /// Marks one request in flight until the returned guard is dropped.

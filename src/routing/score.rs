@@ -24,7 +24,7 @@
 //! with fewer than 1/1.4 (71 %) of its regions healthy looks up to one tier dearer, so the
 //! next tier takes a share of its traffic before its last regions are overwhelmed.
 
-use crate::regions::Region;
+use crate::regions::{Region, Stamp};
 use smallvec::SmallVec;
 use std::sync::Arc;
 use std::time::Instant;
@@ -54,7 +54,8 @@ pub struct Scorer {
     /// (priority, deficit) per cost tier; a handful of tiers, so a list beats a map, and
     /// it lives inline so that scoring does not allocate.
     tier_deficit: SmallVec<[(u32, f64); 8]>,
-    now: Instant,
+    /// When the ranking is made, converted once for every region's estimates.
+    now: Stamp,
 }
 
 impl Scorer {
@@ -85,7 +86,7 @@ impl Scorer {
             weights,
             fleet_work_ms: median(&mut works),
             tier_deficit,
-            now: Instant::now(),
+            now: Stamp::at(Instant::now()),
         }
     }
 
@@ -94,7 +95,7 @@ impl Scorer {
     pub fn latency_ms(&self, region: &Region) -> f64 {
         let work = region
             .work
-            .estimate_toward_ms(self.fleet_work_ms, self.now)
+            .estimate_toward_at(self.fleet_work_ms, self.now)
             .unwrap_or(self.fleet_work_ms);
         region.rtt.estimate_ms().unwrap_or(0.0) + work
     }
