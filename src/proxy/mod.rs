@@ -46,22 +46,29 @@ fn stop(ctx: &mut RequestCtx, failure: crate::failure::Failure) -> Box<Error> {
 
 #[async_trait]
 impl ProxyHttp for MeridianProxy {
-    type CTX = RequestCtx;
+    /// Boxed: Pingora keeps the CTX inline in its per-request future, which it moves
+    /// (memcpy) several times a request; a pointer moves for less than the whole
+    /// context does.
+    type CTX = Box<RequestCtx>;
 
-    fn new_ctx(&self) -> RequestCtx {
-        RequestCtx::new(self.shared.current())
+    fn new_ctx(&self) -> Box<RequestCtx> {
+        Box::new(RequestCtx::new(self.shared.current()))
     }
 
     async fn early_request_filter(
         &self,
         session: &mut Session,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
     ) -> Result<()> {
         limits::keep_alive(session, &ctx.rt.config.limits);
         Ok(())
     }
 
-    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+    async fn request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut Box<RequestCtx>,
+    ) -> Result<bool> {
         if admit::is_health_request(session.req_header()) {
             let (status, body) = crate::telemetry::health::report(&ctx.rt.regions);
             respond::respond_json(session, status, body).await?;
@@ -82,7 +89,7 @@ impl ProxyHttp for MeridianProxy {
         _session: &mut Session,
         body: &mut Option<Bytes>,
         _end_of_stream: bool,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
     ) -> Result<()> {
         let chunk = body.as_ref().map_or(0, Bytes::len);
         limits::count(ctx, chunk).map_err(|failure| stop(ctx, failure))
@@ -91,7 +98,7 @@ impl ProxyHttp for MeridianProxy {
     async fn upstream_peer(
         &self,
         _session: &mut Session,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
     ) -> Result<Box<HttpPeer>> {
         route::next_peer(ctx).map_err(|failure| stop(ctx, failure))
     }
@@ -100,7 +107,7 @@ impl ProxyHttp for MeridianProxy {
         &self,
         _session: &mut Session,
         req: &mut RequestHeader,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
     ) -> Result<()> {
         let Some(attempt) = &ctx.current else {
             return Ok(());
@@ -114,7 +121,7 @@ impl ProxyHttp for MeridianProxy {
         &self,
         _session: &mut Session,
         _peer: &HttpPeer,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
         e: Box<Error>,
     ) -> Box<Error> {
         failover::connect_failed(ctx, e)
@@ -125,7 +132,7 @@ impl ProxyHttp for MeridianProxy {
         _peer: &HttpPeer,
         session: &mut Session,
         e: Box<Error>,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
         client_reused: bool,
     ) -> Box<Error> {
         failover::proxy_failed(ctx, session, e, client_reused)
@@ -135,7 +142,7 @@ impl ProxyHttp for MeridianProxy {
         &self,
         session: &mut Session,
         resp: &mut ResponseHeader,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
     ) -> Result<()> {
         headers::strip_upstream_response(resp);
         failover::response_started(ctx, session, resp)
@@ -146,7 +153,7 @@ impl ProxyHttp for MeridianProxy {
         _session: &mut Session,
         body: &mut Option<Bytes>,
         end_of_stream: bool,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
     ) -> Result<Option<Duration>> {
         failover::body_received(ctx, body, end_of_stream);
         Ok(None)
@@ -156,7 +163,7 @@ impl ProxyHttp for MeridianProxy {
         &self,
         _session: &mut Session,
         resp: &mut ResponseHeader,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
     ) -> Result<()> {
         headers::add_final(resp, ctx)
     }
@@ -165,7 +172,7 @@ impl ProxyHttp for MeridianProxy {
         &self,
         session: &mut Session,
         e: &Error,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
     ) -> FailToProxy {
         let end = ctx.end.clone().unwrap_or_else(|| respond::classify(e, ctx));
         let error_code = match &end {
@@ -185,7 +192,7 @@ impl ProxyHttp for MeridianProxy {
         }
     }
 
-    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Box<RequestCtx>) {
         finish::record(session, ctx);
     }
 }
