@@ -22,15 +22,17 @@ impl<'a> Line<'a> {
         Line { out, first: true }
     }
 
+    /// Writes `,"key":` (no comma before the first), with one capacity check.
     fn key(&mut self, key: &str) -> &mut Vec<u8> {
-        if !self.first {
-            self.out.push(b',');
+        let out = &mut *self.out;
+        out.reserve(key.len() + 4);
+        if !std::mem::replace(&mut self.first, false) {
+            out.push(b',');
         }
-        self.first = false;
-        self.out.push(b'"');
-        self.out.extend_from_slice(key.as_bytes());
-        self.out.extend_from_slice(b"\":");
-        self.out
+        out.push(b'"');
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(b"\":");
+        out
     }
 
     fn str(&mut self, key: &str, value: &str) {
@@ -101,8 +103,7 @@ impl<'a> Line<'a> {
 /// JSON escapes, so they are copied as they are, which is what serde_json would write
 /// for them at a fraction of its per-call cost; serde_json escapes the rest.
 fn json_str(out: &mut Vec<u8>, value: &str) {
-    // serde_json escapes exactly the control characters, the quote and the backslash.
-    if value.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+    if !needs_escape(value.as_bytes()) {
         out.reserve(value.len() + 2);
         out.push(b'"');
         out.extend_from_slice(value.as_bytes());
@@ -111,6 +112,30 @@ fn json_str(out: &mut Vec<u8>, value: &str) {
         // Writing a &str into a Vec cannot fail.
         let _ = serde_json::to_writer(out, value);
     }
+}
+
+/// Whether `s` holds a byte serde_json escapes: a control character (below 0x20), the
+/// quote or the backslash. Eight bytes at a time with the classic bit tricks: for a
+/// word `w`, `(w - 0x01..01 * n) & !w & 0x80..80` is non-zero exactly when some byte of
+/// `w` is below `n` (n <= 0x80), and a byte equal to `c` is a zero byte of `w ^ c..c`.
+fn needs_escape(s: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let below = |w: u64, n: u8| w.wrapping_sub(ONES * u64::from(n)) & !w & HIGH;
+    let has = |w: u64, c: u8| below(w ^ (ONES * u64::from(c)), 1);
+    let mut words = s.chunks_exact(8);
+    for chunk in &mut words {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(bytes);
+        if below(w, 0x20) | has(w, b'"') | has(w, b'\\') != 0 {
+            return true;
+        }
+    }
+    words
+        .remainder()
+        .iter()
+        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
 /// `now` in RFC 3339 with milliseconds (`2026-01-02T03:04:05.678Z`), as
@@ -243,10 +268,27 @@ mod tests {
             "\u{1f}",
             "del\u{7f}",
             "é ü 東京",
+            "/v1/chat/completions?x=\"",
+            "0123456\\89abcdef",
+            "0123456789abcde\n",
+            "\u{7f}\u{80}\u{ff}\u{100}\u{ffff}ÿÿÿÿÿÿ",
+            "~~~~~~~~~~~~~~~~!!!!!!!!########",
+            "!!!!!!!!\u{1f}!!!!!!!",
         ] {
             let mut ours = Vec::new();
             super::json_str(&mut ours, s);
             assert_eq!(ours, serde_json::to_vec(s).unwrap(), "{s:?}");
+        }
+        // Every byte value at every place in a word and in the tail.
+        for b in 0u8..=0x7f {
+            for at in 0..11 {
+                let mut text = vec![b'a'; 11];
+                text[at] = b;
+                let text = String::from_utf8(text).unwrap();
+                let mut ours = Vec::new();
+                super::json_str(&mut ours, &text);
+                assert_eq!(ours, serde_json::to_vec(&text).unwrap(), "{text:?}");
+            }
         }
     }
 
