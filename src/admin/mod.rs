@@ -69,10 +69,7 @@ impl AdminApp {
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let rt = self.shared.current();
-        match rt.config.limits.keepalive_timeout.as_secs() {
-            0 => session.set_keepalive(None),
-            secs => session.set_keepalive(Some(secs)),
-        }
+        session.set_keepalive(rt.config.limits.keepalive());
         let req = session.req_header();
         let (status, content_type, body) = if self.authorized(&rt, req) {
             self.route(&rt, &req.method, req.uri.path())

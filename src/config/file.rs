@@ -62,6 +62,16 @@ pub struct LimitsFile {
     pub max_connections: usize,
 }
 
+impl LimitsFile {
+    /// `keepalive_timeout` as Pingora's sessions take it: seconds, `None` for no keep-alive.
+    pub fn keepalive(&self) -> Option<u64> {
+        match self.keepalive_timeout.as_secs() {
+            0 => None,
+            secs => Some(secs),
+        }
+    }
+}
+
 impl Default for LimitsFile {
     fn default() -> Self {
         Self {

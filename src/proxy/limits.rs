@@ -45,8 +45,5 @@ pub fn count(ctx: &mut RequestCtx, chunk: usize) -> Result<(), Failure> {
 /// `limits.keepalive_timeout`: how long the connection may sit idle after this request
 /// before the next one, where Pingora's default waits forever. Zero: no keep-alive.
 pub fn keep_alive(session: &mut Session, limits: &Limits) {
-    match limits.keepalive_timeout.as_secs() {
-        0 => session.set_keepalive(None),
-        secs => session.set_keepalive(Some(secs)),
-    }
+    session.set_keepalive(limits.keepalive());
 }

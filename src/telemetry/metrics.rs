@@ -93,8 +93,8 @@ fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntC
     c
 }
 
-fn gauge(registry: &Registry, name: &str, help: &str) -> IntGaugeVec {
-    let g = IntGaugeVec::new(Opts::new(name, help), &["region"])
+fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels)
         .unwrap_or_else(|e| panic!("metric {name}: {e}"));
     registry
         .register(Box::new(g.clone()))
@@ -152,16 +152,19 @@ impl Metrics {
                 &registry,
                 "meridian_region_healthy",
                 "1 while at least one endpoint of the region passes its probes",
+                &["region"],
             ),
             in_flight: gauge(
                 &registry,
                 "meridian_region_in_flight",
                 "Requests in flight per region",
+                &["region"],
             ),
             circuit_open: gauge(
                 &registry,
                 "meridian_region_circuit_open",
                 "1 while the region's circuit is open or half-open",
+                &["region"],
             ),
             outcome_counters: {
                 let outcomes = counter(
@@ -183,20 +186,12 @@ impl Metrics {
                 "meridian_ttft_seconds",
                 "From the request's arrival to the first response body byte (time to first token)",
             ),
-            connections_open: {
-                let g = IntGaugeVec::new(
-                    Opts::new(
-                        "meridian_connections_open",
-                        "Client connections open, by listener (proxy, proxy_tls, admin)",
-                    ),
-                    &["listener"],
-                )
-                .unwrap_or_else(|e| panic!("connections metric: {e}"));
-                registry
-                    .register(Box::new(g.clone()))
-                    .unwrap_or_else(|e| panic!("connections metric: {e}"));
-                g
-            },
+            connections_open: gauge(
+                &registry,
+                "meridian_connections_open",
+                "Client connections open, by listener (proxy, proxy_tls, admin)",
+                &["listener"],
+            ),
             connections_refused: counter(
                 &registry,
                 "meridian_connections_refused_total",

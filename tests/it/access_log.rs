@@ -4,6 +4,18 @@
 use crate::common::*;
 use serde_json::Value;
 
+/// Meridian on `cfg`, its access log in `access.log` of its folder.
+async fn start_logging_to_file(cfg: &TestConfig) -> Meridian {
+    Meridian::start_with(
+        |p, a, d| {
+            let log = d.join("access.log");
+            format!("{}access_log: {}\n", cfg.render(p, a, d), log.display())
+        },
+        &[],
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_request_gets_one_json_line() {
     let ap = region("ap-south-1", 0).await;
@@ -16,14 +28,7 @@ async fn every_request_gets_one_json_line() {
         .mock_tagged(&eu, 0.45, 2, "eu")
         .section("health_check", "  interval: 1h\n  timeout: 500ms\n")
         .section("geo", "  rules:\n    - name: eu-data-residency\n      match: [DE]\n      allow: [tag:eu]\n    - name: embargo\n      match: [KP]\n      deny: true\n");
-    let m = Meridian::start_with(
-        |p, a, d| {
-            let log = d.join("access.log");
-            format!("{}access_log: {}\n", cfg.render(p, a, d), log.display())
-        },
-        &[],
-    )
-    .await;
+    let m = start_logging_to_file(&cfg).await;
     m.wait_health("me-south-1", true).await;
     // Dies after the first probe round: found by the first request, which fails over.
     dead.kill().await;
@@ -129,14 +134,7 @@ async fn a_client_that_leaves_is_logged_as_gone_not_as_an_answer() {
     let cfg = TestConfig::new()
         .mock(&slow, 0.30, 1)
         .section("health_check", "  interval: 1h\n  timeout: 5s\n");
-    let m = Meridian::start_with(
-        |p, a, d| {
-            let log = d.join("access.log");
-            format!("{}access_log: {}\n", cfg.render(p, a, d), log.display())
-        },
-        &[],
-    )
-    .await;
+    let m = start_logging_to_file(&cfg).await;
     m.wait_health("ap-south-1", true).await;
     {
         use tokio::io::AsyncWriteExt;
