@@ -36,10 +36,6 @@ impl Ranker {
         }
     }
 
-    pub fn regions(&self) -> &RegionTable {
-        &self.regions
-    }
-
     pub fn weights(&self) -> Weights {
         self.weights
     }

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub fn backend_of(region: usize, endpoint: usize, addr: std::net::SocketAddr) -> Backend {
+fn backend_of(region: usize, endpoint: usize, addr: std::net::SocketAddr) -> Backend {
     let mut backend = Backend {
         addr: pingora::protocols::l4::socket::SocketAddr::Inet(addr),
         weight: 1,
