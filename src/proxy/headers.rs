@@ -47,33 +47,65 @@ const ATTEMPTS: [HeaderValue; 4] = [
     HeaderValue::from_static("3"),
 ];
 
+const REGION: HeaderName = HeaderName::from_static("x-meridian-region");
+const PROVIDER: HeaderName = HeaderName::from_static("x-meridian-provider");
+const ATTEMPTS_NAME: HeaderName = HeaderName::from_static("x-meridian-attempts");
+const COST: HeaderName = HeaderName::from_static("x-meridian-cost-per-1k");
+const DECISION: HeaderName = HeaderName::from_static("x-meridian-decision");
+
 /// Tells the client which region served it, how many attempts it took and the price.
-pub fn add_served(
-    resp: &mut ResponseHeader,
-    region: &Region,
-    attempts: usize,
-) -> pingora::Result<()> {
+fn add_served(headers: &mut HeaderMap, region: &Region, attempts: usize) {
     let h = &region.served_headers;
-    resp.insert_header("x-meridian-region", h.region.clone())?;
-    resp.insert_header("x-meridian-provider", h.provider.clone())?;
-    match ATTEMPTS.get(attempts) {
-        Some(v) => resp.insert_header("x-meridian-attempts", v.clone())?,
-        None => resp.insert_header("x-meridian-attempts", attempts.to_string())?,
-    }
-    resp.insert_header("x-meridian-cost-per-1k", h.cost_per_1k.clone())
+    headers.insert(REGION, h.region.clone());
+    headers.insert(PROVIDER, h.provider.clone());
+    let attempts = match ATTEMPTS.get(attempts) {
+        Some(v) => v.clone(),
+        None => HeaderValue::from(attempts),
+    };
+    headers.insert(ATTEMPTS_NAME, attempts);
+    headers.insert(COST, h.cost_per_1k.clone());
 }
 
 /// On the final response only (never a `100 Continue`): which region served it, and the
 /// decision when the request asked for it.
+///
+/// Pingora sizes a region's response header map for exactly the headers it arrived with,
+/// and its `insert_header` parses each name and updates a second map that remembers the
+/// region's spelling of every name. Adding four headers that way grows both maps and costs
+/// more than the rest of Meridian's response path. So the headers go into the value map
+/// directly, with room reserved once, and the response is written in canonical case:
+/// standard names title-cased (`Content-Type`), others lowercase, as Envoy does. Header
+/// names are case-insensitive (RFC 9110, section 5.1), and HTTP/2 has only lowercase.
 pub fn add_final(resp: &mut ResponseHeader, ctx: &super::ctx::RequestCtx) -> pingora::Result<()> {
     if resp.status.is_informational() {
         return Ok(());
     }
+    let region = ctx.served_by.and_then(|id| ctx.rt.regions.get(id));
+    if region.is_none() && ctx.decision.is_none() {
+        return Ok(());
+    }
+    // A region's own reason phrase ("200 Fine") survives; the usual one costs nothing.
+    let reason = resp
+        .get_reason_phrase()
+        .filter(|r| Some(*r) != resp.status.canonical_reason())
+        .map(str::to_owned);
+    let empty = ResponseHeader::from(http::Response::new(()).into_parts().0);
+    let mut parts: http::response::Parts = std::mem::replace(resp, empty).into();
+    parts.headers.reserve(5);
     if let Some(decision) = &ctx.decision {
-        resp.insert_header("x-meridian-decision", decision.as_str())?;
+        match HeaderValue::from_str(decision) {
+            Ok(v) => {
+                parts.headers.insert(DECISION, v);
+            }
+            Err(e) => log::warn!("decision header not sent: {e}"),
+        }
     }
-    match ctx.served_by.and_then(|id| ctx.rt.regions.get(id)) {
-        Some(region) => add_served(resp, region, ctx.attempts),
-        None => Ok(()),
+    if let Some(region) = region {
+        add_served(&mut parts.headers, region, ctx.attempts);
     }
+    *resp = ResponseHeader::from(parts);
+    if reason.is_some() {
+        resp.set_reason_phrase(reason.as_deref())?;
+    }
+    Ok(())
 }

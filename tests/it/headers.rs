@@ -2,6 +2,7 @@
 //! ones never reach the client, and every proxied response says who served it.
 
 use crate::common::*;
+use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn meridian_headers_are_stripped_upstream_and_set_downstream() {
@@ -38,4 +39,109 @@ async fn meridian_headers_are_stripped_upstream_and_set_downstream() {
     assert_eq!(r.headers["x-meridian-cost-per-1k"], "0.32");
     assert_eq!(r.headers["x-mock-region"], "ap-south-1");
     assert_eq!(r.headers.get_all("x-meridian-region").iter().count(), 1);
+}
+
+/// An upstream that answers every request on every keep-alive connection with `answer`,
+/// after reading the request's head and its `content-length` body.
+async fn fixed_upstream(answer: &'static [u8]) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        match conn.read(&mut chunk).await {
+                            Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                            _ => return,
+                        }
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    while buf.len() < end + 4 + len {
+                        match conn.read(&mut chunk).await {
+                            Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                            _ => return,
+                        }
+                    }
+                    buf.drain(..end + 4 + len);
+                    if conn.write_all(answer).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Meridian adds its headers without disturbing the region's: repeated headers keep every
+/// value, a reason phrase of the region's own survives, and names stay case-insensitive
+/// equal (Meridian writes them in canonical case).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_regions_own_headers_and_reason_phrase_reach_the_client() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = fixed_upstream(
+        b"HTTP/1.1 200 Fine Here\r\nContent-Type: application/json\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nX-Upstream-Thing: Yes\r\nX-Meridian-Region: forged\r\nContent-Length: 2\r\n\r\n{}",
+    )
+    .await;
+    let cfg = TestConfig::new().region("ap-south-1", &[format!("http://{upstream}")], 0.3, 1, "");
+    let m = Meridian::start(&cfg).await;
+    m.wait_health("ap-south-1", true).await;
+
+    let mut conn = tokio::net::TcpStream::connect(m.proxy).await.unwrap();
+    let body = br#"{"prompt":"hi"}"#;
+    let head = format!(
+        "POST /v1/inference HTTP/1.1\r\nhost: meridian\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    conn.write_all(body).await.unwrap();
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !out.ends_with(b"\r\n\r\n{}") {
+        let n = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut chunk))
+            .await
+            .expect("a response within 5 s")
+            .unwrap();
+        assert!(n > 0, "{}", String::from_utf8_lossy(&out));
+        out.extend_from_slice(&chunk[..n]);
+    }
+    let text = String::from_utf8_lossy(&out).to_string();
+    let (head, _) = text.split_once("\r\n\r\n").unwrap();
+    let mut lines = head.lines();
+    assert_eq!(lines.next(), Some("HTTP/1.1 200 Fine Here"), "{head}");
+    let fields: Vec<(String, String)> = lines
+        .map(|l| {
+            let (k, v) = l.split_once(':').unwrap();
+            (k.to_ascii_lowercase(), v.trim().to_string())
+        })
+        .collect();
+    let all = |name: &str| -> Vec<&str> {
+        fields
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    };
+    assert_eq!(all("set-cookie"), ["a=1", "b=2"], "{head}");
+    assert_eq!(all("x-upstream-thing"), ["Yes"], "{head}");
+    assert_eq!(all("content-type"), ["application/json"], "{head}");
+    assert_eq!(all("x-meridian-region"), ["ap-south-1"], "{head}");
+    assert_eq!(all("x-meridian-attempts"), ["1"], "{head}");
+    assert_eq!(all("x-meridian-provider"), ["aws"], "{head}");
+    assert_eq!(all("x-meridian-cost-per-1k"), ["0.3"], "{head}");
+    // Standard names go out title-cased, as HTTP/1 clients are used to.
+    assert!(
+        head.contains("\r\nContent-Type: application/json"),
+        "{head}"
+    );
 }
