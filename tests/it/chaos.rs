@@ -64,7 +64,9 @@ impl RegionProcess {
                 .spawn()
                 .expect("mock region process starts");
             for _ in 0..100 {
-                if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                // Only this child's own socket: the port may have been taken by another
+                // test since it was picked.
+                if listens_on(child.id(), addr.port()) {
                     // Answers as fast as the in-process mocks: no per-token time.
                     let r = client()
                         .post(format!("http://{addr}/control"))

@@ -175,6 +175,32 @@ pub fn free_addr() -> SocketAddr {
     l.local_addr().unwrap()
 }
 
+/// Whether process `pid` has a socket listening on TCP `port` (Linux: the socket's inode
+/// in /proc/net/tcp{,6} in state LISTEN is one of the process's file descriptors).
+pub fn listens_on(pid: u32, port: u16) -> bool {
+    let suffix = format!(":{port:04X}");
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() > 9 && f[1].ends_with(&suffix) && f[3] == "0A" {
+                inodes.push(format!("socket:[{}]", f[9]));
+            }
+        }
+    }
+    if inodes.is_empty() {
+        return false;
+    }
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        std::fs::read_link(fd.path())
+            .is_ok_and(|target| inodes.iter().any(|i| target.as_os_str() == i.as_str()))
+    })
+}
+
 pub fn meridian_bin() -> &'static str {
     env!("CARGO_BIN_EXE_meridian")
 }
@@ -237,9 +263,11 @@ impl Meridian {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return false;
             }
-            if tokio::net::TcpStream::connect(self.proxy).await.is_ok()
-                && tokio::net::TcpStream::connect(self.admin).await.is_ok()
-            {
+            // Another test's process may hold a port picked here (it was free when
+            // picked): then this one fails to bind and exits, while a connect succeeds.
+            // Only sockets this child itself listens on count.
+            let pid = self.child.id();
+            if listens_on(pid, self.proxy.port()) && listens_on(pid, self.admin.port()) {
                 return true;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
