@@ -42,6 +42,7 @@ fn decide(c: &mut Criterion) {
         let filter = Filter {
             allowed: RegionMask::all(regions.len()),
             tried: RegionMask::EMPTY,
+            model: None,
             version: None,
             gpu_saturation: 0.95,
             allow_saturated: false,

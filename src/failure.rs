@@ -18,6 +18,12 @@ pub enum Kind {
     ClientTimeout,
     /// Pingora could not make sense of the request.
     BadRequest,
+    /// A model-routed request whose JSON body is malformed.
+    InvalidRequest,
+    /// A model-routed request names no model.
+    MissingModel,
+    /// No region serves the model asked for.
+    ModelNotFound,
     NoEligibleRegion,
     /// Every eligible region is saturated: load is shed.
     Overloaded,
@@ -35,7 +41,12 @@ pub enum Kind {
 impl Kind {
     pub fn status(self) -> u16 {
         match self {
-            Kind::InvalidGeoHeader | Kind::InvalidHeader | Kind::BadRequest => 400,
+            Kind::InvalidGeoHeader
+            | Kind::InvalidHeader
+            | Kind::BadRequest
+            | Kind::InvalidRequest
+            | Kind::MissingModel => 400,
+            Kind::ModelNotFound => 404,
             Kind::UntrustedGeoHeader => 403,
             Kind::ClientTimeout => 408,
             Kind::RequestTooLarge => 413,
@@ -58,6 +69,9 @@ impl Kind {
             Kind::RequestTooLarge => "request_too_large",
             Kind::ClientTimeout => "client_timeout",
             Kind::BadRequest => "bad_request",
+            Kind::InvalidRequest => "invalid_request_error",
+            Kind::MissingModel => "missing_model",
+            Kind::ModelNotFound => "model_not_found",
             Kind::NoEligibleRegion => "no_eligible_region",
             Kind::Overloaded => "overloaded",
             Kind::AttemptsExhausted => "attempts_exhausted",
@@ -124,6 +138,9 @@ mod tests {
             Kind::RequestTooLarge,
             Kind::ClientTimeout,
             Kind::BadRequest,
+            Kind::InvalidRequest,
+            Kind::MissingModel,
+            Kind::ModelNotFound,
             Kind::NoEligibleRegion,
             Kind::Overloaded,
             Kind::AttemptsExhausted,

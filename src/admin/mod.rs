@@ -53,7 +53,7 @@ impl AdminApp {
                 (code, JSON, body)
             }
             "/metrics" => {
-                let scorer = Scorer::new(&rt.regions, rt.ranker.weights());
+                let scorer = Scorer::new(&rt.regions, rt.ranker.weights(), None);
                 let text = rt.metrics.render(&rt.regions, &scorer);
                 (200, "text/plain; version=0.0.4", text)
             }

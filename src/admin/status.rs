@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 pub fn regions(rt: &Runtime, reload: Option<ReloadReport>) -> Value {
     let now = std::time::Instant::now();
-    let scorer = Scorer::new(&rt.regions, rt.ranker.weights());
+    let scorer = Scorer::new(&rt.regions, rt.ranker.weights(), None);
     let regions: Vec<Value> = rt
         .regions
         .iter()
@@ -36,8 +36,29 @@ pub fn regions(rt: &Runtime, reload: Option<ReloadReport>) -> Value {
                 .iter()
                 .filter_map(|e| e.last_probe_ms())
                 .reduce(f64::min);
+            let models: Vec<Value> = r
+                .models
+                .iter()
+                .flatten()
+                .map(|m| {
+                    let per_model = Scorer::new(&rt.regions, rt.ranker.weights(), Some(m.model));
+                    json!({
+                        "model": rt.config.models.name(m.model),
+                        "upstream_name": m.upstream_name,
+                        "version": r.model_version_of(Some(m.model)),
+                        "in_flight": m.in_flight(),
+                        "max_in_flight": m.max_in_flight,
+                        "latency_ewma_ms": per_model.latency_ms(r),
+                        "work_ewma_ms": m.work.estimate_ms(),
+                        "ttft_ewma_ms": m.ttft.estimate_ms(),
+                        "requests_served": m.served(),
+                    })
+                })
+                .collect();
             json!({
                 "name": r.name(),
+                "serves_any_model": r.config.models.is_none(),
+                "models": models,
                 "provider": r.config.provider,
                 "endpoints": endpoints,
                 "cost_per_1k": r.config.cost_per_1k,
@@ -77,6 +98,54 @@ pub fn regions(rt: &Runtime, reload: Option<ReloadReport>) -> Value {
         "healthy_regions": rt.regions.iter().filter(|r| r.probes_healthy()).count(),
         "retries_in_flight": rt.budget.retries_in_flight(),
         "model_pin": rt.config.model.pin_version,
+        "models": models(rt),
         "regions": regions,
     })
+}
+
+/// Per declared model: which regions serve which version, and a warning when fewer than
+/// two healthy regions serve the pinned one (a rolling update must keep two).
+fn models(rt: &Runtime) -> Vec<Value> {
+    rt.config
+        .models
+        .list
+        .iter()
+        .enumerate()
+        .map(|(id, m)| {
+            let serving: Vec<Value> = rt
+                .regions
+                .iter()
+                .filter(|r| r.model(id).is_some())
+                .map(|r| {
+                    json!({
+                        "region": r.name(),
+                        "version": r.model_version_of(Some(id)),
+                        "healthy": r.probes_healthy(),
+                    })
+                })
+                .collect();
+            let pin = m
+                .pin_version
+                .as_deref()
+                .or(rt.config.model.pin_version.as_deref());
+            let on_pin = rt
+                .regions
+                .iter()
+                .filter(|r| r.model(id).is_some() && r.probes_healthy())
+                .filter(|r| pin.is_none_or(|p| r.model_version_of(Some(id)).as_deref() == Some(p)))
+                .count();
+            let warning = (on_pin < 2).then(|| match pin {
+                Some(p) => format!("only {on_pin} healthy region(s) serve the pinned version {p}"),
+                None => format!("only {on_pin} healthy region(s) serve this model"),
+            });
+            json!({
+                "name": m.name,
+                "aliases": m.aliases,
+                "pin_version": pin,
+                "regions": serving,
+                "healthy_on_pin": on_pin,
+                "warning": warning,
+            })
+        })
+        .collect()
 }

@@ -31,6 +31,9 @@ pub struct FileConfig {
     pub retry: RetryFile,
     #[serde(default)]
     pub model: ModelFile,
+    /// The models the fleet serves, fleet-wide; empty: every region serves any model.
+    #[serde(default)]
+    pub models: Vec<ModelDeclFile>,
     #[serde(default)]
     pub limits: LimitsFile,
     /// One JSON line per request: `stdout` (default), `off`, or a file path (appended).
@@ -254,6 +257,40 @@ pub struct RegionFile {
     /// without it, the system's trust store.
     #[serde(default)]
     pub ca_file: Option<String>,
+    /// The models this region serves; absent: any model (v0.1 behaviour).
+    #[serde(default)]
+    pub models: Option<Vec<RegionModelFile>>,
+}
+
+/// One entry of the fleet-wide `models:` list.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelDeclFile {
+    /// What clients send as `model`.
+    pub name: String,
+    /// Other names clients may use for it.
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// Only regions serving this version of the model get its traffic (rolling updates).
+    #[serde(default)]
+    pub pin_version: Option<String>,
+}
+
+/// One model a region serves.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegionModelFile {
+    /// A declared model's name or alias.
+    pub name: String,
+    /// The name this region knows the model by; default: the declared name.
+    #[serde(default)]
+    pub upstream_name: Option<String>,
+    /// The version served when the region's /health does not say.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// Meridian's own cap on this model's requests in flight to this region.
+    #[serde(default)]
+    pub max_in_flight: Option<u64>,
 }
 
 /// `header: value of the environment variable value_env`, set on every request to the

@@ -7,6 +7,7 @@ mod error;
 pub mod file;
 mod geo_value;
 mod mask;
+mod models;
 mod tls;
 mod validate;
 
@@ -14,6 +15,7 @@ pub use endpoint::{parse_endpoint, parse_endpoint_with, Endpoint, Resolution};
 pub use error::ConfigError;
 pub use geo_value::normalize_geo_value;
 pub use mask::{RegionMask, MAX_REGIONS};
+pub use models::{is_model_name, ModelConfig, ModelId, Models, RegionModel, MAX_MODELS};
 pub use tls::CaCertificates;
 
 pub use ipnet::IpNet;
@@ -52,6 +54,8 @@ pub struct Config {
     pub access_log: AccessLogTarget,
     pub retry: RetrySettings,
     pub model: ModelSettings,
+    /// The declared models; none declared: every region serves any model.
+    pub models: Models,
     /// Non-fatal findings (for example an endpoint override naming no region).
     pub warnings: Vec<String>,
 }
@@ -122,6 +126,21 @@ pub struct RegionConfig {
     pub credential: Option<Credential>,
     /// CA certificates for this region's `https://` endpoints; `None`: the system's.
     pub ca: Option<std::sync::Arc<CaCertificates>>,
+    /// The models this region serves; `None`: any model.
+    pub models: Option<Vec<RegionModel>>,
+}
+
+impl RegionConfig {
+    /// How this region serves `model`, if it does. A region without a `models` list serves
+    /// every model under its declared name.
+    pub fn serving(&self, model: ModelId) -> Option<&RegionModel> {
+        self.models.as_ref()?.iter().find(|m| m.model == model)
+    }
+
+    /// Whether this region serves `model`.
+    pub fn serves(&self, model: ModelId) -> bool {
+        self.models.is_none() || self.serving(model).is_some()
+    }
 }
 
 /// A header Meridian sets on requests to one region; the value is marked sensitive and

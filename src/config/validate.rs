@@ -2,7 +2,11 @@
 //! can be found, the region and the field.
 
 use super::error::{field_line, find_line, region_line};
-use super::file::{FileConfig, GeoDefaultFile, GeoFile, RegionFile, UntrustedHeaderFile};
+use super::file::{
+    FileConfig, GeoDefaultFile, GeoFile, ModelDeclFile, RegionFile, RegionModelFile,
+    UntrustedHeaderFile,
+};
+use super::models::{is_model_name, ModelConfig, Models, RegionModel, MAX_MODELS};
 use super::{
     env, parse_endpoint_with, Config, ConfigError, GeoAction, GeoConfig, GeoRule, Listen,
     Resolution,
@@ -28,7 +32,8 @@ pub fn load(
         source,
         resolution,
     };
-    let regions = v.regions(&file.regions, vars)?;
+    let models = v.models(&file.models)?;
+    let regions = v.regions(&file.regions, vars, &models)?;
     let geo = v.geo(&file.geo, &regions)?;
     v.server(&file.server)?;
     v.sections(&file)?;
@@ -80,6 +85,7 @@ pub fn load(
         access_log: v.access_log(&file.access_log)?,
         retry: file.retry,
         model: file.model,
+        models,
         warnings,
     })
 }
@@ -265,6 +271,7 @@ impl Validator<'_> {
         &self,
         files: &[RegionFile],
         vars: &[(String, String)],
+        models: &Models,
     ) -> Result<Vec<RegionConfig>, ConfigError> {
         if files.is_empty() {
             return Err(self.top("regions", "at least one region is required"));
@@ -376,6 +383,10 @@ impl Validator<'_> {
                 Some(path) => Some(tls::load_ca(path).map_err(|e| err("ca_file", e.to_string()))?),
                 None => None,
             };
+            let served = match &r.models {
+                Some(list) => Some(self.region_models(&r.name, nth, list, models)?),
+                None => None,
+            };
             out.push(RegionConfig {
                 name: r.name.clone(),
                 provider: r.provider.clone(),
@@ -390,6 +401,164 @@ impl Validator<'_> {
                     None => None,
                 },
                 ca,
+                models: served,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The fleet-wide `models:` list: unique names, aliases that collide with nothing.
+    fn models(&self, files: &[ModelDeclFile]) -> Result<Models, ConfigError> {
+        if files.len() > MAX_MODELS {
+            return Err(self.top(
+                "models",
+                format!("at most {MAX_MODELS} models may be declared"),
+            ));
+        }
+        let section = self.text.lines().position(|l| l.starts_with("models:"));
+        let err = |name: &str, field: &str, msg: String| {
+            let line = section.and_then(|s| {
+                find_line(self.text, Some(s), |l| {
+                    l.strip_prefix("name:")
+                        .is_some_and(|v| v.trim().trim_matches(|c| c == '"' || c == '\'') == name)
+                })
+            });
+            ConfigError::new(self.source, format!("model '{name}': {msg}"))
+                .line(line.or(section.map(|s| s + 1)))
+                .field(format!("models.{field}"))
+        };
+        // Every name and alias, and the model that claimed it first.
+        let mut claimed: HashMap<&str, &str> = HashMap::new();
+        let mut list = Vec::with_capacity(files.len());
+        for m in files {
+            for (field, n) in
+                std::iter::once(("name", &m.name)).chain(m.aliases.iter().map(|a| ("aliases", a)))
+            {
+                if !is_model_name(n) {
+                    return Err(err(
+                        &m.name,
+                        field,
+                        format!(
+                            "'{n}' must be 1-128 characters of a-z, A-Z, 0-9, '.', '_', '-', '/', ':', '@', '+'"
+                        ),
+                    ));
+                }
+                if let Some(other) = claimed.insert(n, &m.name) {
+                    let what = if other == m.name {
+                        format!("'{n}' is listed twice")
+                    } else {
+                        format!("'{n}' is already a name or alias of model '{other}'")
+                    };
+                    return Err(err(&m.name, field, what));
+                }
+            }
+            if let Some(v) = &m.pin_version {
+                if !is_token(v) {
+                    return Err(err(
+                        &m.name,
+                        "pin_version",
+                        format!("'{v}' must be 1-63 characters of a-z, A-Z, 0-9, '-', '_', '.'"),
+                    ));
+                }
+            }
+            list.push(ModelConfig {
+                name: m.name.clone(),
+                aliases: m.aliases.clone(),
+                pin_version: m.pin_version.clone(),
+            });
+        }
+        Ok(Models::new(list))
+    }
+
+    /// A region's `models:`: declared names or aliases, each model once.
+    fn region_models(
+        &self,
+        region: &str,
+        nth: usize,
+        files: &[RegionModelFile],
+        models: &Models,
+    ) -> Result<Vec<RegionModel>, ConfigError> {
+        let list_line = field_line(self.text, region_line(self.text, region, nth), "models");
+        let err = |model: &str, field: &str, msg: String| {
+            let line = list_line.and_then(|s| {
+                find_line(self.text, Some(s), |l| {
+                    l.strip_prefix("name:")
+                        .is_some_and(|v| v.trim().trim_matches(|c| c == '"' || c == '\'') == model)
+                })
+            });
+            ConfigError::new(self.source, msg)
+                .line(line.or(list_line))
+                .region(region)
+                .field(format!("models.{field}"))
+        };
+        if files.is_empty() {
+            return Err(ConfigError::new(
+                self.source,
+                "an empty list serves nothing; omit `models` for a region that serves any model",
+            )
+            .line(list_line)
+            .region(region)
+            .field("models"));
+        }
+        let mut out: Vec<RegionModel> = Vec::with_capacity(files.len());
+        for f in files {
+            let Some(id) = models.resolve(&f.name) else {
+                let declared = if models.declared() {
+                    "it is not in the top-level `models:` list".to_string()
+                } else {
+                    "no models are declared: add a top-level `models:` list".to_string()
+                };
+                return Err(err(
+                    &f.name,
+                    "name",
+                    format!("'{}' is not a declared model or alias: {declared}", f.name),
+                ));
+            };
+            if out.iter().any(|m| m.model == id) {
+                return Err(err(
+                    &f.name,
+                    "name",
+                    format!(
+                        "model '{}' is listed twice (names and aliases count as one)",
+                        models.name(id)
+                    ),
+                ));
+            }
+            if let Some(u) = &f.upstream_name {
+                if !is_model_name(u) {
+                    return Err(err(
+                        &f.name,
+                        "upstream_name",
+                        format!(
+                            "'{u}' must be 1-128 characters of a-z, A-Z, 0-9, '.', '_', '-', '/', ':', '@', '+'"
+                        ),
+                    ));
+                }
+            }
+            if let Some(v) = &f.version {
+                if !is_token(v) {
+                    return Err(err(
+                        &f.name,
+                        "version",
+                        format!("'{v}' must be 1-63 characters of a-z, A-Z, 0-9, '-', '_', '.'"),
+                    ));
+                }
+            }
+            if f.max_in_flight == Some(0) {
+                return Err(err(
+                    &f.name,
+                    "max_in_flight",
+                    "must be at least 1 (omit it for no cap)".into(),
+                ));
+            }
+            out.push(RegionModel {
+                model: id,
+                upstream_name: f
+                    .upstream_name
+                    .clone()
+                    .unwrap_or_else(|| models.name(id).to_string()),
+                version: f.version.clone(),
+                max_in_flight: f.max_in_flight,
             });
         }
         Ok(out)

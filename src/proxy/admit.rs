@@ -11,6 +11,11 @@ pub fn is_health_request(req: &pingora::http::RequestHeader) -> bool {
     req.method == http::Method::GET && req.uri.path() == "/health"
 }
 
+/// `GET /v1/models`, which Meridian answers itself when models are declared.
+pub fn is_models_request(req: &pingora::http::RequestHeader) -> bool {
+    req.method == http::Method::GET && req.uri.path() == "/v1/models"
+}
+
 /// Fixes the request's [`Admission`], or says why it is refused.
 pub fn admit(session: &mut Session, ctx: &mut RequestCtx) -> Result<(), Failure> {
     let rt = std::sync::Arc::clone(&ctx.rt);
@@ -27,6 +32,7 @@ pub fn admit(session: &mut Session, ctx: &mut RequestCtx) -> Result<(), Failure>
         allowed,
         geo_rule,
         hints: hints::parse(headers, &rt.regions)?,
+        model: None,
     };
     Ok(())
 }

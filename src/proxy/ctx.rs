@@ -37,6 +37,10 @@ pub struct RequestCtx {
     pub received: Instant,
     /// From arrival to the served response's first body byte.
     pub ttft: Option<Duration>,
+    /// The body Meridian read before routing, when it needed the model from it.
+    pub body: Option<super::model::HeldBody>,
+    /// The model as the client named it (name or alias).
+    pub asked_model: Option<String>,
 }
 
 impl RequestCtx {
@@ -57,6 +61,8 @@ impl RequestCtx {
             body_bytes: 0,
             received: Instant::now(),
             ttft: None,
+            body: None,
+            asked_model: None,
         }
     }
 
@@ -77,6 +83,8 @@ pub struct Admission {
     /// The geo rule that matched, for messages.
     pub geo_rule: Option<usize>,
     pub hints: Hints,
+    /// The declared model the request asks for (after aliases).
+    pub model: Option<crate::regions::ModelId>,
 }
 
 /// How Meridian ended a request itself.
@@ -94,6 +102,8 @@ pub struct Attempt {
     pub endpoint: usize,
     pub started: Instant,
     pub phase: Phase,
+    /// The held body as this attempt's region is sent it, until it is sent.
+    pub body: Option<bytes::Bytes>,
 }
 
 /// Where an attempt stands.

@@ -221,6 +221,7 @@ pub fn body_received(ctx: &mut RequestCtx, body: &Option<bytes::Bytes>, end_of_s
     attempt.phase = Phase::Responding { first_byte: true };
     let now = Instant::now();
     let ttfb = now.saturating_duration_since(attempt.started);
-    attempt.slot.region().observe_first_byte(ttfb, now);
+    let model = attempt.slot.model().map(|m| m.model);
+    attempt.slot.region().observe_first_byte(ttfb, model, now);
     ctx.ttft = Some(now.saturating_duration_since(ctx.received));
 }

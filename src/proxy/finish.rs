@@ -22,11 +22,31 @@ pub fn record(session: &Session, ctx: &mut RequestCtx) {
     let outcome = outcome(session, ctx);
     let served = ctx.served_by.and_then(|id| rt.regions.get(id));
     let upstream = ctx.current.as_ref().map(|a| a.started.elapsed());
+    // Bounded: a declared name, or `other` for a name that matched none.
+    let model = match (ctx.admission.model, &ctx.asked_model) {
+        (Some(m), _) => Some(rt.config.models.name(m)),
+        (None, Some(_)) => Some("other"),
+        (None, None) => None,
+    };
+    // What the region was sent: only a held body has its `model` rewritten.
+    let rewritten = ctx.body.as_ref().is_some_and(|b| b.model.is_some());
+    let upstream_model = ctx
+        .current
+        .as_ref()
+        .and_then(|a| a.slot.model())
+        .filter(|_| rewritten)
+        .map(|m| m.upstream_name.as_str());
+    if ctx.served_by.is_some() {
+        if let Some(m) = ctx.current.as_ref().and_then(|a| a.slot.model()) {
+            m.record_served();
+        }
+    }
     rt.metrics.finished(
         served.and_then(|r| Some((&**r, rt.series(r)?))),
         outcome,
         upstream,
         ctx.ttft,
+        model,
     );
     if rt.access_log.enabled() {
         let req = session.req_header();
@@ -59,6 +79,8 @@ pub fn record(session: &Session, ctx: &mut RequestCtx) {
             ttft: ctx.ttft,
             bytes_in: session.body_bytes_read(),
             bytes_out: session.body_bytes_sent(),
+            model: ctx.asked_model.as_deref(),
+            upstream_model,
         });
     }
     // The stream is over: release the in-flight and budget slots now.

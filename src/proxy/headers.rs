@@ -32,6 +32,13 @@ pub fn prepare_upstream(
     }
 }
 
+/// A held body goes out whole, with its own length: the client's framing (a chunked
+/// body, a length before `model` was rewritten) does not describe it.
+pub fn held_body_length(req: &mut RequestHeader, len: usize) -> pingora::Result<()> {
+    req.remove_header(&http::header::TRANSFER_ENCODING);
+    req.insert_header(http::header::CONTENT_LENGTH, len)
+}
+
 /// A region cannot speak for Meridian: drop its `x-meridian-*` headers.
 pub fn strip_upstream_response(resp: &mut ResponseHeader) {
     for name in ours(&resp.headers) {

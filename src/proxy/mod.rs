@@ -10,6 +10,7 @@ mod failover;
 mod finish;
 mod headers;
 mod limits;
+mod model;
 mod respond;
 pub mod retry_after;
 mod route;
@@ -74,13 +75,24 @@ impl ProxyHttp for MeridianProxy {
             respond::respond_json(session, status, body).await?;
             return Ok(true);
         }
-        match admit::admit(session, ctx) {
+        if admit::is_models_request(session.req_header()) && ctx.rt.config.models.declared() {
+            let body =
+                crate::telemetry::health::models_list(&ctx.rt.config.models, &ctx.rt.regions);
+            respond::respond_json(session, 200, body).await?;
+            return Ok(true);
+        }
+        let admitted = match admit::admit(session, ctx) {
+            Ok(()) => model::admit(session, ctx).await,
+            Err(refusal) => Err(model::Stop::Refuse(refusal)),
+        };
+        match admitted {
             Ok(()) => Ok(false),
-            Err(refusal) => {
+            Err(model::Stop::Refuse(refusal)) => {
                 respond::respond(session, &refusal, ctx).await?;
                 ctx.end = Some(End::Answered(refusal));
                 Ok(true)
             }
+            Err(model::Stop::Read(e)) => Err(e),
         }
     }
 
@@ -91,6 +103,10 @@ impl ProxyHttp for MeridianProxy {
         _end_of_stream: bool,
         ctx: &mut Box<RequestCtx>,
     ) -> Result<()> {
+        if model::substitute(ctx, body) {
+            // The held body, counted against the limits when it was read.
+            return Ok(());
+        }
         let chunk = body.as_ref().map_or(0, Bytes::len);
         limits::count(ctx, chunk).map_err(|failure| stop(ctx, failure))
     }
@@ -114,6 +130,9 @@ impl ProxyHttp for MeridianProxy {
         };
         let region = attempt.slot.region();
         headers::prepare_upstream(req, region.endpoints.get(attempt.endpoint))?;
+        if let Some(body) = &attempt.body {
+            headers::held_body_length(req, body.len())?;
+        }
         credentials::apply(req, region)
     }
 

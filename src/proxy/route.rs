@@ -15,11 +15,15 @@ pub fn filter<'a>(rt: &'a Runtime, ctx: &'a RequestCtx) -> Filter<'a> {
     Filter {
         allowed: ctx.admission.allowed,
         tried: ctx.tried,
-        version: ctx.admission.hints.model_version.as_deref().or(rt
-            .config
-            .model
-            .pin_version
-            .as_deref()),
+        model: ctx.admission.model,
+        version: ctx.admission.hints.model_version.as_deref().or_else(|| {
+            // A model's own pin, else the fleet's.
+            ctx.admission
+                .model
+                .and_then(|m| rt.config.models.get(m))
+                .and_then(|m| m.pin_version.as_deref())
+                .or(rt.config.model.pin_version.as_deref())
+        }),
         gpu_saturation: rt.config.capacity.gpu_saturation,
         allow_saturated: false,
     }
@@ -27,11 +31,20 @@ pub fn filter<'a>(rt: &'a Runtime, ctx: &'a RequestCtx) -> Filter<'a> {
 
 /// Walks the ranking once for `f`, with the decision header when the request asked.
 fn walk(rt: &Runtime, hints: &Hints, f: &Filter<'_>, now: Instant) -> (Pick, Option<String>) {
-    let mut ranked = rt.ranker.ranked(hints.intent);
+    let intent = crate::routing::Intent {
+        model: f.model,
+        ..hints.intent
+    };
+    let mut ranked = rt.ranker.ranked(intent);
     let p = pick(&mut ranked, &rt.regions, f, now);
-    let decision = hints
-        .debug
-        .then(|| explain::decision(&p, ranked, &rt.regions, f, hints.intent, now));
+    let decision = hints.debug.then(|| {
+        let mut text = explain::decision(&p, ranked, &rt.regions, f, intent, now);
+        if let Some(m) = f.model {
+            text.push_str("; model=");
+            text.push_str(rt.config.models.name(m));
+        }
+        text
+    });
     (p, decision)
 }
 
@@ -77,11 +90,13 @@ pub fn next_peer(ctx: &mut RequestCtx) -> Result<Box<HttpPeer>, Failure> {
     }
     ctx.attempts += 1;
     ctx.tried = ctx.tried.with(chosen.region.id);
+    let body = super::model::body_for_attempt(ctx, &chosen.region);
     ctx.current = Some(Attempt {
         slot: chosen.slot,
         endpoint: chosen.endpoint,
         started: now,
         phase: Phase::AwaitingHeaders,
+        body,
     });
     Ok(Box::new(peer))
 }
@@ -99,7 +114,21 @@ fn no_eligible(rt: &Runtime, ctx: &RequestCtx, p: &Pick, now: Instant) -> Failur
         ),
         None => "all regions considered".to_string(),
     };
-    let failure = explain::no_eligible(p, &rt.regions, allowed, &scope, recovery, now);
+    let mut failure = explain::no_eligible(p, &rt.regions, allowed, &scope, recovery, now);
+    if let Some(m) = ctx.admission.model {
+        let serving = rt
+            .regions
+            .iter()
+            .filter(|r| r.model(m).is_some())
+            .fold(crate::regions::RegionMask::EMPTY, |mask, r| mask.with(r.id));
+        if serving.iter().all(|id| !allowed.contains(id)) {
+            failure.message = format!(
+                "model '{}' is served only by regions this request may not use ({}); {scope}",
+                rt.config.models.name(m),
+                explain::names(&rt.regions, serving)
+            );
+        }
+    }
     if failure.kind == Kind::Overloaded {
         rt.metrics.shed();
     }

@@ -38,6 +38,17 @@ impl Region {
         self.served.store(old.served.load(Relaxed), Relaxed);
         self.total_failures
             .store(old.total_failures.load(Relaxed), Relaxed);
+        // A model keeps its estimates when the region still serves it under the same name.
+        for m in self.models.iter().flatten() {
+            let was = old
+                .models
+                .iter()
+                .flatten()
+                .find(|o| o.upstream_name == m.upstream_name);
+            if let Some(was) = was {
+                m.inherit(was);
+            }
+        }
         self.refresh_load();
     }
 }

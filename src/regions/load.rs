@@ -16,6 +16,27 @@ pub struct LoadReport {
     pub gpu_utilization: Option<f64>,
     #[serde(default)]
     pub model_version: Option<String>,
+    /// `models: [{"name": .., "version": ..}]`, as the region names its models; read
+    /// leniently into [`LoadReport::models`].
+    #[serde(default, rename = "models")]
+    raw_models: Option<serde_json::Value>,
+    /// Each model the region reports, with its version.
+    #[serde(skip)]
+    pub models: Vec<ReportedModel>,
+}
+
+/// One model a region's /health reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportedModel {
+    pub name: String,
+    pub version: Option<String>,
+}
+
+/// At most this many models are read from one report.
+const MAX_REPORTED_MODELS: usize = 256;
+
+fn valid_version(v: &str) -> bool {
+    !v.is_empty() && v.len() <= 63 && v.bytes().all(|b| b.is_ascii_graphic())
 }
 
 impl LoadReport {
@@ -26,10 +47,33 @@ impl LoadReport {
         r.gpu_utilization = r
             .gpu_utilization
             .filter(|g| g.is_finite() && (0.0..=1.0).contains(g));
-        r.model_version = r
-            .model_version
-            .filter(|v| !v.is_empty() && v.len() <= 63 && v.bytes().all(|b| b.is_ascii_graphic()));
+        r.model_version = r.model_version.filter(|v| valid_version(v));
+        if let Some(serde_json::Value::Array(list)) = r.raw_models.take() {
+            r.models = list
+                .iter()
+                .take(MAX_REPORTED_MODELS)
+                .filter_map(|m| {
+                    let name = m.get("name")?.as_str()?;
+                    (!name.is_empty() && name.len() <= 128).then(|| ReportedModel {
+                        name: name.to_string(),
+                        version: m
+                            .get("version")
+                            .and_then(|v| v.as_str())
+                            .filter(|v| valid_version(v))
+                            .map(String::from),
+                    })
+                })
+                .collect();
+        }
         r
+    }
+
+    /// The version the region reports for the model it calls `name`.
+    pub fn version_of(&self, name: &str) -> Option<&str> {
+        self.models
+            .iter()
+            .find(|m| m.name == name)
+            .and_then(|m| m.version.as_deref())
     }
 
     /// Requests the region is working on or queueing, by its own account.
@@ -62,5 +106,20 @@ mod tests {
             LoadReport::parse(br#"{"in_flight": -1}"#),
             LoadReport::default()
         );
+    }
+
+    #[test]
+    fn reads_per_model_versions_and_skips_what_it_cannot_use() {
+        let r = LoadReport::parse(
+            br#"{"in_flight":1,"models":[{"name":"llama-east","version":"v2"},{"name":"bge"},{"version":"v9"},7]}"#,
+        );
+        assert_eq!(r.in_flight, Some(1));
+        assert_eq!(r.version_of("llama-east"), Some("v2"));
+        assert_eq!(r.version_of("bge"), None);
+        assert_eq!(r.models.len(), 2);
+        // A `models` of another shape costs nothing else in the report.
+        let r = LoadReport::parse(br#"{"in_flight":2,"models":"all"}"#);
+        assert_eq!(r.in_flight, Some(2));
+        assert!(r.models.is_empty());
     }
 }

@@ -7,12 +7,14 @@ mod circuit;
 mod ewma;
 mod inherit;
 mod load;
+mod model;
 
-pub use crate::config::{RegionMask, MAX_REGIONS};
+pub use crate::config::{ModelId, RegionMask, MAX_REGIONS};
 pub use budget::{ActiveRequest, ActiveRetry, RetryBudget};
 pub use circuit::{Circuit, CircuitState};
 pub use ewma::{PeakEwma, Stamp};
-pub use load::LoadReport;
+pub use load::{LoadReport, ReportedModel};
+pub use model::ModelState;
 
 use crate::config::{Config, Endpoint, RegionConfig};
 use http::HeaderValue;
@@ -49,6 +51,8 @@ pub struct Region {
     load: LoadSummary,
     served: AtomicU64,
     total_failures: AtomicU64,
+    /// Per declared model: how this region serves it (`None`: it does not).
+    pub models: Vec<Option<ModelState>>,
 }
 
 /// A region's response header values: name, provider and `cost_per_1k`.
@@ -150,6 +154,7 @@ impl Region {
                     healthy: std::sync::atomic::AtomicBool::new(true),
                 })
                 .collect(),
+            models: model::table(&config, &settings.models, settings.selection.latency_decay),
             config,
             in_flight: AtomicU64::new(0),
             load: LoadSummary::default(),
@@ -160,6 +165,20 @@ impl Region {
 
     pub fn name(&self) -> &str {
         &self.config.name
+    }
+
+    /// How this region serves `model`, if it does.
+    pub fn model(&self, model: ModelId) -> Option<&ModelState> {
+        self.models.get(model)?.as_ref()
+    }
+
+    /// The version of `model` served here: per model from /health or the config, else the
+    /// region's own version (a region reporting one version for everything).
+    pub fn model_version_of(&self, model: Option<ModelId>) -> Option<String> {
+        model
+            .and_then(|m| self.model(m))
+            .and_then(ModelState::version)
+            .or_else(|| self.model_version())
     }
 
     pub fn in_flight(&self) -> u64 {
@@ -219,6 +238,13 @@ impl Region {
         s.gpu_min
             .store(gpu_min.unwrap_or(f64::NAN).to_bits(), Relaxed);
         *s.version.lock().unwrap_or_else(|p| p.into_inner()) = version;
+        for m in self.models.iter().flatten() {
+            let reported = self
+                .endpoints
+                .iter()
+                .find_map(|e| e.report().version_of(&m.upstream_name).map(String::from));
+            m.set_reported_version(reported);
+        }
     }
 
     /// Requests the region is busy with: its own report when it gives one (less Meridian's
@@ -301,17 +327,59 @@ impl Region {
 
     /// A real request's time to first byte: feeds `ttft` and, beyond the current
     /// round-trip estimate, `work`.
-    pub fn observe_first_byte(&self, ttfb: Duration, now: Instant) {
+    /// With a model, only that model's estimates learn from it: a big model's prefill
+    /// says nothing about a small one's.
+    pub fn observe_first_byte(&self, ttfb: Duration, model: Option<ModelId>, now: Instant) {
         let now = Stamp::at(now);
-        self.ttft.observe_at(ttfb, now);
         let rtt = Duration::from_secs_f64(self.rtt.estimate_ms().unwrap_or(0.0) / 1000.0);
-        self.work.observe_at(ttfb.saturating_sub(rtt), now);
+        let work = ttfb.saturating_sub(rtt);
+        match model.and_then(|m| self.model(m)) {
+            Some(m) => {
+                m.ttft.observe_at(ttfb, now);
+                m.work.observe_at(work, now);
+            }
+            None => {
+                self.ttft.observe_at(ttfb, now);
+                self.work.observe_at(work, now);
+            }
+        }
     }
 
     /// Marks one request in flight until the returned guard is dropped.
     pub fn start_request(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Relaxed);
-        InFlight(Arc::clone(self))
+        InFlight(Arc::clone(self), None)
+    }
+
+    /// [`Region::start_request`] for one model: counted on the model too.
+    pub fn start_model_request(self: &Arc<Self>, model: Option<ModelId>) -> InFlight {
+        let mut slot = self.start_request();
+        if let Some(m) = model.and_then(|m| self.model(m)) {
+            m.start();
+            slot.1 = Some(m.model);
+        }
+        slot
+    }
+
+    /// [`Region::try_start_request`] for one model: room under the model's own cap first,
+    /// then under the region's. `None` when either is full.
+    pub fn try_start_model_request(self: &Arc<Self>, model: Option<ModelId>) -> Option<InFlight> {
+        let Some(m) = model.and_then(|m| self.model(m)) else {
+            return self.try_start_request();
+        };
+        if !m.try_start() {
+            return None;
+        }
+        match self.try_start_request() {
+            Some(mut slot) => {
+                slot.1 = Some(m.model);
+                Some(slot)
+            }
+            None => {
+                m.finish();
+                None
+            }
+        }
     }
 
     /// Like [`Region::start_request`], but only while the region has room: the check and
@@ -327,7 +395,7 @@ impl Region {
         self.in_flight
             .fetch_update(Relaxed, Relaxed, |n| (n < limit).then_some(n + 1))
             .ok()?;
-        Some(InFlight(Arc::clone(self)))
+        Some(InFlight(Arc::clone(self), None))
     }
 }
 
@@ -360,17 +428,25 @@ impl Default for LoadSummary {
 
 /// Holds one in-flight slot of a region; released on drop, so no exit path can leak it.
 #[derive(Debug)]
-pub struct InFlight(Arc<Region>);
+pub struct InFlight(Arc<Region>, Option<ModelId>);
 
 impl InFlight {
     pub fn region(&self) -> &Arc<Region> {
         &self.0
+    }
+
+    /// The model this slot is also counted on.
+    pub fn model(&self) -> Option<&ModelState> {
+        self.1.and_then(|m| self.0.model(m))
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Relaxed);
+        if let Some(m) = self.model() {
+            m.finish();
+        }
     }
 }
 

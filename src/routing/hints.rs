@@ -10,6 +10,7 @@ pub const MAX_LATENCY: &str = "x-meridian-max-latency-ms";
 pub const PREFER_REGION: &str = "x-meridian-prefer-region";
 pub const DEBUG: &str = "x-meridian-debug";
 pub const MODEL_VERSION: &str = "x-meridian-model-version";
+pub const MODEL: &str = "x-meridian-model";
 
 /// `x-meridian-*` belongs to Meridian in both directions.
 pub const PREFIX: &str = "x-meridian-";
@@ -28,6 +29,8 @@ pub struct Hints {
     pub intent: Intent,
     pub debug: bool,
     pub model_version: Option<String>,
+    /// `x-meridian-model`: the model, for requests whose body does not say (wins over it).
+    pub model: Option<String>,
 }
 
 fn single<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, Failure> {
@@ -95,6 +98,15 @@ pub fn parse(headers: &HeaderMap, regions: &[std::sync::Arc<Region>]) -> Result<
             ));
         }
         hints.model_version = Some(v.to_string());
+    }
+    if let Some(v) = single(headers, MODEL)? {
+        if !crate::config::is_model_name(v) {
+            return Err(bad(
+                MODEL,
+                "must be 1-128 characters of a-z, A-Z, 0-9, '.', '_', '-', '/', ':', '@', '+'",
+            ));
+        }
+        hints.model = Some(v.to_string());
     }
     Ok(hints)
 }

@@ -7,4 +7,6 @@ pub struct Intent {
     pub prefer: Option<usize>,
     /// Latency target: the cheapest region expected to meet it wins.
     pub max_latency_ms: Option<u32>,
+    /// The model asked for: latency is estimated per (region, model).
+    pub model: Option<crate::regions::ModelId>,
 }

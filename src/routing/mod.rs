@@ -2,8 +2,9 @@
 //! without a server: geo rules bound the candidates ([`geo`]), hint headers shape the
 //! request's [`Intent`] ([`hints`]), [`score`] and [`rank`] order the fleet, [`pick`] walks
 //! that order through the eligibility checks ([`eligibility`]), and [`explain`] reports
-//! the walk.
+//! the walk. [`body`] finds the model a JSON body asks for.
 
+pub mod body;
 pub mod eligibility;
 pub mod explain;
 pub mod geo;

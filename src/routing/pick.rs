@@ -92,9 +92,9 @@ pub fn pick(ranked: &mut Ranked<'_>, regions: &RegionTable, f: &Filter<'_>, now:
         // The in-flight slot before the circuit's trial: a region found full here must not
         // use up the one trial its half-open circuit allows.
         let slot = if f.allow_saturated {
-            Some(region.start_request())
+            Some(region.start_model_request(f.model))
         } else {
-            region.try_start_request()
+            region.try_start_model_request(f.model)
         };
         let Some(slot) = slot else {
             pass(Skip::Saturated);
@@ -144,6 +144,7 @@ regions:
         Filter {
             allowed: RegionMask::all(2),
             tried: RegionMask::EMPTY,
+            model: None,
             version: None,
             gpu_saturation: 0.95,
             allow_saturated: false,

@@ -44,7 +44,7 @@ impl Ranker {
     /// latency target: regions expected to meet it, cheapest first, then the rest,
     /// fastest first. A preferred region goes first.
     pub fn ranked(&self, intent: Intent) -> Ranked<'_> {
-        let scorer = Scorer::new(&self.regions, self.weights);
+        let scorer = Scorer::new(&self.regions, self.weights, intent.model);
         let target = intent.max_latency_ms.map(f64::from);
         let mut first = None;
         let mut left = Ranks::new();
@@ -297,17 +297,17 @@ mod tests {
     fn a_mostly_unhealthy_tier_spills_to_the_next() {
         let (regions, ranker) = default_ranker();
         let w = ranker.weights();
-        let before = Scorer::new(&regions, w).score(&regions[1]);
+        let before = Scorer::new(&regions, w, None).score(&regions[1]);
         // Tier 1 is me-south-1 and ap-south-1: with ap-south-1 down, half of it is healthy,
         // below 1/1.4, so me-south-1 looks 1 - 1.4/2 = 0.3 tier dearer.
         regions[2].endpoints[0].set_healthy(false);
-        let after = Scorer::new(&regions, w).score(&regions[1]);
+        let after = Scorer::new(&regions, w, None).score(&regions[1]);
         assert!(
             (after - before - 0.3 * w.tier_weight_ms).abs() < 1e-6,
             "{before} -> {after}"
         );
         // A fully healthy tier (tier 2) is untouched.
-        let t2 = |rs: &RegionTable| Scorer::new(rs, w).score(&rs[3]);
+        let t2 = |rs: &RegionTable| Scorer::new(rs, w, None).score(&rs[3]);
         regions[2].endpoints[0].set_healthy(true);
         assert_eq!(t2(&regions).round(), (80.0 + 200.0 + 76.0_f64).round());
     }
@@ -325,6 +325,7 @@ mod tests {
         let intent = Intent {
             prefer: Some(0),
             max_latency_ms: None,
+            model: None,
         };
         let firsts: Vec<usize> = (0..3)
             .map(|_| ranker.ranked(intent).next_endpoint().unwrap().endpoint)

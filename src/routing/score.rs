@@ -24,7 +24,7 @@
 //! with fewer than 1/1.4 (71 %) of its regions healthy looks up to one tier dearer, so the
 //! next tier takes a share of its traffic before its last regions are overwhelmed.
 
-use crate::regions::{Region, Stamp};
+use crate::regions::{ModelId, PeakEwma, Region, Stamp};
 use smallvec::SmallVec;
 use std::sync::Arc;
 use std::time::Instant;
@@ -56,10 +56,12 @@ pub struct Scorer {
     tier_deficit: SmallVec<[(u32, f64); 8]>,
     /// When the ranking is made, converted once for every region's estimates.
     now: Stamp,
+    /// Work is estimated per (region, model) when the request names one.
+    model: Option<ModelId>,
 }
 
 impl Scorer {
-    pub fn new(regions: &[Arc<Region>], weights: Weights) -> Self {
+    pub fn new(regions: &[Arc<Region>], weights: Weights, model: Option<ModelId>) -> Self {
         let mut tiers: SmallVec<[(u32, u32, u32); 8]> = SmallVec::new();
         let mut works: SmallVec<[f64; 16]> = SmallVec::new();
         for r in regions {
@@ -71,7 +73,7 @@ impl Scorer {
                 }
                 None => tiers.push((r.config.priority, healthy, 1)),
             }
-            if let Some(w) = r.work.estimate_ms() {
+            if let Some(w) = work_of(r, model).and_then(PeakEwma::estimate_ms) {
                 works.push(w);
             }
         }
@@ -87,15 +89,15 @@ impl Scorer {
             fleet_work_ms: median(&mut works),
             tier_deficit,
             now: Stamp::at(Instant::now()),
+            model,
         }
     }
 
     /// Expected time to first byte for a new request, before queueing. A region's work
     /// estimate ages toward the fleet's when it gets no traffic.
     pub fn latency_ms(&self, region: &Region) -> f64 {
-        let work = region
-            .work
-            .estimate_toward_at(self.fleet_work_ms, self.now)
+        let work = work_of(region, self.model)
+            .and_then(|w| w.estimate_toward_at(self.fleet_work_ms, self.now))
             .unwrap_or(self.fleet_work_ms);
         region.rtt.estimate_ms().unwrap_or(0.0) + work
     }
@@ -139,6 +141,14 @@ impl Scorer {
         self.latency_ms(region) * (1.0 + load)
             + self.weights.tier_weight_ms * (f64::from(region.config.priority) + deficit)
             + self.weights.cost_weight_ms * region.config.cost_per_1k
+    }
+}
+
+/// The work estimate that applies: the model's own when the request names one.
+fn work_of(region: &Region, model: Option<ModelId>) -> Option<&PeakEwma> {
+    match model {
+        Some(m) => region.model(m).map(|s| &s.work),
+        None => Some(&region.work),
     }
 }
 

@@ -19,3 +19,24 @@ pub fn report(regions: &[Arc<Region>]) -> (u16, String) {
     });
     (status, body.to_string())
 }
+
+/// `GET /v1/models` when models are declared: each declared model and alias that at least
+/// one healthy region serves, in OpenAI's list shape, so `client.models.list()` shows what
+/// can be served right now.
+pub fn models_list(models: &crate::config::Models, regions: &[Arc<Region>]) -> String {
+    let data: Vec<serde_json::Value> = models
+        .list
+        .iter()
+        .enumerate()
+        .filter(|(id, _)| {
+            regions
+                .iter()
+                .any(|r| r.probes_healthy() && r.model(*id).is_some())
+        })
+        .flat_map(|(_, m)| std::iter::once(&m.name).chain(&m.aliases))
+        .map(|name| {
+            serde_json::json!({"id": name, "object": "model", "created": 0, "owned_by": "meridian"})
+        })
+        .collect();
+    serde_json::json!({"object": "list", "data": data}).to_string()
+}

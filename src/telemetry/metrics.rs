@@ -37,6 +37,9 @@ pub struct Metrics {
     ttft_seconds: HistogramVec,
     connections_open: IntGaugeVec,
     connections_refused: IntCounterVec,
+    /// By declared model (else `other`): what was asked, who served it, how it ended.
+    model_requests: IntCounterVec,
+    model_ttft_seconds: HistogramVec,
     /// Held while the gauges are rebuilt for a scrape, so two scrapes cannot interleave.
     scrape: Mutex<()>,
 }
@@ -73,9 +76,13 @@ impl Outcome {
 }
 
 fn histogram(registry: &Registry, name: &str, help: &str) -> HistogramVec {
+    histogram_by(registry, name, help, &["region"])
+}
+
+fn histogram_by(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
     let h = HistogramVec::new(
         HistogramOpts::new(name, help).buckets(BUCKETS.to_vec()),
-        &["region"],
+        labels,
     )
     .unwrap_or_else(|e| panic!("metric {name}: {e}"));
     registry
@@ -198,6 +205,18 @@ impl Metrics {
                 "Client connections closed at once because limits.max_connections were open, by listener",
                 &["listener"],
             ),
+            model_requests: counter(
+                &registry,
+                "meridian_model_requests_total",
+                "Requests that named a model, by model (declared names; anything else is other), serving region and status",
+                &["model", "region", "status"],
+            ),
+            model_ttft_seconds: histogram_by(
+                &registry,
+                "meridian_model_ttft_seconds",
+                "Time to first token by model and serving region",
+                &["model", "region"],
+            ),
             latency,
             registry,
             scrape: Mutex::new(()),
@@ -228,7 +247,19 @@ impl Metrics {
         outcome: Outcome,
         upstream: Option<Duration>,
         ttft: Option<Duration>,
+        model: Option<&str>,
     ) {
+        if let Some(model) = model {
+            let region = served.map_or("none", |(r, _)| r.name());
+            self.model_requests
+                .with_label_values(&[model, region, itoa::Buffer::new().format(outcome.status())])
+                .inc();
+            if let (Some(d), Some(_)) = (ttft, served) {
+                self.model_ttft_seconds
+                    .with_label_values(&[model, region])
+                    .observe(d.as_secs_f64());
+            }
+        }
         let index = match outcome {
             Outcome::Served(_) => 0,
             Outcome::Answered(400..=499) => 1,
@@ -294,6 +325,7 @@ impl Metrics {
             &self.cooldowns,
             &self.circuit_opens,
             &self.circuit_closes,
+            &self.model_requests,
         ];
         let gauges = [&self.healthy, &self.in_flight, &self.circuit_open];
         let named = |c: &dyn Collector| c.desc().iter().any(|d| d.fq_name == name);
@@ -307,7 +339,11 @@ impl Metrics {
                 let _ = g.remove_label_values(values);
             }
         }
-        for h in [&self.upstream_seconds, &self.ttft_seconds] {
+        for h in [
+            &self.upstream_seconds,
+            &self.ttft_seconds,
+            &self.model_ttft_seconds,
+        ] {
             if named(h) {
                 let _ = h.remove_label_values(values);
             }

@@ -315,3 +315,81 @@ fn tls_files_are_checked_at_load() {
     let (code, stderr, _) = check(&format!("regions:\n{https}"), &[]);
     assert_eq!(code, 0, "{stderr}");
 }
+
+/// Models: a region naming an undeclared model or alias, an alias colliding with another
+/// model's name, duplicates: each refused with file, line, region and field.
+#[test]
+fn model_declarations_are_checked() {
+    let models = "models:\n  - name: llama-3.1-70b\n    aliases: [llama-70b]\n  - name: bge-m3\n";
+    let region = |list: &str| {
+        format!(
+            "  - name: ap-south-1\n    provider: aws\n    endpoints: [http://127.0.0.1:8003]\n    cost_per_1k: 0.32\n    priority: 1\n    models:\n{list}"
+        )
+    };
+    // A valid one passes, aliases and upstream names included.
+    let ok = format!(
+        "{models}regions:\n{}",
+        region(
+            "      - name: llama-70b\n        upstream_name: prod-llama70b\n      - name: bge-m3\n"
+        )
+    );
+    let (code, stderr, _) = check(&ok, &[]);
+    assert_eq!(code, 0, "{stderr}");
+
+    // Line 12 is the entry `- name: mistral` (models: lines 1-4, regions: 5, the region 6-11).
+    refused(
+        &format!("{models}regions:\n{}", region("      - name: mistral\n")),
+        &[
+            "line 12",
+            "region 'ap-south-1'",
+            "field 'models.name'",
+            "'mistral' is not a declared model or alias",
+        ],
+    );
+    refused(
+        &format!(
+            "{models}regions:\n{}",
+            region("      - name: llama-3.1-70b\n      - name: llama-70b\n")
+        ),
+        &["region 'ap-south-1'", "field 'models.name'", "listed twice"],
+    );
+    refused(
+        &format!("{models}regions:\n{}", region("")).replace("    models:\n", "    models: []\n"),
+        &[
+            "line 11",
+            "region 'ap-south-1'",
+            "field 'models'",
+            "empty list",
+        ],
+    );
+    refused(
+        "models:\n  - name: a\n  - name: b\n    aliases: [a]\n",
+        &[
+            "line 3",
+            "field 'models.aliases'",
+            "'a' is already a name or alias of model 'a'",
+        ],
+    );
+    refused(
+        "models:\n  - name: a\n  - name: a\n",
+        &["field 'models.name'", "'a' is listed twice"],
+    );
+    refused(
+        &format!("regions:\n{}", region("      - name: bge-m3\n")),
+        &["region 'ap-south-1'", "no models are declared"],
+    );
+    refused(
+        &format!(
+            "{models}regions:\n{}",
+            region("      - name: bge-m3\n        upstream_name: \"has space\"\n")
+        ),
+        &["region 'ap-south-1'", "field 'models.upstream_name'"],
+    );
+    refused(
+        &format!(
+            "{models}regions:\n{}",
+            region("      - name: bge-m3\n        max_in_flight: 0\n")
+        ),
+        &["region 'ap-south-1'", "field 'models.max_in_flight'"],
+    );
+}

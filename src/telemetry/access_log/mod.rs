@@ -192,6 +192,9 @@ pub struct Entry<'a> {
     pub ttft: Option<Duration>,
     pub bytes_in: usize,
     pub bytes_out: usize,
+    /// The model as the client asked for it, and as the serving region was sent it.
+    pub model: Option<&'a str>,
+    pub upstream_model: Option<&'a str>,
 }
 
 impl AccessLog {
@@ -219,6 +222,8 @@ impl AccessLog {
             line.ms("ttft_ms", e.ttft);
             line.num("bytes_in", e.bytes_in);
             line.num("bytes_out", e.bytes_out);
+            line.opt_str("model", e.model);
+            line.opt_str("upstream_model", e.upstream_model);
             line.end();
             self.write(buf);
         });
