@@ -1,16 +1,25 @@
 //! `/control`: inspect and change a region's behaviour over HTTP, for users
 //! driving the standalone binary (the library exposes the same knobs).
+//!
+//! `GET /control` reports every setting, the load, the request counters and
+//! the last request's headers. `POST /control` takes a JSON object with any
+//! of the fields of [`ControlUpdate`] and answers as `GET` does; an unknown
+//! field or a bad value is a 400 that changes nothing.
 
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use serde::{Deserialize, Deserializer};
 
+use crate::models::{self, MockModel};
 use crate::region::RegionState;
 use crate::reply::{self, Body, Reject};
 
 /// Longest model version accepted, so `/health` stays a small answer.
 const MAX_MODEL_VERSION_CHARS: usize = 128;
 
+/// One `POST /control` body. Each field does what the [`crate::MockRegion`]
+/// setter of the same name does (`stream_hold` is `set_stream_hold`, `models`
+/// is `set_models`); an absent field leaves its setting alone.
 // For the `Option<Option<_>>` fields, absent leaves the setting alone and an
 // explicit null clears it.
 #[derive(Deserialize)]
@@ -36,6 +45,11 @@ struct ControlUpdate {
     #[serde(default, deserialize_with = "present")]
     capacity: Option<Option<u32>>,
     model_version: Option<String>,
+    /// `[{"name": "llama-70b", "version": "v2"}, ...]` replaces the served
+    /// models (`version` defaults to "v1"); `[]` serves any model again.
+    /// Names and versions are 1 to 64 characters without control
+    /// characters, and names are unique.
+    models: Option<Vec<MockModel>>,
 }
 
 fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
@@ -122,6 +136,9 @@ fn apply(state: &RegionState, body: &[u8]) -> Result<(), Reject> {
     if let Some(version) = &update.model_version {
         state.set_model_version(version);
     }
+    if let Some(served) = update.models {
+        state.set_models(served);
+    }
     Ok(())
 }
 
@@ -144,6 +161,9 @@ fn validate(update: &ControlUpdate) -> Result<(), Reject> {
                 "model_version must be 1 to {MAX_MODEL_VERSION_CHARS} characters"
             )));
         }
+    }
+    if let Some(served) = &update.models {
+        models::validate(served).map_err(Reject::bad_request)?;
     }
     Ok(())
 }

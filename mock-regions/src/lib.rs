@@ -1,19 +1,36 @@
 //! Mock inference regions for trying Meridian locally.
 //!
 //! Each [`MockRegion`] is an HTTP/1.1 server on its own port that answers
-//! like an inference backend (`/health`, `/v1/inference`,
-//! `/v1/chat/completions`, `/v1/models`) with configurable latency, time to
-//! first token and per token, a capacity limit with a wait queue, failures
-//! and streaming behaviour, plus a `/control` endpoint to change those at run
+//! like an inference backend: `GET /health` and `GET /v1/models`, and the
+//! model-carrying `POST` routes `/v1/inference`, `/v1/chat/completions` and
+//! `/v1/completions` (both streamed as server-sent events on `"stream":true`),
+//! `/v1/embeddings`, `/v1/messages` (Anthropic's shape) and `/v1/responses`
+//! (OpenAI's Responses shape). It has configurable latency, time to first
+//! token and per token, a capacity limit with a wait queue, failures and
+//! streaming behaviour, plus a `/control` endpoint to change those at run
 //! time.
+//!
+//! A region may serve particular models ([`RegionSpec::models`]), as vLLM
+//! does: a request naming another model gets vLLM's 404, one naming none is
+//! answered as the first. Every answer on a model-carrying route carries an
+//! `x-mock-model` header naming the model it was answered as (or refused),
+//! and [`MockRegion::last_model`], [`MockRegion::last_body`] and
+//! [`MockRegion::model_counts`] show what requests carried.
 
 mod capacity;
 mod chat;
+mod completions;
 mod control;
 mod counts;
+mod embeddings;
+mod messages;
+mod models;
+mod prompt;
 mod region;
 mod reply;
+mod responses;
 mod routes;
+mod seen;
 mod server;
 mod spec;
 mod sse;
@@ -22,5 +39,6 @@ mod tls;
 
 pub use capacity::Load;
 pub use counts::Counts;
+pub use models::{parse_models, MockModel};
 pub use server::MockRegion;
 pub use spec::{default_regions, RegionSpec};

@@ -4,7 +4,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 
-use mock_regions::{default_regions, MockRegion, RegionSpec};
+use mock_regions::{default_regions, parse_models, MockModel, MockRegion, RegionSpec};
 
 const USAGE: &str = "\
 usage: mock-regions [OPTIONS]
@@ -20,13 +20,22 @@ options:
   --ttft-ms N          same as --work-ms
   --token-ms N         time per generated token: between streamed chunks, and
                        times the token count for non-streamed answers (default 20)
-  --capacity N         inference/chat requests worked on at once; the rest
+  --capacity N         model-carrying requests worked on at once; the rest
                        queue, and 0 queues all of them (default: unlimited)
   --model-version V    model version reported by /health (default v1)
+  --models LIST        serve only these models, as vLLM does: LIST is
+                       NAME[@VERSION][,NAME[@VERSION]...] (VERSION defaults
+                       to v1); a request naming another model is answered 404,
+                       one naming none is answered as the first
+                       (default: any model, listed as mock-model)
   --host ADDR          IP address to listen on (default 127.0.0.1)
   -h, --help           print this help
 
-Each region also serves /control to inspect and change these at run time.";
+Routes: GET /health, GET /v1/models, and POST /v1/inference,
+/v1/chat/completions, /v1/completions, /v1/embeddings, /v1/messages and
+/v1/responses. Each region also serves /control to inspect and change these
+settings at run time (POST a JSON object, e.g. {\"latency_ms\":50} or
+{\"models\":[{\"name\":\"m\",\"version\":\"v2\"}]}).";
 
 struct Options {
     host: IpAddr,
@@ -34,6 +43,7 @@ struct Options {
     token_ms: u64,
     capacity: Option<u32>,
     model_version: String,
+    models: Vec<MockModel>,
     single: Option<(String, u16, u64)>,
 }
 
@@ -55,6 +65,7 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
         token_ms: 20,
         capacity: None,
         model_version: "v1".to_string(),
+        models: Vec::new(),
         single: None,
     };
     let mut positional = Vec::new();
@@ -73,7 +84,13 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
         };
         if !matches!(
             flag.as_str(),
-            "--work-ms" | "--ttft-ms" | "--token-ms" | "--capacity" | "--model-version" | "--host"
+            "--work-ms"
+                | "--ttft-ms"
+                | "--token-ms"
+                | "--capacity"
+                | "--model-version"
+                | "--models"
+                | "--host"
         ) {
             return Err(format!("unknown option {flag}"));
         }
@@ -90,6 +107,9 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
                     return Err("--model-version must not be empty".to_string());
                 }
                 opts.model_version = value;
+            }
+            "--models" => {
+                opts.models = parse_models(&value).map_err(|e| format!("--models: {e}"))?
             }
             _ => opts.host = number("--host address", &value)?,
         }
@@ -135,14 +155,16 @@ async fn main() -> ExitCode {
         spec.token_ms = opts.token_ms;
         spec.capacity = opts.capacity;
         spec.model_version.clone_from(&opts.model_version);
+        spec.models.clone_from(&opts.models);
         let latency = spec.latency_ms;
         let addr = SocketAddr::new(opts.host, port);
         let name = spec.name.clone();
         match MockRegion::start(spec, addr).await {
             Ok(region) => {
                 println!(
-                    "mock region {name} listening on {} (latency {latency} ms)",
-                    region.url()
+                    "mock region {name} listening on {} (latency {latency} ms{})",
+                    region.url(),
+                    served(&region.models())
                 );
                 regions.push(region);
             }
@@ -160,6 +182,18 @@ async fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// ", models a@v1, b@v2" for the startup line; nothing when any model is served.
+fn served(models: &[MockModel]) -> String {
+    if models.is_empty() {
+        return String::new();
+    }
+    let list: Vec<String> = models
+        .iter()
+        .map(|m| format!("{}@{}", m.name, m.version))
+        .collect();
+    format!(", models {}", list.join(", "))
+}
+
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
@@ -173,4 +207,39 @@ async fn shutdown_signal() {
         }
     }
     let _ = tokio::signal::ctrl_c().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn models_flag_takes_a_list_with_optional_versions() {
+        for form in [
+            args(&["--models", "llama-70b@v2,bge-m3", "r", "0", "5"]),
+            args(&["--models=llama-70b@v2,bge-m3", "r", "0", "5"]),
+        ] {
+            let Ok(Command::Run(opts)) = parse(form) else {
+                panic!("parses");
+            };
+            assert_eq!(
+                opts.models,
+                vec![
+                    MockModel::new("llama-70b", "v2"),
+                    MockModel::new("bge-m3", "v1")
+                ]
+            );
+        }
+        let Ok(Command::Run(opts)) = parse(args(&[])) else {
+            panic!("parses");
+        };
+        assert!(opts.models.is_empty());
+        for bad in [&["--models"][..], &["--models", ""], &["--models", "a,a"]] {
+            assert!(parse(args(bad)).is_err(), "{bad:?}");
+        }
+    }
 }

@@ -1,14 +1,18 @@
 //! Per-region state shared between the accept loop, the handlers and the
 //! owning [`crate::MockRegion`] handle.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use bytes::Bytes;
 use hyper::header::HeaderValue;
 use tokio::sync::watch;
 
 use crate::capacity::Capacity;
 use crate::counts::{Category, Counts};
+use crate::models::{self, MockModel, Resolved};
+use crate::seen::Seen;
 use crate::spec::RegionSpec;
 
 /// Knobs that may change while the region is serving.
@@ -43,6 +47,9 @@ pub(crate) struct RegionState {
     pub capacity: Arc<Capacity>,
     settings: Mutex<Settings>,
     model_version: Mutex<String>,
+    /// Served models; empty serves any.
+    models: Mutex<Vec<MockModel>>,
+    seen: Mutex<Seen>,
     counts: Mutex<Counts>,
     // Headers of the last non-probe request, so a test can check what a proxy forwarded.
     last_headers: Mutex<Vec<(String, String)>>,
@@ -55,7 +62,7 @@ pub(crate) struct RegionState {
     blackhole: watch::Sender<bool>,
     /// When flapping started; the phase is counted from here.
     flap_epoch: Mutex<std::time::Instant>,
-    chat_seq: AtomicU64,
+    id_seq: AtomicU64,
 }
 
 /// A handler that panicked while holding a lock must not take the whole
@@ -82,6 +89,8 @@ impl RegionState {
                 flap_ms: None,
             }),
             model_version: Mutex::new(spec.model_version.clone()),
+            models: Mutex::new(spec.models.clone()),
+            seen: Mutex::new(Seen::default()),
             counts: Mutex::new(Counts::default()),
             last_headers: Mutex::new(Vec::new()),
             last_probe_headers: Mutex::new(Vec::new()),
@@ -89,7 +98,7 @@ impl RegionState {
             hang: watch::Sender::new(false),
             blackhole: watch::Sender::new(false),
             flap_epoch: Mutex::new(std::time::Instant::now()),
-            chat_seq: AtomicU64::new(0),
+            id_seq: AtomicU64::new(0),
         }
     }
 
@@ -133,6 +142,34 @@ impl RegionState {
 
     pub fn set_model_version(&self, version: &str) {
         *lock(&self.model_version) = version.to_string();
+    }
+
+    pub fn models(&self) -> Vec<MockModel> {
+        lock(&self.models).clone()
+    }
+
+    pub fn set_models(&self, served: Vec<MockModel>) {
+        *lock(&self.models) = served;
+    }
+
+    pub fn resolve_model(&self, requested: Option<&str>) -> Resolved {
+        models::resolve(&lock(&self.models), requested)
+    }
+
+    pub fn observe_model(&self, model: Option<&str>, body: &Bytes) {
+        lock(&self.seen).record(model, body);
+    }
+
+    pub fn last_model(&self) -> Option<String> {
+        lock(&self.seen).last_model()
+    }
+
+    pub fn last_body(&self) -> Option<Bytes> {
+        lock(&self.seen).last_body()
+    }
+
+    pub fn model_counts(&self) -> BTreeMap<String, u64> {
+        lock(&self.seen).per_model()
     }
 
     pub fn counts(&self) -> Counts {
@@ -219,15 +256,17 @@ impl RegionState {
         (elapsed / period) % 2 == 1
     }
 
-    pub fn next_chat_id(&self) -> String {
-        let n = self.chat_seq.fetch_add(1, Ordering::Relaxed) + 1;
-        format!("chatcmpl-mock-{n}")
+    /// A fresh answer id such as `chatcmpl-mock-7`, numbered across routes.
+    pub fn next_id(&self, prefix: &str) -> String {
+        let n = self.id_seq.fetch_add(1, Ordering::Relaxed) + 1;
+        format!("{prefix}-{n}")
     }
 
-    /// The body of a successful `GET /health`.
+    /// The body of a successful `GET /health`; `models` only when the region
+    /// serves particular ones.
     pub fn health_json(&self) -> serde_json::Value {
         let load = self.capacity.load();
-        serde_json::json!({
+        let mut health = serde_json::json!({
             "status": "ok",
             "region": self.name,
             "in_flight": load.in_flight,
@@ -235,7 +274,17 @@ impl RegionState {
             "max_concurrency": self.capacity.limit(),
             "gpu_utilization": self.capacity.utilization(),
             "model_version": self.model_version(),
-        })
+        });
+        let served = self.models();
+        if !served.is_empty() {
+            health["models"] = serde_json::json!(served);
+        }
+        health
+    }
+
+    /// The body of a successful `GET /v1/models`.
+    pub fn models_json(&self) -> serde_json::Value {
+        models::list_json(&self.name, &lock(&self.models))
     }
 
     /// The body of `GET /control` (and of a successful `POST /control`).
@@ -259,6 +308,7 @@ impl RegionState {
             "flapped_down": self.flapped_down(),
             "capacity": self.capacity.limit(),
             "model_version": self.model_version(),
+            "models": self.models(),
             "in_flight": load.in_flight,
             "queue_depth": load.queue_depth,
             "requests": self.counts(),

@@ -1,4 +1,5 @@
-//! Request dispatch and the simple inference-API handlers.
+//! Request dispatch, the model a request is answered as, and the simple
+//! inference-API handlers.
 
 use std::sync::Arc;
 
@@ -7,14 +8,14 @@ use hyper::header::{HeaderValue, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Deserialize;
 
-use crate::counts::Category;
+use crate::counts::{Category, ModelRoute};
+use crate::models::{self, Resolved};
 use crate::region::{Failure, RegionState};
-use crate::reply::{self, Body};
+use crate::reply::{self, Body, Reject};
 use crate::timing::{self, sleep_ms, MAX_TOKENS};
-use crate::{chat, control};
+use crate::{chat, completions, control, embeddings, messages, prompt, responses};
 
 const DEFAULT_MAX_TOKENS: u64 = 16;
-const SNIPPET_CHARS: usize = 50;
 
 /// The connection is to be reset without an answer.
 #[derive(Debug)]
@@ -67,10 +68,21 @@ async fn route(req: Request<Incoming>, state: &Arc<RegionState>) -> Result<Respo
         Ok(body) => body,
         Err(reject) => return Ok(reject.into_response()),
     };
+    let named = match category {
+        Category::Model(route) if method == Method::POST => {
+            let named = models::requested(&body);
+            // Kept as received, before anything can refuse or reset it.
+            state.observe_model(named.as_ref().ok().and_then(Option::as_deref), &body);
+            Some((route, named))
+        }
+        // Refused with a 405 below, still saying which model it would have been.
+        Category::Model(route) => Some((route, Ok(None))),
+        _ => None,
+    };
     if category != Category::Health && state.settings().reset_after_body {
         return Err(Reset);
     }
-    Ok(answer(state, category, &method, &path, &body).await)
+    Ok(answer(state, category, &method, &path, &body, named).await)
 }
 
 async fn answer(
@@ -79,6 +91,7 @@ async fn answer(
     method: &Method,
     path: &str,
     body: &[u8],
+    named: Option<(ModelRoute, Result<Option<String>, Reject>)>,
 ) -> Response<Body> {
     // Hung only after the body is read: from then on hyper watches the socket
     // and drops this request if the client gives up.
@@ -88,40 +101,91 @@ async fn answer(
 
     sleep_ms(state.settings().latency_ms).await;
     // Decided after the sleep so a failure switched on mid-request applies.
-    if let Some(fail) = state.take_failure(category == Category::Health) {
-        if category == Category::Health {
-            state.record_failed_probe();
-        }
-        return failure(state, fail);
+    let failed = state.take_failure(category == Category::Health);
+    if failed.is_some() && category == Category::Health {
+        state.record_failed_probe();
     }
+    let Some((route, named)) = named else {
+        return match failed {
+            Some(fail) => failure(state, fail),
+            None => plain(state, category, method, path),
+        };
+    };
 
+    // Resolved after the waits too, so a model list changed meanwhile applies.
+    let (model, bad_model) = match named {
+        Ok(name) => (state.resolve_model(name.as_deref()), None),
+        Err(reject) => (state.resolve_model(None), Some(reject)),
+    };
+    let mut resp = match (failed, bad_model) {
+        (Some(fail), _) => failure(state, fail),
+        (None, Some(reject)) => reject.into_response(),
+        (None, None) if method == Method::POST => generate(state, route, body, &model).await,
+        (None, None) => reply::method_not_allowed("POST"),
+    };
+    // On every answer, refusals included, so a test sees what was asked for.
+    resp.headers_mut()
+        .insert("x-mock-model", model_header(&model.name));
+    resp
+}
+
+/// The routes that answer at once: probes, the model list, unknown paths.
+fn plain(state: &RegionState, category: Category, method: &Method, path: &str) -> Response<Body> {
     let is_get = method == Method::GET || method == Method::HEAD;
-    let is_post = method == Method::POST;
     match category {
         Category::Health if is_get => reply::json(StatusCode::OK, &state.health_json()),
-        Category::Models if is_get => reply::json(
-            StatusCode::OK,
-            &serde_json::json!({
-                "object": "list",
-                "data": [{ "id": "mock-model", "object": "model", "owned_by": state.name }],
-            }),
-        ),
-        Category::Inference if is_post => inference(state, body).await,
-        Category::Chat if is_post => chat::handle(state, body).await,
+        Category::Models if is_get => reply::json(StatusCode::OK, &state.models_json()),
         Category::Health | Category::Models => reply::method_not_allowed("GET, HEAD"),
-        Category::Inference | Category::Chat => reply::method_not_allowed("POST"),
-        Category::Other => reply::not_found(path),
+        // Model routes are answered by `generate`, never here.
+        Category::Other | Category::Model(_) => reply::not_found(path),
+    }
+}
+
+async fn generate(
+    state: &Arc<RegionState>,
+    route: ModelRoute,
+    body: &[u8],
+    model: &Resolved,
+) -> Response<Body> {
+    match route {
+        ModelRoute::Inference => inference(state, body, model).await,
+        ModelRoute::Chat => chat::handle(state, body, model).await,
+        ModelRoute::Completions => completions::handle(state, body, model).await,
+        ModelRoute::Embeddings => embeddings::handle(state, body, model).await,
+        ModelRoute::Messages => messages::handle(state, body, model).await,
+        ModelRoute::Responses => responses::handle(state, body, model).await,
     }
 }
 
 fn category(path: &str) -> Category {
     match path {
         "/health" => Category::Health,
-        "/v1/inference" => Category::Inference,
-        "/v1/chat/completions" => Category::Chat,
         "/v1/models" => Category::Models,
+        "/v1/inference" => Category::Model(ModelRoute::Inference),
+        "/v1/chat/completions" => Category::Model(ModelRoute::Chat),
+        "/v1/completions" => Category::Model(ModelRoute::Completions),
+        "/v1/embeddings" => Category::Model(ModelRoute::Embeddings),
+        "/v1/messages" => Category::Model(ModelRoute::Messages),
+        "/v1/responses" => Category::Model(ModelRoute::Responses),
         _ => Category::Other,
     }
+}
+
+/// A model name as a header value. Names come from request bodies, so the
+/// bytes a header cannot carry (ASCII control characters) are sent
+/// percent-encoded.
+fn model_header(name: &str) -> HeaderValue {
+    let mut bytes = Vec::with_capacity(name.len());
+    for b in name.bytes() {
+        if (b < 0x20 && b != b'\t') || b == 0x7f {
+            bytes.extend_from_slice(format!("%{b:02X}").as_bytes());
+        } else {
+            bytes.push(b);
+        }
+    }
+    // Cannot fail once those are escaped; the fallback only keeps this panic-free.
+    HeaderValue::from_bytes(&bytes)
+        .unwrap_or_else(|_| HeaderValue::from_static(models::DEFAULT_MODEL))
 }
 
 fn failure(state: &RegionState, fail: Failure) -> Response<Body> {
@@ -143,23 +207,20 @@ fn failure(state: &RegionState, fail: Failure) -> Response<Body> {
     resp
 }
 
-/// The canned completion text; truncated by characters so multi-byte
-/// prompts never split a code point.
-pub(crate) fn reply_text(region: &str, prompt: &str) -> String {
-    let snippet: String = prompt.chars().take(SNIPPET_CHARS).collect();
-    format!("Mock response from {region}: {snippet}...")
-}
-
 #[derive(Deserialize)]
 struct InferenceRequest {
     prompt: String,
     max_tokens: Option<u64>,
 }
 
-async fn inference(state: &RegionState, body: &[u8]) -> Response<Body> {
+async fn inference(state: &RegionState, body: &[u8], model: &Resolved) -> Response<Body> {
     let req: InferenceRequest = match reply::parse_json(body) {
         Ok(req) => req,
         Err(reject) => return reject.into_response(),
+    };
+    let model = match model.check() {
+        Ok(name) => name,
+        Err(not_served) => return not_served.into_response(),
     };
     let tokens = req.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS).min(MAX_TOKENS);
     let _slot = state.capacity.acquire().await;
@@ -167,9 +228,10 @@ async fn inference(state: &RegionState, body: &[u8]) -> Response<Body> {
     reply::json(
         StatusCode::OK,
         &serde_json::json!({
-            "output": reply_text(&state.name, &req.prompt),
+            "output": prompt::reply_text(&state.name, &req.prompt),
             "tokens_used": tokens,
             "region": state.name,
+            "model": model,
         }),
     )
 }

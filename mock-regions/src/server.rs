@@ -1,12 +1,14 @@
 //! A running region: the accept loop, its connections, and the handle that
 //! controls and kills them.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use hyper::header::HeaderValue;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -17,6 +19,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use crate::capacity::Load;
 use crate::counts::Counts;
+use crate::models::MockModel;
 use crate::region::RegionState;
 use crate::routes;
 use crate::spec::RegionSpec;
@@ -125,12 +128,12 @@ impl MockRegion {
         self.state.update(|s| s.token_ms = ms);
     }
 
-    /// While set, chat streams pause after their first chunk.
+    /// While set, chat and completion streams pause after their first chunk.
     pub fn set_stream_hold(&self, hold: bool) {
         self.state.set_hold(hold);
     }
 
-    /// `Some(n)`: chat streams send `n` content chunks, then the connection
+    /// `Some(n)`: chat and completion streams send `n` content chunks, then the connection
     /// is dropped with no final chunk and no `[DONE]`, leaving the client an
     /// incomplete chunked body. A reply of `n` tokens or fewer is cut before
     /// its final chunk. Applies to streams already running.
@@ -144,9 +147,6 @@ impl MockRegion {
         self.state.set_hang(hang);
     }
 
-    /// How many inference/chat requests may be worked on at once (`None`:
-    /// unlimited). Shrinking never interrupts requests already working;
-    /// newcomers wait until the count drops below the new limit.
     /// Accept connections but never answer anything, probes included (a wedged host).
     pub fn set_blackhole(&self, on: bool) {
         self.state.set_blackhole(on);
@@ -165,6 +165,9 @@ impl MockRegion {
         self.state.restart_flap();
     }
 
+    /// How many requests on model-carrying routes may be worked on at once
+    /// (`None`: unlimited). Shrinking never interrupts requests already
+    /// working; newcomers wait until the count drops below the new limit.
     pub fn set_capacity(&self, capacity: Option<u32>) {
         self.state.capacity.set_limit(capacity);
     }
@@ -172,6 +175,37 @@ impl MockRegion {
     /// The version `/health` reports.
     pub fn set_model_version(&self, version: &str) {
         self.state.set_model_version(version);
+    }
+
+    /// Serve these `(name, version)` models from now on, as
+    /// [`RegionSpec::models`] does; an empty list serves any model again.
+    /// Unlike `/control`, names and versions are not checked.
+    pub fn set_models(&self, models: &[(&str, &str)]) {
+        self.state.set_models(MockModel::list(models));
+    }
+
+    /// The models served now; empty when any model is.
+    pub fn models(&self) -> Vec<MockModel> {
+        self.state.models()
+    }
+
+    /// The `model` the last request to a model-carrying route named, as
+    /// received and whether served or refused; `None` before any such request
+    /// and when the last one named none. Recorded once the body is read.
+    pub fn last_model(&self) -> Option<String> {
+        self.state.last_model()
+    }
+
+    /// The raw body of the last request to a model-carrying route, as
+    /// received, so a test can check what a proxy sent upstream.
+    pub fn last_body(&self) -> Option<Bytes> {
+        self.state.last_body()
+    }
+
+    /// Requests received on model-carrying routes per `model` named, refused
+    /// ones included; requests naming none count under "".
+    pub fn model_counts(&self) -> BTreeMap<String, u64> {
+        self.state.model_counts()
     }
 
     /// Requests working and waiting right now.

@@ -1,5 +1,7 @@
 //! What a region is started with: [`RegionSpec`] and the default set.
 
+use crate::models::MockModel;
+
 /// Static description of a region to start.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RegionSpec {
@@ -12,16 +14,20 @@ pub struct RegionSpec {
     /// Time per generated token: the gap between streamed chunks, and for a
     /// non-streamed answer `token_ms` times the tokens it generates.
     pub token_ms: u64,
-    /// How many inference/chat requests may be worked on at once; `None` is
+    /// How many model-carrying requests may be worked on at once; `None` is
     /// unlimited. `Some(0)` is allowed and queues everything until raised.
     pub capacity: Option<u32>,
     /// Reported by `/health`, as a real deployment would report its build.
     pub model_version: String,
+    /// The models served, as vLLM serves the ones it was started with: a
+    /// request naming another is answered 404, one naming none gets the
+    /// first. Empty serves any model and lists only "mock-model".
+    pub models: Vec<MockModel>,
 }
 
 impl RegionSpec {
     /// A region with unlimited capacity, no time to first token, 20 ms per
-    /// token and model version "v1".
+    /// token, model version "v1", serving any model.
     pub fn new(name: &str, latency_ms: u64) -> Self {
         RegionSpec {
             name: name.to_string(),
@@ -30,7 +36,20 @@ impl RegionSpec {
             token_ms: 20,
             capacity: None,
             model_version: "v1".to_string(),
+            models: Vec::new(),
         }
+    }
+
+    /// The same region serving these `(name, version)` models, in order.
+    ///
+    /// ```
+    /// let spec = mock_regions::RegionSpec::new("us-east-1", 0)
+    ///     .with_models(&[("llama-70b-east", "v1"), ("bge-m3", "v1")]);
+    /// assert_eq!(spec.models[1].name, "bge-m3");
+    /// ```
+    pub fn with_models(mut self, models: &[(&str, &str)]) -> Self {
+        self.models = MockModel::list(models);
+        self
     }
 }
 

@@ -1,4 +1,4 @@
-//! Server-sent-event streaming for chat completions.
+//! Server-sent-event streaming for chat and text completions.
 //!
 //! A spawned producer feeds a channel and the response body drains it, so
 //! every event reaches the socket as soon as it is produced rather than when
@@ -19,7 +19,6 @@ use hyper::Response;
 use tokio::sync::mpsc;
 
 use crate::capacity::Slot;
-use crate::chat::Completion;
 use crate::region::RegionState;
 use crate::reply::Body;
 use crate::timing::sleep_ms;
@@ -71,14 +70,33 @@ impl hyper::body::Body for ChannelBody {
     }
 }
 
-/// Starts streaming `words` and returns the response that carries them. The
-/// capacity slot is held until the stream ends or the client leaves.
+/// Which OpenAI chunk shape a stream's events take.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Stream {
+    /// `chat.completion.chunk` with a `delta`.
+    Chat,
+    /// `text_completion` with a `text`.
+    Text,
+}
+
+/// Identity shared by every chunk of one completion.
+pub(crate) struct Completion {
+    pub id: String,
+    pub created: u64,
+    pub model: String,
+    pub stream: Stream,
+}
+
+/// Starts streaming the words of `text` and returns the response that
+/// carries them. The capacity slot is held until the stream ends or the
+/// client leaves.
 pub(crate) fn respond(
     state: Arc<RegionState>,
     completion: Completion,
-    words: Vec<String>,
+    text: &str,
     slot: Slot,
 ) -> Response<Body> {
+    let words: Vec<String> = text.split_whitespace().map(str::to_string).collect();
     let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
     tokio::spawn(async move {
         // Err only means the client went away, which needs no handling.
@@ -118,8 +136,7 @@ async fn produce(
         if aborts_after(state, sent) {
             return send(tx, Event::Abort).await;
         }
-        let delta = serde_json::json!({ "content": format!("{word} ") });
-        send(tx, chunk(completion, delta, None)).await?;
+        send(tx, chunk(completion, Some(&format!("{word} ")), None)).await?;
         if sent == 0 {
             pause(tx, async {
                 // The sender lives in the region state we hold, so this only
@@ -135,7 +152,7 @@ async fn produce(
     if aborts_after(state, words.len()) {
         return send(tx, Event::Abort).await;
     }
-    send(tx, chunk(completion, serde_json::json!({}), Some("stop"))).await?;
+    send(tx, chunk(completion, None, Some("stop"))).await?;
     send(tx, Event::Data(Bytes::from_static(b"data: [DONE]\n\n"))).await
 }
 
@@ -147,14 +164,35 @@ fn aborts_after(state: &RegionState, sent: usize) -> bool {
         .is_some_and(|n| sent as u64 >= u64::from(n))
 }
 
-fn chunk(completion: &Completion, delta: serde_json::Value, finish: Option<&str>) -> Event {
-    let event = serde_json::json!({
-        "id": completion.id,
-        "object": "chat.completion.chunk",
-        "created": completion.created,
-        "model": completion.model,
-        "choices": [{ "index": 0, "delta": delta, "finish_reason": finish }],
-    });
+/// One event: a piece of text, or with `text` `None` the closing chunk.
+fn chunk(completion: &Completion, text: Option<&str>, finish: Option<&str>) -> Event {
+    let event = match completion.stream {
+        Stream::Chat => {
+            let delta = match text {
+                Some(text) => serde_json::json!({ "content": text }),
+                None => serde_json::json!({}),
+            };
+            serde_json::json!({
+                "id": completion.id,
+                "object": "chat.completion.chunk",
+                "created": completion.created,
+                "model": completion.model,
+                "choices": [{ "index": 0, "delta": delta, "finish_reason": finish }],
+            })
+        }
+        Stream::Text => serde_json::json!({
+            "id": completion.id,
+            "object": "text_completion",
+            "created": completion.created,
+            "model": completion.model,
+            "choices": [{
+                "text": text.unwrap_or_default(),
+                "index": 0,
+                "logprobs": null,
+                "finish_reason": finish,
+            }],
+        }),
+    };
     Event::Data(Bytes::from(format!("data: {event}\n\n")))
 }
 

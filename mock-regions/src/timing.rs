@@ -20,3 +20,11 @@ pub(crate) async fn generate(state: &RegionState, tokens: u64) {
     let s = state.settings();
     sleep_ms(s.work_ms.saturating_add(s.token_ms.saturating_mul(tokens))).await;
 }
+
+/// Seconds since the Unix epoch, for `created` fields; 0 on a clock before 1970.
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

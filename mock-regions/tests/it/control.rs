@@ -28,9 +28,14 @@ async fn control_reports_settings_and_is_not_counted() {
             "flapped_down": false,
             "capacity": null,
             "model_version": "v1",
+            "models": [],
             "in_flight": 0,
             "queue_depth": 0,
-            "requests": { "total": 1, "health": 1, "inference": 0, "chat": 0, "models": 0, "other": 0, "health_failed": 0 },
+            "requests": {
+                "total": 1, "health": 1, "inference": 0, "chat": 0, "models": 0, "other": 0,
+                "completions": 0, "embeddings": 0, "messages": 0, "responses": 0,
+                "health_failed": 0,
+            },
             "last_request_headers": [],
         })
     );

@@ -2,10 +2,12 @@
 
 mod common;
 
+mod api_shapes;
 mod capacity;
 mod chaos_modes;
 mod control;
 mod failures;
 mod kill;
+mod models;
 mod routes;
 mod streaming;

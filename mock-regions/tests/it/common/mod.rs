@@ -66,3 +66,32 @@ pub async fn start_stream(region: &MockRegion) -> reqwest::Response {
         .await
         .unwrap()
 }
+
+/// Like [`region`], serving these `(name, version)` models.
+pub async fn serving(name: &str, models: &[(&str, &str)]) -> MockRegion {
+    let mut spec = RegionSpec::new(name, 0).with_models(models);
+    spec.token_ms = 1;
+    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    MockRegion::start(spec, addr).await.unwrap()
+}
+
+/// Like [`post`], also returning the `x-mock-model` header (`None` when absent).
+pub async fn post_model(
+    region: &MockRegion,
+    path: &str,
+    body: &str,
+) -> (u16, Option<String>, Value) {
+    let resp = client()
+        .post(format!("{}{path}", region.url()))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let model = resp
+        .headers()
+        .get("x-mock-model")
+        .map(|v| v.to_str().unwrap().to_string());
+    (status, model, resp.json().await.unwrap())
+}

@@ -1,0 +1,95 @@
+//! Reading prompts out of request bodies and writing the canned reply, shared
+//! by every generating route.
+
+use serde::Deserialize;
+
+use crate::timing::MAX_TOKENS;
+
+const SNIPPET_CHARS: usize = 50;
+
+/// One chat turn, in OpenAI's and Anthropic's shape alike.
+#[derive(Deserialize)]
+pub(crate) struct Message {
+    pub role: String,
+    #[serde(default)]
+    pub content: serde_json::Value,
+}
+
+impl Message {
+    pub fn text(&self) -> String {
+        content_text(&self.content)
+    }
+}
+
+/// Content is a plain string or a list of typed parts (`text`, `input_text`,
+/// ...); only the parts' text matters for a mock reply.
+pub(crate) fn content_text(content: &serde_json::Value) -> String {
+    match content {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Array(parts) => parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(|t| t.as_str()))
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => String::new(),
+    }
+}
+
+/// The text of the last user turn, which the reply quotes.
+pub(crate) fn last_user(messages: &[Message]) -> String {
+    messages
+        .iter()
+        .rev()
+        .find(|m| m.role == "user")
+        .map(Message::text)
+        .unwrap_or_default()
+}
+
+/// Tokens, as the mock counts them: whitespace-separated words.
+pub(crate) fn tokens(text: &str) -> usize {
+    text.split_whitespace().count()
+}
+
+/// The canned completion text; truncated by characters so multi-byte
+/// prompts never split a code point.
+pub(crate) fn reply_text(region: &str, prompt: &str) -> String {
+    let snippet: String = prompt.chars().take(SNIPPET_CHARS).collect();
+    format!("Mock response from {region}: {snippet}...")
+}
+
+/// `text` cut or repeated to `max_tokens` words when a length was asked for
+/// (capped like `/v1/inference`), so a benchmark can have a long answer.
+pub(crate) fn sized(text: String, max_tokens: Option<u64>) -> String {
+    let Some(n) = max_tokens else {
+        return text;
+    };
+    let n = usize::try_from(n.min(MAX_TOKENS)).unwrap_or(usize::MAX);
+    let words: Vec<&str> = text.split_whitespace().collect();
+    if words.is_empty() {
+        return text;
+    }
+    words
+        .iter()
+        .copied()
+        .cycle()
+        .take(n)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The canned reply to `prompt`, sized to exactly `max_tokens` (OpenAI's
+/// chat and completions, where a benchmark asks for a long answer this way).
+pub(crate) fn reply(region: &str, prompt: &str, max_tokens: Option<u64>) -> String {
+    sized(reply_text(region, prompt), max_tokens)
+}
+
+/// The canned reply to `prompt`, cut to at most `max_tokens` (Anthropic's
+/// `max_tokens` and Responses' `max_output_tokens`, which clients always
+/// send as a ceiling rather than a length).
+pub(crate) fn capped_reply(region: &str, prompt: &str, max_tokens: Option<u64>) -> String {
+    let text = reply_text(region, prompt);
+    match max_tokens {
+        Some(n) if u64::try_from(tokens(&text)).is_ok_and(|len| len > n) => sized(text, Some(n)),
+        _ => text,
+    }
+}
