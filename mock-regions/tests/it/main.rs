@@ -3,6 +3,7 @@
 mod common;
 
 mod api_shapes;
+mod bodies;
 mod capacity;
 mod chaos_modes;
 mod control;
