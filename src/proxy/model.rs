@@ -75,30 +75,34 @@ pub async fn admit(session: &mut Session, ctx: &mut RequestCtx) -> Result<(), St
     let req = session.req_header();
     let model_path = MODEL_PATHS.contains(&req.uri.path());
     let post = req.method == http::Method::POST;
-    let asked = match ctx.admission.hints.model.clone() {
-        // The header wins, and the body passes as it is: nothing to read or hold.
-        Some(name) => Some(name),
-        None if post && (model_path || is_json(session)) => {
-            let bytes = read_body(session, ctx).await?;
-            let field = match find_model(&bytes) {
-                Ok(field) => field,
-                Err(e) if model_path => {
-                    return Err(Failure::new(Kind::InvalidRequest, e.to_string()).into())
-                }
-                // Not Meridian's to judge on other paths: it goes on without a model.
-                Err(_) => None,
-            };
-            let name = field.as_ref().map(|f| f.name.clone());
-            if !bytes.is_empty() {
-                ctx.body = Some(HeldBody {
-                    bytes,
-                    model: field,
-                });
+    let header = ctx.admission.hints.model.clone();
+    // A JSON body is held so its `model` can be rewritten for each region, even when the
+    // header names the model; a chunked one with the header streams through unchanged
+    // (it could not be held past 64 KiB).
+    let hold =
+        post && (model_path || is_json(session)) && !(header.is_some() && is_chunked(session));
+    let mut found = None;
+    if hold {
+        let bytes = read_body(session, ctx).await?;
+        let field = match find_model(&bytes) {
+            Ok(field) => field,
+            Err(e) if model_path && header.is_none() => {
+                return Err(Failure::new(Kind::InvalidRequest, e.to_string()).into())
             }
-            name
+            // Not Meridian's to judge: the header names the model, or the path is not a
+            // model API. The body goes on as it is.
+            Err(_) => None,
+        };
+        found = field.as_ref().map(|f| f.name.clone());
+        if !bytes.is_empty() {
+            ctx.body = Some(HeldBody {
+                bytes,
+                model: field,
+            });
         }
-        None => None,
-    };
+    }
+    // The header wins over the body.
+    let asked = header.or(found);
     let Some(name) = asked else {
         if model_path && post {
             return Err(Failure::new(

@@ -26,6 +26,7 @@ mod layering;
 mod lifecycle;
 mod limits;
 mod load;
+mod models;
 mod netem;
 mod reload;
 mod stream_failover;

@@ -26,6 +26,7 @@ impl Fleet {
                 token_ms: TOKEN_MS,
                 capacity: Some(def.capacity),
                 model_version: "v1".to_string(),
+                models: Vec::new(),
             };
             let region =
                 MockRegion::start(spec, SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await?;
