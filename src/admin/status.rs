@@ -138,10 +138,30 @@ fn models(rt: &Runtime) -> Vec<Value> {
                 Some(p) => format!("only {on_pin} healthy region(s) serve the pinned version {p}"),
                 None => format!("only {on_pin} healthy region(s) serve this model"),
             });
+            let canary = rt.canary(id).map(|c| {
+                let (pinned, trial) = c.tallies();
+                let tally = |t: crate::regions::Tally| {
+                    json!({
+                        "requests": t.requests,
+                        "errors": t.errors,
+                        "error_rate": t.error_rate(),
+                        "mean_ttft_ms": t.mean_ttft_ms(),
+                    })
+                };
+                let stopped = c.stopped();
+                json!({
+                    "version": c.config.version,
+                    "share": c.config.share,
+                    "state": if stopped.is_some() { "stopped" } else { "active" },
+                    "stopped_because": stopped,
+                    "window": {"pinned": tally(pinned), "canary": tally(trial)},
+                })
+            });
             json!({
                 "name": m.name,
                 "aliases": m.aliases,
                 "pin_version": pin,
+                "canary": canary,
                 "regions": serving,
                 "healthy_on_pin": on_pin,
                 "warning": warning,

@@ -274,6 +274,47 @@ pub struct ModelDeclFile {
     /// Only regions serving this version of the model get its traffic (rolling updates).
     #[serde(default)]
     pub pin_version: Option<String>,
+    /// A share of the model's requests tries a new version; stopped by Meridian itself if
+    /// the new version is clearly worse than the pinned one.
+    #[serde(default)]
+    pub canary: Option<CanaryFile>,
+}
+
+/// `canary:` of a declared model.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct CanaryFile {
+    /// The new version; regions serving it get `share` of the model's requests.
+    pub version: String,
+    /// 0 < share <= 1.
+    pub share: f64,
+    /// The comparison restarts every `window`.
+    #[serde(default = "default_canary_window", with = "humantime_serde")]
+    pub window: Duration,
+    /// Requests each version needs within a window before they are compared.
+    #[serde(default = "default_canary_min_requests")]
+    pub min_requests: u64,
+    /// Stop when the canary's error rate exceeds the pinned version's by this much
+    /// (0.05: five points).
+    #[serde(default = "default_canary_error_increase")]
+    pub max_error_rate_increase: f64,
+    /// Stop when the canary's mean time to first token exceeds the pinned version's by
+    /// this factor.
+    #[serde(default = "default_canary_ttft_ratio")]
+    pub max_ttft_ratio: f64,
+}
+
+fn default_canary_window() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_canary_min_requests() -> u64 {
+    20
+}
+fn default_canary_error_increase() -> f64 {
+    0.05
+}
+fn default_canary_ttft_ratio() -> f64 {
+    1.5
 }
 
 /// One model a region serves.

@@ -15,7 +15,9 @@ pub use endpoint::{parse_endpoint, parse_endpoint_with, Endpoint, Resolution};
 pub use error::ConfigError;
 pub use geo_value::normalize_geo_value;
 pub use mask::{RegionMask, MAX_REGIONS};
-pub use models::{is_model_name, ModelConfig, ModelId, Models, RegionModel, MAX_MODELS};
+pub use models::{
+    is_model_name, CanaryConfig, ModelConfig, ModelId, Models, RegionModel, MAX_MODELS,
+};
 pub use tls::CaCertificates;
 
 pub use ipnet::IpNet;

@@ -15,7 +15,11 @@ pub struct ModelConfig {
     pub aliases: Vec<String>,
     /// Only regions serving this version of the model get its traffic.
     pub pin_version: Option<String>,
+    /// A new version trying a share of the traffic (needs `pin_version`).
+    pub canary: Option<CanaryConfig>,
 }
+
+pub type CanaryConfig = super::file::CanaryFile;
 
 /// The fleet-wide model declarations, with every name and alias looked up in one map.
 #[derive(Debug, Clone, Default)]
@@ -86,11 +90,13 @@ mod tests {
                 name: "llama-3.1-70b".into(),
                 aliases: vec!["llama-70b".into()],
                 pin_version: None,
+                canary: None,
             },
             ModelConfig {
                 name: "bge-m3".into(),
                 aliases: vec![],
                 pin_version: None,
+                canary: None,
             },
         ]);
         assert!(m.declared());

@@ -461,10 +461,53 @@ impl Validator<'_> {
                     ));
                 }
             }
+            if let Some(c) = &m.canary {
+                let bad = |field: &str, msg: String| err(&m.name, &format!("canary.{field}"), msg);
+                let Some(pin) = &m.pin_version else {
+                    return Err(bad(
+                        "version",
+                        "a canary is compared with the pinned version: set pin_version too".into(),
+                    ));
+                };
+                if !is_token(&c.version) || c.version == *pin {
+                    return Err(bad(
+                        "version",
+                        format!(
+                            "'{}' must be a version (1-63 characters of a-z, A-Z, 0-9, '-', '_', '.') other than pin_version",
+                            c.version
+                        ),
+                    ));
+                }
+                if !(c.share > 0.0 && c.share <= 1.0) {
+                    return Err(bad(
+                        "share",
+                        format!("{} must be above 0 and at most 1", c.share),
+                    ));
+                }
+                if c.window < Duration::from_secs(1) || c.window > MAX_DURATION {
+                    return Err(bad("window", "must be between 1s and 24h".into()));
+                }
+                if c.min_requests == 0 || c.min_requests > 1_000_000 {
+                    return Err(bad("min_requests", "must be between 1 and 1000000".into()));
+                }
+                if !(0.0..=1.0).contains(&c.max_error_rate_increase) {
+                    return Err(bad(
+                        "max_error_rate_increase",
+                        format!("{} must be between 0 and 1", c.max_error_rate_increase),
+                    ));
+                }
+                if !(c.max_ttft_ratio.is_finite() && c.max_ttft_ratio >= 1.0) {
+                    return Err(bad(
+                        "max_ttft_ratio",
+                        format!("{} must be a factor of at least 1", c.max_ttft_ratio),
+                    ));
+                }
+            }
             list.push(ModelConfig {
                 name: m.name.clone(),
                 aliases: m.aliases.clone(),
                 pin_version: m.pin_version.clone(),
+                canary: m.canary.clone(),
             });
         }
         Ok(Models::new(list))

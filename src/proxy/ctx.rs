@@ -41,6 +41,8 @@ pub struct RequestCtx {
     pub body: Option<super::model::HeldBody>,
     /// The model as the client named it (name or alias).
     pub asked_model: Option<String>,
+    /// Which version of a model with a canary the first attempt went to.
+    pub canary: Option<crate::regions::Side>,
 }
 
 impl RequestCtx {
@@ -63,6 +65,7 @@ impl RequestCtx {
             ttft: None,
             body: None,
             asked_model: None,
+            canary: None,
         }
     }
 

@@ -41,6 +41,18 @@ pub fn record(session: &Session, ctx: &mut RequestCtx) {
             m.record_served();
         }
     }
+    if let (Some(side), Some(canary)) = (ctx.canary, ctx.admission.model.and_then(|m| rt.canary(m)))
+    {
+        // The first attempt's result: an error if it failed, was refused or had to be
+        // repeated elsewhere. A client that left says nothing about the version.
+        if outcome != Outcome::ClientGone {
+            let first_ok = ctx.attempts == 1 && ctx.served_by.is_some() && outcome.status() < 500;
+            let ttft = ctx.ttft.filter(|_| ctx.attempts == 1);
+            canary.record(side, !first_ok, ttft, std::time::Instant::now());
+        }
+        rt.metrics
+            .canary(model.unwrap_or("other"), side, canary.stopped().is_none());
+    }
     rt.metrics.finished(
         served.and_then(|r| Some((&**r, rt.series(r)?))),
         outcome,

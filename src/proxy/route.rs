@@ -4,6 +4,7 @@
 use super::ctx::{Attempt, Phase, RequestCtx};
 use super::respond::exhausted;
 use crate::failure::{Failure, Kind};
+use crate::regions::Side;
 use crate::routing::{explain, pick, Filter, Hints, Pick};
 use crate::runtime::Runtime;
 use pingora::upstreams::peer::HttpPeer;
@@ -16,17 +17,28 @@ pub fn filter<'a>(rt: &'a Runtime, ctx: &'a RequestCtx) -> Filter<'a> {
         allowed: ctx.admission.allowed,
         tried: ctx.tried,
         model: ctx.admission.model,
-        version: ctx.admission.hints.model_version.as_deref().or_else(|| {
-            // A model's own pin, else the fleet's.
-            ctx.admission
-                .model
-                .and_then(|m| rt.config.models.get(m))
-                .and_then(|m| m.pin_version.as_deref())
-                .or(rt.config.model.pin_version.as_deref())
-        }),
+        version: version(rt, ctx),
         gpu_saturation: rt.config.capacity.gpu_saturation,
         allow_saturated: false,
     }
+}
+
+/// The version this attempt must be served by: the request's hint, else the canary's for
+/// a first attempt drawn for it, else the model's pin, else the fleet's.
+fn version<'a>(rt: &'a Runtime, ctx: &'a RequestCtx) -> Option<&'a str> {
+    if let Some(v) = ctx.admission.hints.model_version.as_deref() {
+        return Some(v);
+    }
+    let model = ctx.admission.model;
+    if ctx.attempts == 0 && ctx.canary == Some(Side::Canary) {
+        if let Some(c) = model.and_then(|m| rt.canary(m)) {
+            return Some(c.config.version.as_str());
+        }
+    }
+    model
+        .and_then(|m| rt.config.models.get(m))
+        .and_then(|m| m.pin_version.as_deref())
+        .or(rt.config.model.pin_version.as_deref())
 }
 
 /// Walks the ranking once for `f`, with the decision header when the request asked.
@@ -55,9 +67,24 @@ pub fn next_peer(ctx: &mut RequestCtx) -> Result<Box<HttpPeer>, Failure> {
         return Err(exhausted(ctx));
     }
     let now = Instant::now();
+    if ctx.attempts == 0 && ctx.admission.hints.model_version.is_none() {
+        ctx.canary = ctx
+            .admission
+            .model
+            .and_then(|m| rt.canary(m))
+            .map(|c| c.draw());
+    }
     let mut f = filter(&rt, ctx);
     let hints = &ctx.admission.hints;
     let (mut p, mut decision) = walk(&rt, hints, &f, now);
+    if p.chosen.is_none() && ctx.attempts == 0 && ctx.canary == Some(Side::Canary) {
+        // No region can take the new version now: the pinned one serves, and the request
+        // counts for it.
+        ctx.canary = Some(Side::Pinned);
+        f = filter(&rt, ctx);
+        (p, decision) = walk(&rt, &ctx.admission.hints, &f, now);
+    }
+    let hints = &ctx.admission.hints;
     if p.chosen.is_none() && !rt.config.capacity.shed_when_saturated {
         // Every eligible region is full and shedding is off: queue on the best of them.
         f.allow_saturated = true;

@@ -3,6 +3,7 @@
 //! fleet-wide retry budget. Plain state: no Pingora or Prometheus types.
 
 mod budget;
+mod canary;
 mod circuit;
 mod ewma;
 mod inherit;
@@ -11,6 +12,7 @@ mod model;
 
 pub use crate::config::{ModelId, RegionMask, MAX_REGIONS};
 pub use budget::{ActiveRequest, ActiveRetry, RetryBudget};
+pub use canary::{Canary, Side, Tally};
 pub use circuit::{Circuit, CircuitState};
 pub use ewma::{PeakEwma, Stamp};
 pub use load::{LoadReport, ReportedModel};

@@ -6,7 +6,7 @@ mod shared;
 pub use shared::{ReloadReport, Shared};
 
 use crate::config::Config;
-use crate::regions::{build_table, Region, RegionTable, RetryBudget};
+use crate::regions::{build_table, Canary, Region, RegionTable, RetryBudget};
 use crate::routing::{GeoPolicy, Ranker, Weights};
 use crate::telemetry::{AccessLog, Metrics, RegionSeries};
 use crate::upstream::{Peers, Pool};
@@ -27,6 +27,8 @@ pub struct Runtime {
     pub peers: Arc<Peers>,
     /// The health-checked pool whose probes keep each endpoint's health.
     pub pool: Pool,
+    /// Per declared model, its canary when it has one.
+    pub canaries: Vec<Option<Canary>>,
 }
 
 impl Runtime {
@@ -52,6 +54,17 @@ impl Runtime {
             .map(|o| o.name().to_string())
             .collect();
         self.metrics.forget_regions(&gone);
+        for (id, canary) in next.canaries.iter().enumerate() {
+            let name = next.config.models.name(id);
+            let old = self
+                .config
+                .models
+                .resolve(name)
+                .and_then(|o| self.canary(o));
+            if let (Some(new), Some(old)) = (canary, old) {
+                new.inherit(old);
+            }
+        }
         next
     }
 
@@ -72,7 +85,14 @@ impl Runtime {
         });
         let ranker = Ranker::new(&regions, Weights::from(&config.selection));
         let series = metrics.series_for(&regions);
+        let canaries = config
+            .models
+            .list
+            .iter()
+            .map(|m| m.canary.clone().map(Canary::new))
+            .collect();
         Arc::new(Self {
+            canaries,
             access_log,
             budget,
             config,
@@ -84,6 +104,10 @@ impl Runtime {
             peers,
             pool,
         })
+    }
+
+    pub fn canary(&self, model: crate::config::ModelId) -> Option<&Canary> {
+        self.canaries.get(model)?.as_ref()
     }
 
     /// `region`'s hot-path metric series.

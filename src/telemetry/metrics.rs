@@ -40,6 +40,8 @@ pub struct Metrics {
     /// By declared model (else `other`): what was asked, who served it, how it ended.
     model_requests: IntCounterVec,
     model_ttft_seconds: HistogramVec,
+    canary_requests: IntCounterVec,
+    canary_active: IntGaugeVec,
     /// Held while the gauges are rebuilt for a scrape, so two scrapes cannot interleave.
     scrape: Mutex<()>,
 }
@@ -217,6 +219,18 @@ impl Metrics {
                 "Time to first token by model and serving region",
                 &["model", "region"],
             ),
+            canary_requests: counter(
+                &registry,
+                "meridian_canary_requests_total",
+                "First attempts of requests for a model with a canary, by model and side (pinned, canary)",
+                &["model", "side"],
+            ),
+            canary_active: gauge(
+                &registry,
+                "meridian_canary_active",
+                "1 while a model's canary runs, 0 once Meridian stopped it (the status API says why)",
+                &["model"],
+            ),
             latency,
             registry,
             scrape: Mutex::new(()),
@@ -286,6 +300,18 @@ impl Metrics {
                 series.ttft.observe(d.as_secs_f64());
             }
         }
+    }
+
+    /// A request for a model with a canary ended.
+    pub fn canary(&self, model: &str, side: crate::regions::Side, active: bool) {
+        let side = match side {
+            crate::regions::Side::Pinned => "pinned",
+            crate::regions::Side::Canary => "canary",
+        };
+        self.canary_requests.with_label_values(&[model, side]).inc();
+        self.canary_active
+            .with_label_values(&[model])
+            .set(i64::from(active));
     }
 
     /// A listener's open-connections gauge and refused-connections counter.

@@ -371,6 +371,18 @@ fn model_declarations_are_checked() {
         ],
     );
     refused(
+        "models:\n  - name: a\n    canary:\n      version: v2\n      share: 0.1\n",
+        &[
+            "line 2",
+            "field 'models.canary.version'",
+            "set pin_version too",
+        ],
+    );
+    refused(
+        "models:\n  - name: a\n    pin_version: v1\n    canary:\n      version: v2\n      share: 1.5\n",
+        &["field 'models.canary.share'", "above 0 and at most 1"],
+    );
+    refused(
         "models:\n  - name: a\n  - name: a\n",
         &["field 'models.name'", "'a' is listed twice"],
     );

@@ -483,3 +483,61 @@ async fn v1_models_lists_what_a_healthy_region_serves() {
         "{llama}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_takes_its_share_and_stops_itself_when_clearly_worse() {
+    // Both regions serve the 70B model: `old` on the pinned v1, `new` on v2 (each says so in
+    // its /health), the canary.
+    let old = serving("ap-south-1", &[("llama", "v1")]).await;
+    let new = serving("me-south-1", &[("llama", "v2")]).await;
+    let models = "  - name: llama-3.1-70b\n    pin_version: v1\n    canary:\n      version: v2\n      share: 0.25\n      window: 60s\n      min_requests: 6\n";
+    let cfg = TestConfig::new()
+        .section("models", models)
+        .mock_with(&old, 0.10, 1, &[&served(&[("llama-3.1-70b", "llama")])])
+        .mock_with(&new, 0.10, 1, &[&served(&[("llama-3.1-70b", "llama")])]);
+    let m = Meridian::start(&cfg).await;
+    m.wait_health("ap-south-1", true).await;
+    m.wait_health("me-south-1", true).await;
+    eventually(Duration::from_secs(5), "the versions reported", || async {
+        let s = m.status().await;
+        s["models"][0]["regions"][1]["version"] == "v2"
+    })
+    .await;
+    // A quarter of the requests try v2.
+    for _ in 0..40 {
+        let r = post(&m, "/v1/chat/completions", chat("llama-3.1-70b"), &[]).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    assert_eq!(new.model_counts().get("llama"), Some(&10));
+    assert_eq!(old.model_counts().get("llama"), Some(&30));
+    let status = m.status().await;
+    assert_eq!(status["models"][0]["canary"]["state"], "active", "{status}");
+
+    // v2 starts failing: Meridian stops the canary by itself, and says why.
+    new.set_fail_status(Some(500));
+    for _ in 0..40 {
+        post(&m, "/v1/chat/completions", chat("llama-3.1-70b"), &[]).await;
+    }
+    let status = m.status().await;
+    let canary = &status["models"][0]["canary"];
+    assert_eq!(canary["state"], "stopped", "{canary}");
+    assert!(
+        canary["stopped_because"]
+            .as_str()
+            .unwrap()
+            .contains("error rate"),
+        "{canary}"
+    );
+    let metrics = m.metrics().await;
+    assert!(
+        metrics.contains("meridian_canary_active{model=\"llama-3.1-70b\"} 0"),
+        "{metrics}"
+    );
+    // From then on every request stays on the pinned version.
+    let before = new.model_counts().get("llama").copied();
+    for _ in 0..10 {
+        let r = post(&m, "/v1/chat/completions", chat("llama-3.1-70b"), &[]).await;
+        assert_eq!(r.region.as_deref(), Some("ap-south-1"), "{}", r.body);
+    }
+    assert_eq!(new.model_counts().get("llama").copied(), before);
+}
