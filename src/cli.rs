@@ -41,6 +41,9 @@ pub enum Command {
         /// Address to listen on (tests run regions inside network namespaces).
         #[arg(long, default_value = "127.0.0.1")]
         bind: std::net::IpAddr,
+        /// Models served, NAME[@VERSION],... (default: any model)
+        #[arg(long, default_value = "")]
+        models: String,
     },
 }
 
@@ -63,9 +66,10 @@ pub fn run(cli: Cli) -> i32 {
         port,
         latency_ms,
         bind,
+        models,
     }) = &cli.command
     {
-        return mock_region(name, SocketAddr::new(*bind, *port), *latency_ms);
+        return mock_region(name, SocketAddr::new(*bind, *port), *latency_ms, models);
     }
     let config = match load(&cli.conf) {
         Ok(c) => c,
@@ -108,8 +112,8 @@ fn demo(config: Config, daemon: bool, upgrade: bool) -> i32 {
 }
 
 #[cfg(feature = "demo")]
-fn mock_region(name: &str, addr: SocketAddr, latency_ms: u64) -> i32 {
-    crate::demo::run_region(name, addr, latency_ms)
+fn mock_region(name: &str, addr: SocketAddr, latency_ms: u64, models: &str) -> i32 {
+    crate::demo::run_region(name, addr, latency_ms, models)
 }
 
 #[cfg(not(feature = "demo"))]
@@ -122,7 +126,7 @@ fn demo(_config: Config, _daemon: bool, _upgrade: bool) -> i32 {
 }
 
 #[cfg(not(feature = "demo"))]
-fn mock_region(_name: &str, _addr: SocketAddr, _latency_ms: u64) -> i32 {
+fn mock_region(_name: &str, _addr: SocketAddr, _latency_ms: u64, _models: &str) -> i32 {
     eprintln!("{NO_DEMO}");
     2
 }

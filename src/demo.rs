@@ -2,7 +2,7 @@
 //! kill one, as in a real outage), and the proxy on the built-in config.
 
 use crate::config::Config;
-use mock_regions::{default_regions, MockRegion, RegionSpec};
+use mock_regions::{demo_regions, parse_models, MockRegion, RegionSpec};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -20,17 +20,24 @@ pub fn run(config: Config, daemon: bool, upgrade: bool) -> i32 {
         }
     };
     let mut children: Vec<Child> = Vec::new();
-    for (spec, port) in default_regions() {
+    for (spec, port) in demo_regions() {
         if TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok() {
             eprintln!("meridian: port {port} for mock region {} is in use (is another demo or mock-regions running?)", spec.name);
             return 1;
         }
+        let models: Vec<String> = spec
+            .models
+            .iter()
+            .map(|m| format!("{}@{}", m.name, m.version))
+            .collect();
         match Command::new(&exe)
             .args([
                 "mock-region",
                 &spec.name,
                 &port.to_string(),
                 &spec.latency_ms.to_string(),
+                "--models",
+                &models.join(","),
             ])
             .spawn()
         {
@@ -41,7 +48,7 @@ pub fn run(config: Config, daemon: bool, upgrade: bool) -> i32 {
             }
         }
     }
-    for (spec, port) in default_regions() {
+    for (spec, port) in demo_regions() {
         if !wait_listening(port, Duration::from_secs(10)) {
             eprintln!(
                 "meridian: mock region {} did not come up on port {port}",
@@ -54,8 +61,9 @@ pub fn run(config: Config, daemon: bool, upgrade: bool) -> i32 {
         }
     }
     println!(
-        "meridian demo: proxy http://{} admin http://{}\n  curl -si http://{}/v1/inference -d '{{\"prompt\":\"Hello\",\"max_tokens\":16}}'\n  take a region down: pkill -f 'mock-region ap-south-1'",
-        config.listen.proxy, config.listen.admin, config.listen.proxy
+        "meridian demo: proxy http://{p} admin http://{}\n  curl -si http://{p}/v1/chat/completions -H 'content-type: application/json' -d '{{\"model\":\"llama-3.1-70b\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello\"}}]}}'\n  curl -s http://{p}/v1/models\n  take a region down: pkill -f 'mock-region ap-south-1'",
+        config.listen.admin,
+        p = config.listen.proxy
     );
     match crate::app::build_server(config, None, false, false) {
         Ok((server, _shared)) => {
@@ -84,7 +92,18 @@ fn wait_listening(port: u16, within: Duration) -> bool {
 }
 
 /// The `mock-region` child: serves one region until killed or until the demo exits.
-pub fn run_region(name: &str, addr: SocketAddr, latency_ms: u64) -> i32 {
+pub fn run_region(name: &str, addr: SocketAddr, latency_ms: u64, models: &str) -> i32 {
+    let models = if models.is_empty() {
+        Vec::new()
+    } else {
+        match parse_models(models) {
+            Ok(m) => m,
+            Err(e) => {
+                eprintln!("mock region {name}: --models: {e}");
+                return 2;
+            }
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -98,7 +117,11 @@ pub fn run_region(name: &str, addr: SocketAddr, latency_ms: u64) -> i32 {
     };
     let parent = std::os::unix::process::parent_id();
     runtime.block_on(async move {
-        let region = match MockRegion::start(RegionSpec::new(name, latency_ms), addr).await {
+        let spec = RegionSpec {
+            models,
+            ..RegionSpec::new(name, latency_ms)
+        };
+        let region = match MockRegion::start(spec, addr).await {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("mock region {name}: cannot listen on {addr}: {e}");

@@ -41,4 +41,4 @@ pub use capacity::Load;
 pub use counts::Counts;
 pub use models::{parse_models, MockModel};
 pub use server::MockRegion;
-pub use spec::{default_regions, RegionSpec};
+pub use spec::{default_regions, demo_regions, RegionSpec};

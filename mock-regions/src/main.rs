@@ -4,13 +4,14 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 
-use mock_regions::{default_regions, parse_models, MockModel, MockRegion, RegionSpec};
+use mock_regions::{demo_regions, parse_models, MockModel, MockRegion, RegionSpec};
 
 const USAGE: &str = "\
 usage: mock-regions [OPTIONS]
        mock-regions [OPTIONS] NAME PORT LATENCY_MS
 
-Without arguments, starts the five default regions on ports 8001-8005.
+Without arguments, starts the five demo regions on ports 8001-8005, each serving
+the models the built-in conf/meridian.yaml places there (--models replaces them).
 With NAME PORT LATENCY_MS, starts that one region (PORT 0 picks a free port).
 LATENCY_MS is network latency, paid by every request before anything else.
 
@@ -147,7 +148,7 @@ async fn main() -> ExitCode {
 
     let specs = match opts.single {
         Some((name, port, latency)) => vec![(RegionSpec::new(&name, latency), port)],
-        None => default_regions(),
+        None => demo_regions(),
     };
     let mut regions = Vec::with_capacity(specs.len());
     for (mut spec, port) in specs {
@@ -155,7 +156,9 @@ async fn main() -> ExitCode {
         spec.token_ms = opts.token_ms;
         spec.capacity = opts.capacity;
         spec.model_version.clone_from(&opts.model_version);
-        spec.models.clone_from(&opts.models);
+        if !opts.models.is_empty() {
+            spec.models.clone_from(&opts.models);
+        }
         let latency = spec.latency_ms;
         let addr = SocketAddr::new(opts.host, port);
         let name = spec.name.clone();

@@ -63,3 +63,25 @@ pub fn default_regions() -> Vec<(RegionSpec, u16)> {
         (RegionSpec::new("eu-west-1", 70), 8005),
     ]
 }
+
+/// The five regions of `meridian demo` (and of `mock-regions` run without arguments):
+/// [`default_regions`] serving three models, placed as the built-in `conf/meridian.yaml`
+/// says, each under the name its engine uses. The 70B chat model runs only where the big
+/// GPUs are (us-east-1, eu-west-1, and brazilsouth under an Azure deployment name); the
+/// small chat model and the embedding model run everywhere.
+pub fn demo_regions() -> Vec<(RegionSpec, u16)> {
+    const SMALL: [(&str, &str); 2] = [("Qwen/Qwen2.5-7B-Instruct", "v1"), ("BAAI/bge-m3", "v1")];
+    default_regions()
+        .into_iter()
+        .map(|(spec, port)| {
+            let big = match spec.name.as_str() {
+                "us-east-1" | "eu-west-1" => Some("meta-llama/Llama-3.1-70B-Instruct"),
+                "brazilsouth" => Some("prod-llama70b"),
+                _ => None,
+            };
+            let mut models: Vec<(&str, &str)> = big.map(|b| (b, "v1")).into_iter().collect();
+            models.extend(SMALL);
+            (spec.with_models(&models), port)
+        })
+        .collect()
+}

@@ -116,6 +116,7 @@ pub async fn admit(session: &mut Session, ctx: &mut RequestCtx) -> Result<(), St
         }
         return Ok(());
     };
+    ctx.asked_model = Some(name.clone());
     let served = models
         .resolve(&name)
         .filter(|&id| rt.regions.iter().any(|r| r.model(id).is_some()));
@@ -130,7 +131,6 @@ pub async fn admit(session: &mut Session, ctx: &mut RequestCtx) -> Result<(), St
         .into());
     };
     ctx.admission.model = Some(id);
-    ctx.asked_model = Some(name);
     Ok(())
 }
 

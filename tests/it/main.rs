@@ -28,6 +28,7 @@ mod limits;
 mod load;
 mod models;
 mod netem;
+mod openai_sdk;
 mod reload;
 mod stream_failover;
 mod streaming;

@@ -240,6 +240,14 @@ async fn unknown_missing_and_malformed_models_get_openai_errors() {
     .await;
     assert_eq!(r.status, 400);
     assert_eq!(r.error_type(), "invalid_header");
+    // Unknown names are counted, under a bounded label.
+    let metrics = m.metrics().await;
+    assert!(
+        metrics.contains(
+            "meridian_model_requests_total{model=\"other\",region=\"none\",status=\"404\"} 1"
+        ),
+        "{metrics}"
+    );
     // None of these reached a region.
     assert_eq!(east.model_counts().values().sum::<u64>(), 0);
     assert_eq!(west.model_counts().values().sum::<u64>(), 0);

@@ -1,0 +1,20 @@
+//! A request body on a model-routed path: any bytes. Never a panic; when a model is found,
+//! its span holds exactly that JSON string, and rewriting it leaves the rest untouched.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use meridian::routing::body::{find_model, rewrite};
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(Some(field)) = find_model(data) {
+        let text = &data[field.span.clone()];
+        let decoded: String = serde_json::from_slice(text).expect("the span is a JSON string");
+        assert_eq!(decoded, field.name);
+        let body = bytes::Bytes::copy_from_slice(data);
+        let out = rewrite(&body, &field.span, b"\"x\"");
+        assert_eq!(&out[..field.span.start], &data[..field.span.start]);
+        assert_eq!(&out[field.span.start + 3..], &data[field.span.end..]);
+        let again = find_model(&out).expect("still valid").expect("still a model");
+        assert_eq!(again.name, "x");
+    }
+});
