@@ -129,6 +129,55 @@ pub async fn start_wrapped(
     tag: &str,
     wrapper: &[OsString],
 ) -> Result<Running, String> {
+    launch(kind, setup, upstreams, tag, wrapper, Models::None).await
+}
+
+/// Meridian with its models as `models` says, under `wrapper` as in `start_wrapped`.
+pub async fn start_meridian(
+    setup: &Setup,
+    upstreams: &[SocketAddr],
+    tag: &str,
+    wrapper: &[OsString],
+    models: Models,
+) -> Result<Running, String> {
+    launch(Kind::Meridian, setup, upstreams, tag, wrapper, models).await
+}
+
+/// What Meridian's config says about models.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Models {
+    /// Whatever models the default config declares are taken out: every region serves any
+    /// model and Meridian never reads a request body (the request path every other phase
+    /// measures, whose requests name "mock-model").
+    None,
+    /// `request::CHAT_MODEL` declared and every region serving it under a name of its own
+    /// (`upstream_model`), so routing is unchanged but every request's body is read and
+    /// held, its `model` found and rewritten for the region.
+    Declared,
+}
+
+impl Models {
+    pub fn name(self) -> &'static str {
+        match self {
+            Models::None => "without models",
+            Models::Declared => "with models",
+        }
+    }
+}
+
+/// The name region `i` knows `request::CHAT_MODEL` by when models are declared.
+pub fn upstream_model(i: usize) -> String {
+    format!("llama70b-r{i}")
+}
+
+async fn launch(
+    kind: Kind,
+    setup: &Setup,
+    upstreams: &[SocketAddr],
+    tag: &str,
+    wrapper: &[OsString],
+    models: Models,
+) -> Result<Running, String> {
     let first = *upstreams.first().ok_or("no upstreams")?;
     if kind == Kind::Direct {
         return Ok(Running {
@@ -147,7 +196,11 @@ pub async fn start_wrapped(
         Kind::Nginx => (nginx(&dir, setup, addr, upstreams)?, "/", 15),
         Kind::Haproxy => (haproxy(&dir, setup, addr, upstreams)?, "/", 15),
         Kind::PingoraRr => (pingora_rr(setup, addr, upstreams), "/", 15),
-        Kind::Meridian => (meridian(&dir, setup, addr, upstreams)?, "/health", 20),
+        Kind::Meridian => (
+            meridian(&dir, setup, addr, upstreams, models)?,
+            "/health",
+            20,
+        ),
         // It checks every worker's /health before it listens.
         Kind::VllmRouter => (vllm_router(setup, addr, upstreams)?, "/liveness", 60),
         Kind::Litellm => (
@@ -290,16 +343,21 @@ fn pingora_rr(setup: &Setup, addr: SocketAddr, upstreams: &[SocketAddr]) -> Comm
     cmd
 }
 
-/// The default config with only addresses, paths and the thread count changed.
+/// The default config with only addresses, paths and the thread count changed, and its
+/// models as `models` says: by default without any (the fixed-answer upstream serves any
+/// model, and the comparison with the other proxies is of routing requests, not models).
 fn meridian(
     dir: &Path,
     setup: &Setup,
     addr: SocketAddr,
     upstreams: &[SocketAddr],
+    models: Models,
 ) -> Result<Command, String> {
     let default = &setup.meridian_default;
-    let mut conf =
+    let text =
         std::fs::read_to_string(default).map_err(|e| format!("{}: {e}", default.display()))?;
+    let mut conf =
+        with_models(&text, models).map_err(|e| format!("{}: {e}", default.display()))?;
     let admin = SocketAddr::from(([127, 0, 0, 1], free_port()?));
     let d = dir.display();
     let mut swaps = vec![
@@ -420,4 +478,101 @@ fn vllm_router(
         .arg("--log-level")
         .arg("warning");
     Ok(cmd)
+}
+
+/// `text` with the top-level `models` list and every region's `models` removed, and with
+/// `Models::Declared` then `request::CHAT_MODEL` declared and every region serving it under
+/// `upstream_model(i)`, `i` being the default upstream its endpoint names
+/// (`http://127.0.0.1:800{i+1}`).
+fn with_models(text: &str, models: Models) -> Result<String, String> {
+    use serde_yaml::{Mapping, Value};
+    let mut v: Value = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
+    let Some(map) = v.as_mapping_mut() else {
+        return Err("not a YAML mapping".into());
+    };
+    map.remove("models");
+    if let Some(regions) = map.get_mut("regions").and_then(|r| r.as_sequence_mut()) {
+        for r in regions {
+            if let Some(r) = r.as_mapping_mut() {
+                r.remove("models");
+            }
+        }
+    }
+    if models == Models::Declared {
+        let mut decl = Mapping::new();
+        decl.insert("name".into(), request::CHAT_MODEL.into());
+        map.insert("models".into(), Value::Sequence(vec![Value::Mapping(decl)]));
+        let regions = map
+            .get_mut("regions")
+            .and_then(|r| r.as_sequence_mut())
+            .ok_or("no `regions` list")?;
+        for r in regions {
+            let r = r.as_mapping_mut().ok_or("a region is not a mapping")?;
+            let i = r
+                .get("endpoints")
+                .and_then(Value::as_sequence)
+                .and_then(|eps| {
+                    eps.iter().filter_map(Value::as_str).find_map(|e| {
+                        (1..=9).find(|p| e == format!("http://127.0.0.1:800{p}")).map(|p| p - 1)
+                    })
+                })
+                .ok_or("a region has no http://127.0.0.1:800N endpoint")?;
+            let mut m = Mapping::new();
+            m.insert("name".into(), request::CHAT_MODEL.into());
+            m.insert("upstream_name".into(), upstream_model(i).into());
+            r.insert("models".into(), Value::Sequence(vec![Value::Mapping(m)]));
+        }
+    }
+    serde_yaml::to_string(&v).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONF: &str = "listen:
+  proxy: 127.0.0.1:8000
+# The models.
+models:
+  - name: llama-3.1-70b
+    aliases: [llama-70b]
+  - name: bge-m3
+regions:
+  - name: us-east-1
+    endpoints: [http://127.0.0.1:8002]
+    models:
+      - name: llama-3.1-70b
+        upstream_name: prod-llama70b     # a deployment name
+      - name: bge-m3
+  - name: eu-west-1
+    endpoints: [http://127.0.0.1:8001]
+    models: [bge-m3]
+    tags: [eu]
+";
+
+    fn yaml(text: &str) -> serde_yaml::Value {
+        serde_yaml::from_str(text).expect("yaml")
+    }
+
+    #[test]
+    fn models_are_taken_out_at_every_level() {
+        let v = yaml(&with_models(CONF, Models::None).expect("stripped"));
+        assert!(v.get("models").is_none());
+        for r in v["regions"].as_sequence().expect("regions") {
+            assert!(r.get("models").is_none());
+            assert!(r.get("endpoints").is_some());
+        }
+        assert_eq!(v["regions"][1]["tags"][0], "eu");
+    }
+
+    #[test]
+    fn declared_every_region_serves_the_model_under_its_upstreams_name() {
+        let v = yaml(&with_models(CONF, Models::Declared).expect("declared"));
+        assert_eq!(v["models"][0]["name"], request::CHAT_MODEL);
+        assert!(v["models"].as_sequence().expect("models").len() == 1);
+        // By endpoint, not by position: the first region is upstream 1.
+        assert_eq!(v["regions"][0]["models"][0]["upstream_name"], "llama70b-r1");
+        assert_eq!(v["regions"][1]["models"][0]["upstream_name"], "llama70b-r0");
+        assert_eq!(v["regions"][1]["models"][0]["name"], request::CHAT_MODEL);
+    }
 }
