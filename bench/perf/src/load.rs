@@ -142,8 +142,18 @@ pub async fn fixed_count(
     connections: u32,
     limit: Duration,
 ) -> Result<(), String> {
+    fixed_count_of(addr, Arc::new(request::raw(addr)), n, connections, limit).await
+}
+
+/// As `fixed_count`, sending `raw` (a whole HTTP/1.1 request) each time.
+pub async fn fixed_count_of(
+    addr: SocketAddr,
+    raw: Arc<Vec<u8>>,
+    n: u64,
+    connections: u32,
+    limit: Duration,
+) -> Result<(), String> {
     let next = Arc::new(AtomicU64::new(0));
-    let raw = Arc::new(request::raw(addr));
     let mut tasks = Vec::new();
     for _ in 0..connections.max(1) {
         let (next, raw) = (next.clone(), raw.clone());

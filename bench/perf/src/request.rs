@@ -39,12 +39,36 @@ pub fn wrk_script() -> String {
 
 /// The request as raw HTTP/1.1 bytes (keep-alive).
 pub fn raw(addr: SocketAddr) -> Vec<u8> {
+    raw_with(addr, BODY)
+}
+
+/// A request with `body`, as raw HTTP/1.1 bytes with its Content-Length (keep-alive).
+pub fn raw_with(addr: SocketAddr, body: &str) -> Vec<u8> {
     let mut s = format!("POST {PATH} HTTP/1.1\r\nhost: {addr}\r\n");
     for (k, v) in headers() {
         s.push_str(&format!("{k}: {v}\r\n"));
     }
-    s.push_str(&format!("content-length: {}\r\n\r\n{BODY}", BODY.len()));
+    s.push_str(&format!("content-length: {}\r\n\r\n{body}", body.len()));
     s.into_bytes()
+}
+
+/// The model the body-size requests name: the fleet-wide name Meridian is configured with.
+pub const CHAT_MODEL: &str = "llama-3.1-70b";
+
+/// An OpenAI chat completion of exactly `kib` KiB naming `CHAT_MODEL`, with `messages`
+/// before `model` as the OpenAI SDK sends it, so whoever looks for the model reads the
+/// whole prompt first. The user's turn is plain prose (nothing to escape).
+pub fn chat_body(kib: u32) -> String {
+    const SENTENCE: &str = "The quick brown fox jumps over the lazy dog near the river bank. ";
+    let target = kib as usize * 1024;
+    let frame = |prompt: &str| {
+        format!(
+            r#"{{"messages":[{{"role":"system","content":"You are a helpful assistant."}},{{"role":"user","content":"{prompt}"}}],"model":"{CHAT_MODEL}","max_tokens":16}}"#
+        )
+    };
+    let room = target.saturating_sub(frame("").len());
+    let prompt: String = SENTENCE.chars().cycle().take(room.max(1)).collect();
+    frame(&prompt)
 }
 
 /// Reads one HTTP/1.1 response (content-length or chunked body); returns its status.
@@ -104,4 +128,23 @@ pub async fn ready(addr: SocketAddr, path: &str) -> bool {
         .ok()
         .flatten()
         .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chat_bodies_are_exactly_their_size_with_the_model_last() {
+        for kib in [1, 10, 100] {
+            let b = chat_body(kib);
+            assert_eq!(b.len(), kib as usize * 1024, "{kib} KiB");
+            let v: serde_json::Value = serde_json::from_str(&b).expect("json");
+            assert_eq!(v["model"], CHAT_MODEL);
+            assert!(b.find("\"messages\"") < b.find("\"model\""));
+        }
+        let raw =
+            String::from_utf8(raw_with("127.0.0.1:1".parse().expect("addr"), "{}")).expect("utf-8");
+        assert!(raw.contains("content-length: 2\r\n\r\n{}"));
+    }
 }
