@@ -33,9 +33,11 @@ pub fn prepare_upstream(
 }
 
 /// A held body goes out whole, with its own length: the client's framing (a chunked
-/// body, a length before `model` was rewritten) does not describe it.
+/// body, a length before `model` was rewritten, `Expect`) does not describe it.
 pub fn held_body_length(req: &mut RequestHeader, len: usize) -> pingora::Result<()> {
     req.remove_header(&http::header::TRANSFER_ENCODING);
+    // The client had its `100 Continue` from Meridian; the body is already here.
+    req.remove_header(&http::header::EXPECT);
     req.insert_header(http::header::CONTENT_LENGTH, len)
 }
 

@@ -160,6 +160,19 @@ async fn read_body(session: &mut Session, ctx: &mut RequestCtx) -> Result<Bytes,
     if session.as_mut().is_body_empty() {
         return Ok(Bytes::new());
     }
+    // A client that waits for `100 Continue` before its body gets it from Meridian, which
+    // is the one reading the body now (the region is not asked until it is read).
+    let expects = session
+        .req_header()
+        .headers
+        .get(http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if expects {
+        session
+            .write_continue_response()
+            .await
+            .map_err(Stop::Read)?;
+    }
     let declared = session
         .req_header()
         .headers

@@ -549,3 +549,42 @@ async fn a_canary_takes_its_share_and_stops_itself_when_clearly_worse() {
     }
     assert_eq!(new.model_counts().get("llama").copied(), before);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_waiting_for_100_continue_gets_it_before_its_body_is_read() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (east, _west, m) = fleet().await;
+    let body = chat("llama-3.1-70b").to_string();
+    let mut conn = tokio::net::TcpStream::connect(m.proxy).await.unwrap();
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: m\r\ncontent-type: application/json\r\ncontent-length: {}\r\nexpect: 100-continue\r\n\r\n",
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = [0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut buf))
+        .await
+        .expect("100 Continue within 5 s, before any body was sent")
+        .unwrap();
+    let interim = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(interim.starts_with("HTTP/1.1 100"), "{interim}");
+    conn.write_all(body.as_bytes()).await.unwrap();
+    let mut out = interim.into_bytes();
+    while !String::from_utf8_lossy(&out).contains("prod-llama70b\"") {
+        let n = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut buf))
+            .await
+            .expect("the answer within 5 s")
+            .unwrap();
+        assert!(n > 0, "{}", String::from_utf8_lossy(&out));
+        out.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&out);
+    assert_eq!(
+        text.matches("HTTP/1.1 100").count(),
+        1,
+        "one interim answer: {text}"
+    );
+    assert!(text.contains("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("x-meridian-region: us-east-1"), "{text}");
+    assert_eq!(east.last_model().as_deref(), Some("prod-llama70b"));
+}
