@@ -588,3 +588,39 @@ async fn a_client_waiting_for_100_continue_gets_it_before_its_body_is_read() {
     assert!(text.contains("x-meridian-region: us-east-1"), "{text}");
     assert_eq!(east.last_model().as_deref(), Some("prod-llama70b"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_changes_where_a_model_is_served() {
+    let a = serving("ap-south-1", &[("llama", "v1"), ("bge-m3", "v1")]).await;
+    let b = serving("me-south-1", &[("llama", "v1")]).await;
+    let before = TestConfig::new()
+        .section("models", MODELS)
+        .mock_with(&a, 0.10, 1, &[&served(&[("bge-m3", "bge-m3")])])
+        .mock_with(&b, 0.50, 2, &[&served(&[("llama-3.1-70b", "llama")])]);
+    let m = Meridian::start(&before).await;
+    m.wait_health("me-south-1", true).await;
+    let r = post(&m, "/v1/chat/completions", chat("llama-70b"), &[]).await;
+    assert_eq!(r.region.as_deref(), Some("me-south-1"), "{}", r.body);
+    // The cheap region now serves the 70B model too.
+    let after = TestConfig::new()
+        .section("models", MODELS)
+        .mock_with(
+            &a,
+            0.10,
+            1,
+            &[&served(&[("bge-m3", "bge-m3"), ("llama-3.1-70b", "llama")])],
+        )
+        .mock_with(&b, 0.50, 2, &[&served(&[("llama-3.1-70b", "llama")])]);
+    std::fs::write(m.conf_path(), after.render(m.proxy, m.admin, m.dir.path())).unwrap();
+    m.signal("HUP");
+    eventually(
+        Duration::from_secs(10),
+        "the 70B model served by ap-south-1",
+        || async {
+            let r = post(&m, "/v1/chat/completions", chat("llama-70b"), &[]).await;
+            r.region.as_deref() == Some("ap-south-1")
+        },
+    )
+    .await;
+    assert_eq!(a.last_model().as_deref(), Some("llama"));
+}
