@@ -2,6 +2,7 @@
 # Builds Meridian and the benchmark in release mode, then runs the full routing benchmark
 # and writes bench/routing/RESULTS.md. Extra arguments go to routing-bench, e.g.
 #   bench/routing/run.sh --quick --no-write
+#   bench/routing/run.sh --scenario multi-model   # two models; its own section of RESULTS.md
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::exchange;
-use crate::fleet::Fleet;
+use crate::fleet::{Fleet, ModelCounts};
 use crate::policy::{self, Ctx, Policy};
 use crate::record::Record;
 use crate::runner;
@@ -17,6 +17,8 @@ pub struct PolicyResult {
     pub records: Vec<Record>,
     /// Inference and chat requests each mock region received, indexed like the table.
     pub mock_served: Vec<Option<u64>>,
+    /// Requests per model name each mock region received, refused ones included.
+    pub mock_models: Vec<Option<ModelCounts>>,
 }
 
 pub async fn run_policy(
@@ -25,7 +27,7 @@ pub async fn run_policy(
     plan: &[Planned],
     meridian_bin: &Path,
 ) -> Result<PolicyResult, String> {
-    let mut fleet = Fleet::start()
+    let mut fleet = Fleet::start(scenario.multi_model())
         .await
         .map_err(|e| format!("cannot start the mock regions: {e}"))?;
     // A fresh client per policy: no pooled connection survives into the next run.
@@ -35,7 +37,7 @@ pub async fn run_policy(
         urls: fleet.urls().to_vec(),
         max_tokens: scenario.max_tokens,
     });
-    let running = match policy::start(policy, &ctx, meridian_bin).await {
+    let running = match policy::start(policy, &ctx, meridian_bin, scenario.multi_model()).await {
         Ok(running) => running,
         Err(e) => {
             fleet.shutdown().await;
@@ -48,13 +50,16 @@ pub async fn run_policy(
     running.stop().await;
 
     let mut mock_served = fleet.served();
+    let mut mock_models = fleet.model_counts();
     if let Some(i) = killed {
         mock_served[i] = out.victim_served;
+        mock_models[i] = out.victim_models;
     }
     fleet.shutdown().await;
     Ok(PolicyResult {
         policy,
         records: out.records,
         mock_served,
+        mock_models,
     })
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::policy::Policy;
-use crate::scenario::{Phase, Scenario};
+use crate::scenario::{Kind, Phase, Scenario};
 
 /// Phase shares of the total duration: steady, saturation, outage.
 const PHASE_SHARES: [f64; 3] = [0.4, 0.3, 0.3];
@@ -19,6 +19,14 @@ const MAX_RATE: f64 = 2000.0;
 #[derive(Parser, Debug)]
 #[command(name = "routing-bench")]
 pub struct Args {
+    /// The traffic: `default` names no model; `multi-model` mixes a big model served only
+    /// by brazilsouth, eu-west-1 and us-east-1 (each under its own name) with a small one
+    /// every region serves. Its report goes into its own section of the results file.
+    #[arg(long, value_enum, default_value_t = Kind::Default)]
+    pub scenario: Kind,
+    /// Share of requests for the big model (multi-model scenario).
+    #[arg(long, default_value_t = 0.3)]
+    pub big_share: f64,
     /// Total scenario length per policy, in seconds (40% steady, 30% saturation, 30% outage).
     #[arg(long, default_value_t = 30.0)]
     pub seconds: f64,
@@ -131,6 +139,7 @@ impl Args {
         for (share, flag) in [
             (self.stream_share, "--stream-share"),
             (self.residency_share, "--residency-share"),
+            (self.big_share, "--big-share"),
         ] {
             check(
                 (0.0..=1.0).contains(&share),
@@ -178,6 +187,8 @@ impl Args {
 
         Ok(Settings {
             scenario: Scenario {
+                kind: self.scenario,
+                big_share: self.big_share,
                 phases: Scenario::lay_out(lens, rates),
                 stream_share: self.stream_share,
                 residency_share: self.residency_share,
@@ -225,6 +236,20 @@ mod tests {
             .expect("valid");
         assert!((s.scenario.total().as_secs_f64() - 3.0).abs() < 1e-9);
         assert_eq!(s.policies, vec![Policy::RoundRobin, Policy::LatencyOnly]);
+    }
+
+    #[test]
+    fn the_default_scenario_stays_the_default() {
+        let s = parse(&["--policies", "round-robin"])
+            .settings()
+            .expect("valid");
+        assert_eq!(s.scenario.kind, Kind::Default);
+        let s = parse(&["--scenario", "multi-model", "--policies", "round-robin"])
+            .settings()
+            .expect("valid");
+        assert!(s.scenario.multi_model());
+        assert!((s.scenario.big_share - 0.3).abs() < 1e-12);
+        assert!(parse(&["--big-share", "1.5"]).settings().is_err());
     }
 
     #[test]

@@ -24,8 +24,11 @@ const TAIL: usize = 512;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Meridian's error types, as static names a `Copy` failure can carry.
-const ERROR_TYPES: [&str; 8] = [
+const ERROR_TYPES: [&str; 11] = [
     "overloaded",
+    "model_not_found",
+    "missing_model",
+    "invalid_request_error",
     "no_eligible_region",
     "attempts_exhausted",
     "upstream_timeout",
@@ -118,16 +121,21 @@ pub fn client() -> reqwest::Result<Client> {
         .build()
 }
 
-fn body(req: &Planned, max_tokens: u32) -> (&'static str, serde_json::Value) {
+/// The request's path and body; `model` is the name to send (the default scenario's plain
+/// calls name none, its streams "mock-model").
+fn body(req: &Planned, max_tokens: u32, model: Option<&str>) -> (&'static str, serde_json::Value) {
     match req.kind {
-        Kind::Inference => (
-            "/v1/inference",
-            serde_json::json!({ "prompt": PROMPT, "max_tokens": max_tokens }),
-        ),
+        Kind::Inference => {
+            let mut json = serde_json::json!({ "prompt": PROMPT, "max_tokens": max_tokens });
+            if let Some(model) = model {
+                json["model"] = model.into();
+            }
+            ("/v1/inference", json)
+        }
         Kind::Stream => (
             "/v1/chat/completions",
             serde_json::json!({
-                "model": "mock-model",
+                "model": model.unwrap_or("mock-model"),
                 "stream": true,
                 "max_tokens": max_tokens,
                 "messages": [{ "role": "user", "content": PROMPT }],
@@ -153,9 +161,16 @@ fn classify(e: &reqwest::Error) -> Failure {
     }
 }
 
-/// Sends `req` to `base` (a region or the proxy) and reads the whole response.
-pub async fn send(http: &Client, base: &str, req: &Planned, max_tokens: u32) -> Exchange {
-    let (path, json) = body(req, max_tokens);
+/// Sends `req` to `base` (a region or the proxy), naming `model`, and reads the whole
+/// response.
+pub async fn send(
+    http: &Client,
+    base: &str,
+    req: &Planned,
+    max_tokens: u32,
+    model: Option<&str>,
+) -> Exchange {
+    let (path, json) = body(req, max_tokens, model);
     let mut builder = http.post(format!("{base}{path}")).json(&json);
     if req.residency {
         builder = builder.header("x-geo-country", RESIDENCY_COUNTRY);

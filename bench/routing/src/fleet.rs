@@ -1,12 +1,17 @@
 //! The mock regions of one policy run. Each run gets a fresh fleet on new ephemeral ports,
 //! so no queue, connection or counter leaks from one policy into the next.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 
 use mock_regions::{MockRegion, RegionSpec};
 
+use crate::scenario::models::served_by;
 use crate::scenario::regions::{REGIONS, TOKEN_MS};
+
+/// Requests a region received per `model` name, refused ones included.
+pub type ModelCounts = BTreeMap<String, u64>;
 
 pub struct Fleet {
     /// Indexed like `REGIONS`; `None` once a region was taken out to be killed.
@@ -15,10 +20,12 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    pub async fn start() -> io::Result<Fleet> {
+    /// With `models`, each region serves its models of the multi-model scenario under its
+    /// own names and refuses every other name with vLLM's 404; without, any model.
+    pub async fn start(models: bool) -> io::Result<Fleet> {
         let mut regions = Vec::with_capacity(REGIONS.len());
         let mut urls = Vec::with_capacity(REGIONS.len());
-        for def in &REGIONS {
+        for (i, def) in REGIONS.iter().enumerate() {
             let spec = RegionSpec {
                 name: def.name.to_string(),
                 latency_ms: def.latency_ms,
@@ -27,6 +34,11 @@ impl Fleet {
                 capacity: Some(def.capacity),
                 model_version: "v1".to_string(),
                 models: Vec::new(),
+            };
+            let spec = if models {
+                spec.with_models(&served_by(i))
+            } else {
+                spec
             };
             let region =
                 MockRegion::start(spec, SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await?;
@@ -51,6 +63,14 @@ impl Fleet {
         self.regions
             .iter()
             .map(|r| r.as_ref().map(|r| r.counts().served()))
+            .collect()
+    }
+
+    /// Requests per model name each region still running has received.
+    pub fn model_counts(&self) -> Vec<Option<ModelCounts>> {
+        self.regions
+            .iter()
+            .map(|r| r.as_ref().map(MockRegion::model_counts))
             .collect()
     }
 

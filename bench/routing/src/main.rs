@@ -32,14 +32,15 @@ async fn main() -> ExitCode {
         }
     };
     // Taken before the run so the header shows when the benchmark started.
-    let meta = Meta::collect();
+    let meta = Meta::collect(&settings.meridian);
     let scenario = &settings.scenario;
     let plan = schedule::build(scenario);
 
     let mut results = Vec::with_capacity(settings.policies.len());
     for &policy in &settings.policies {
         eprintln!(
-            "routing-bench: {}: {} requests over {:.1} s",
+            "routing-bench: {} scenario, {}: {} requests over {:.1} s",
+            scenario.kind.name(),
             policy.name(),
             plan.len(),
             scenario.total().as_secs_f64()
@@ -56,11 +57,18 @@ async fn main() -> ExitCode {
     let report = report::render(&meta, scenario, &plan, &results, &settings.meridian);
     println!("{report}");
     if let Some(out) = &settings.out {
-        if let Err(e) = std::fs::write(out, &report) {
+        // A file that does not exist yet is simply new.
+        let existing = std::fs::read_to_string(out).ok();
+        let text = report::file::merge(existing.as_deref(), &report, scenario.kind);
+        if let Err(e) = std::fs::write(out, text) {
             eprintln!("routing-bench: cannot write {}: {e}", out.display());
             return ExitCode::FAILURE;
         }
-        eprintln!("routing-bench: report written to {}", out.display());
+        eprintln!(
+            "routing-bench: {} report written to {}",
+            scenario.kind.name(),
+            out.display()
+        );
     }
     ExitCode::SUCCESS
 }

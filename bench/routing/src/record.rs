@@ -15,6 +15,8 @@ pub struct Record {
     pub at: Duration,
     pub phase: Phase,
     pub residency: bool,
+    /// The model asked for (an index into `MODELS`), if any.
+    pub model: Option<usize>,
     /// Where the request ended up: the last region tried, or the one the proxy named.
     pub region: Option<usize>,
     pub failure: Option<Failure>,
@@ -60,6 +62,7 @@ impl Record {
             at: req.at,
             phase: req.phase,
             residency: req.residency,
+            model: req.model,
             region: None,
             failure: Some(failure),
             total,
@@ -97,6 +100,7 @@ impl Record {
             at: req.at,
             phase: req.phase,
             residency: req.residency,
+            model: req.model,
             region,
             failure: last.failure,
             total,

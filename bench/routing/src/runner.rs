@@ -9,6 +9,7 @@ use mock_regions::MockRegion;
 use tokio::time::{sleep_until, timeout_at, Instant};
 
 use crate::exchange::Failure;
+use crate::fleet::ModelCounts;
 use crate::policy::{Ctx, Router};
 use crate::record::Record;
 use crate::scenario::schedule::Planned;
@@ -19,8 +20,9 @@ const LEAD: Duration = Duration::from_millis(200);
 
 pub struct RunOutput {
     pub records: Vec<Record>,
-    /// What the killed region had received before it died.
+    /// What the killed region had received before it died, in all and per model name.
     pub victim_served: Option<u64>,
+    pub victim_models: Option<ModelCounts>,
 }
 
 pub async fn run(
@@ -36,8 +38,9 @@ pub async fn run(
         tokio::spawn(async move {
             sleep_until(kill_at).await;
             let served = region.counts().served();
+            let models = region.model_counts();
             region.kill().await;
-            served
+            (served, models)
         })
     });
 
@@ -68,12 +71,13 @@ pub async fn run(
             .unwrap_or_else(|_| Record::failed(&req, t0, Duration::ZERO, Failure::Transport));
         records.push(record);
     }
-    let victim_served = match killer {
-        Some(k) => k.await.ok(),
-        None => None,
+    let (victim_served, victim_models) = match killer {
+        Some(k) => k.await.ok().unzip(),
+        None => (None, None),
     };
     RunOutput {
         records,
         victim_served,
+        victim_models,
     }
 }

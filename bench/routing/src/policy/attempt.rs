@@ -8,6 +8,7 @@ use tokio::time::Instant;
 use super::Ctx;
 use crate::exchange::{self, Exchange, Failure};
 use crate::record::Record;
+use crate::scenario::models::MODELS;
 use crate::scenario::schedule::Planned;
 
 pub struct Attempt {
@@ -17,11 +18,13 @@ pub struct Attempt {
 
 /// Sends to `order[0]` and, after a connection error, once more to `order[1]`. Only a
 /// connection error is retried: nothing was sent, so even a POST is safe to repeat, and
-/// Meridian follows the same rule.
+/// Meridian follows the same rule. A request naming a model is sent the name the region
+/// knows it by, as a client that knows the fleet would send it.
 pub async fn with_one_retry(ctx: &Ctx, order: &[usize], req: &Planned) -> Vec<Attempt> {
     let mut attempts = Vec::with_capacity(2);
     for &region in order.iter().take(2) {
-        let ex = exchange::send(&ctx.http, &ctx.urls[region], req, ctx.max_tokens).await;
+        let model = req.model.and_then(|m| MODELS[m].upstream_name(region));
+        let ex = exchange::send(&ctx.http, &ctx.urls[region], req, ctx.max_tokens, model).await;
         let retry = ex.failure == Some(Failure::Connect);
         attempts.push(Attempt { region, ex });
         if !retry {

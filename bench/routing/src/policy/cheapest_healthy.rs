@@ -64,9 +64,9 @@ impl CheapestHealthy {
         (CheapestHealthy { healthy }, prober)
     }
 
-    fn order(&self, residency: bool) -> Vec<usize> {
+    fn order(&self, residency: bool, model: Option<usize>) -> Vec<usize> {
         by_price(
-            allowed(residency)
+            allowed(residency, model)
                 .into_iter()
                 .filter(|&r| self.healthy[r].load(Ordering::Relaxed))
                 .collect(),
@@ -74,7 +74,7 @@ impl CheapestHealthy {
     }
 
     pub async fn route(&self, ctx: &Ctx, req: &Planned, t0: Instant, lag: Duration) -> Record {
-        let order = self.order(req.residency);
+        let order = self.order(req.residency, req.model);
         let attempts = attempt::with_one_retry(ctx, &order, req).await;
         attempt::record(req, t0, lag, &attempts)
     }

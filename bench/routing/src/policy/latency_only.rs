@@ -1,6 +1,7 @@
 //! LiteLLM's latency-based routing: the region with the lowest mean of its last 10 total
 //! latencies wins, regions without samples first, and a region that failed is cooled down
-//! for 5 s.
+//! for 5 s. As in LiteLLM, where each (model, api_base) is a deployment of its own, the
+//! samples and cooldowns are kept per model and region.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -11,6 +12,7 @@ use tokio::time::Instant;
 use super::attempt::{self, Attempt};
 use super::{lock, Ctx};
 use crate::record::Record;
+use crate::scenario::models::MODELS;
 use crate::scenario::regions::{allowed, REGIONS};
 use crate::scenario::schedule::Planned;
 
@@ -38,25 +40,32 @@ impl Seen {
     }
 }
 
+/// The deployment group of a request: requests naming no model share the first.
+fn group(model: Option<usize>) -> usize {
+    model.unwrap_or(0)
+}
+
 pub struct LatencyOnly {
-    seen: Mutex<Vec<Seen>>,
+    /// Indexed by model group, then region.
+    seen: Mutex<Vec<Vec<Seen>>>,
 }
 
 impl LatencyOnly {
     pub fn new() -> Self {
         LatencyOnly {
-            seen: Mutex::new(vec![Seen::default(); REGIONS.len()]),
+            seen: Mutex::new(vec![vec![Seen::default(); REGIONS.len()]; MODELS.len()]),
         }
     }
 
-    fn order(&self, residency: bool) -> Vec<usize> {
-        let candidates = allowed(residency);
+    fn order(&self, residency: bool, model: Option<usize>) -> Vec<usize> {
+        let candidates = allowed(residency, model);
         if candidates.len() <= 1 {
             // LiteLLM does not cool down the only deployment of a model group.
             return candidates;
         }
         let now = Instant::now();
-        let seen = lock(&self.seen);
+        let all = lock(&self.seen);
+        let seen = &all[group(model)];
         let mut ranked: Vec<(Option<f64>, usize)> = candidates
             .into_iter()
             .filter(|&r| seen[r].cooling_until.is_none_or(|until| until <= now))
@@ -72,8 +81,9 @@ impl LatencyOnly {
         ranked.into_iter().map(|(_, r)| r).collect()
     }
 
-    fn observe(&self, attempts: &[Attempt]) {
-        let mut seen = lock(&self.seen);
+    fn observe(&self, model: Option<usize>, attempts: &[Attempt]) {
+        let mut all = lock(&self.seen);
+        let seen = &mut all[group(model)];
         for a in attempts {
             let s = &mut seen[a.region];
             match a.ex.failure {
@@ -87,9 +97,9 @@ impl LatencyOnly {
     }
 
     pub async fn route(&self, ctx: &Ctx, req: &Planned, t0: Instant, lag: Duration) -> Record {
-        let order = self.order(req.residency);
+        let order = self.order(req.residency, req.model);
         let attempts = attempt::with_one_retry(ctx, &order, req).await;
-        self.observe(&attempts);
+        self.observe(req.model, &attempts);
         attempt::record(req, t0, lag, &attempts)
     }
 }
@@ -104,12 +114,15 @@ mod tests {
         {
             let mut seen = lock(&lo.seen);
             for (r, ms) in [(0, 300.0), (1, 100.0), (2, 200.0), (3, 150.0)] {
-                seen[r].samples.push_back(ms);
+                seen[0][r].samples.push_back(ms);
             }
         }
-        assert_eq!(lo.order(false), vec![4, 1, 3, 2, 0]);
-        lock(&lo.seen)[4].cooling_until = Some(Instant::now() + COOLDOWN);
-        assert_eq!(lo.order(false), vec![1, 3, 2, 0]);
+        assert_eq!(lo.order(false, None), vec![4, 1, 3, 2, 0]);
+        lock(&lo.seen)[0][4].cooling_until = Some(Instant::now() + COOLDOWN);
+        assert_eq!(lo.order(false, None), vec![1, 3, 2, 0]);
+        // The other model's deployments have samples and cooldowns of their own.
+        use crate::scenario::models::SMALL;
+        assert_eq!(lo.order(false, Some(SMALL)), vec![0, 1, 2, 3, 4]);
     }
 
     #[test]

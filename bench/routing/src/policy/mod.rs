@@ -91,10 +91,17 @@ enum Background {
     Task(JoinHandle<()>),
 }
 
-pub async fn start(policy: Policy, ctx: &Ctx, meridian_bin: &Path) -> Result<Running, String> {
+/// Starts `policy`; `models`: Meridian's config declares the multi-model scenario's models.
+pub async fn start(
+    policy: Policy,
+    ctx: &Ctx,
+    meridian_bin: &Path,
+    models: bool,
+) -> Result<Running, String> {
     let (router, background) = match policy {
         Policy::Meridian => {
-            let process = meridian::Process::spawn(meridian_bin, &ctx.urls, &ctx.http).await?;
+            let process =
+                meridian::Process::spawn(meridian_bin, &ctx.urls, &ctx.http, models).await?;
             (
                 Router::Meridian(meridian::Route::new(&process)),
                 Background::Process(Box::new(process)),

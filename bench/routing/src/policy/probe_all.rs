@@ -35,7 +35,7 @@ fn rank(answers: Vec<(usize, Option<Duration>)>) -> Vec<usize> {
 
 impl ProbeAll {
     pub async fn route(&self, ctx: &Ctx, req: &Planned, t0: Instant, lag: Duration) -> Record {
-        let candidates = allowed(req.residency);
+        let candidates = allowed(req.residency, req.model);
         let answers = join_all(
             candidates
                 .iter()

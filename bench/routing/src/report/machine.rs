@@ -12,13 +12,14 @@ pub struct Meta {
 }
 
 impl Meta {
-    pub fn collect() -> Meta {
+    /// `meridian` is the binary the run uses, whose source the header names.
+    pub fn collect(meridian: &std::path::Path) -> Meta {
         Meta {
             command_line: command_line(std::env::args()),
             date: utc_now(),
             nproc: std::thread::available_parallelism().map_or(1, |n| n.get()),
             cpu_model: cpu_model().unwrap_or_else(|| "unknown".into()),
-            source: super::source::describe(),
+            source: super::source::describe(meridian),
         }
     }
 }

@@ -1,8 +1,10 @@
 //! The markdown report: header and scenario, result tables, targets, harness checks.
 
 mod checks;
+pub mod file;
 mod format;
 pub mod machine;
+mod models;
 mod params;
 mod source;
 mod summaries;
@@ -31,6 +33,9 @@ pub fn render(
     tables::region_share(&mut out, &all);
     tables::failures(&mut out, &all);
     targets::render(&mut out, &all, plan);
+    if scenario.multi_model() {
+        models::render(&mut out, &all, plan);
+    }
     checks::render(&mut out, &all, results);
     out
 }

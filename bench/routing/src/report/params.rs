@@ -5,12 +5,18 @@ use std::path::Path;
 
 use super::format::{header, row};
 use super::machine::Meta;
+use crate::scenario::models::{BIG, MODELS, SMALL};
 use crate::scenario::regions::{KILLED, REGIONS, RESIDENCY_COUNTRY, RESIDENCY_REGION, TOKEN_MS};
 use crate::scenario::schedule::{Kind, Planned};
 use crate::scenario::Scenario;
 
 pub fn render(out: &mut String, meta: &Meta, s: &Scenario, plan: &[Planned], meridian: &Path) {
-    let _ = writeln!(out, "# Routing benchmark results\n");
+    let title = if s.multi_model() {
+        "Multi-model scenario"
+    } else {
+        "Routing benchmark results"
+    };
+    let _ = writeln!(out, "# {title}\n");
     let _ = writeln!(out, "- command: `{}`", meta.command_line);
     let _ = writeln!(out, "- date: {}", meta.date);
     let _ = writeln!(
@@ -46,6 +52,9 @@ pub fn render(out: &mut String, meta: &Meta, s: &Scenario, plan: &[Planned], mer
         residency,
         s.residency_share * 100.0,
     );
+    if s.multi_model() {
+        models(out, s, plan);
+    }
     let _ = writeln!(
         out,
         "{}",
@@ -136,8 +145,13 @@ pub fn render(out: &mut String, meta: &Meta, s: &Scenario, plan: &[Planned], mer
     let _ = writeln!(
         out,
         "- Plain calls: POST /v1/inference, max_tokens {}. Streams: POST \
-         /v1/chat/completions with `\"stream\": true`; a success needs `data: [DONE]`.",
-        s.max_tokens
+         /v1/chat/completions with `\"stream\": true`; a success needs `data: [DONE]`.{}",
+        s.max_tokens,
+        if s.multi_model() {
+            " Both carry the model in the body's `model`."
+        } else {
+            ""
+        }
     );
     let _ = writeln!(
         out,
@@ -163,4 +177,50 @@ pub fn render(out: &mut String, meta: &Meta, s: &Scenario, plan: &[Planned], mer
          - Every baseline routes `{RESIDENCY_COUNTRY}` requests only to {RESIDENCY_REGION} \
          and retries once, on the next candidate, after a connection error.\n"
     );
+    if s.multi_model() {
+        let _ = writeln!(
+            out,
+            "- Models, meridian: the config declares both models (`models:`, {} with alias \
+             {}) and each region's list, with `upstream_name` where the region's name differs; \
+             the client sends the fleet-wide name and Meridian rewrites it for the region it \
+             picks.\n\
+             - Models, baselines: each knows the catalogue a client of this fleet would know, \
+             so it picks only among the regions serving the request's model (residency still \
+             applies) and sends the region's own name. Round-robin rotates per model; \
+             latency-only keeps its samples and cooldowns per (model, region), as LiteLLM \
+             keeps them per deployment; health is per region.\n",
+            MODELS[BIG].name,
+            MODELS[BIG].aliases.join(", "),
+        );
+    }
+}
+
+/// The multi-model scenario's catalogue: who serves what under which name, and the mix.
+fn models(out: &mut String, s: &Scenario, plan: &[Planned]) {
+    let count = |m: usize| plan.iter().filter(|r| r.model == Some(m)).count();
+    let _ = writeln!(
+        out,
+        "Every request names a model: {} {} requests ({:.0}% planned), {} {} requests. The \
+         arrivals, kinds and residency headers are those of the default scenario with the \
+         same seed; the model is drawn from a stream of its own. A region refuses a name it \
+         does not serve with vLLM's 404 (`The model ... does not exist`). Each cell is the \
+         name the region knows the model by; a dash, the region does not serve it.\n",
+        MODELS[BIG].name,
+        count(BIG),
+        s.big_share * 100.0,
+        MODELS[SMALL].name,
+        count(SMALL),
+    );
+    let mut names = vec!["model"];
+    names.extend(REGIONS.iter().map(|r| r.name));
+    let _ = writeln!(out, "{}", header(&names, names.len()));
+    for m in &MODELS {
+        let mut cells = vec![m.name.to_string()];
+        cells.extend((0..REGIONS.len()).map(|r| {
+            m.upstream_name(r)
+                .map_or_else(|| "–".to_string(), |own| format!("`{own}`"))
+        }));
+        let _ = writeln!(out, "{}", row(&cells));
+    }
+    let _ = writeln!(out);
 }

@@ -5,38 +5,44 @@ use std::fmt::Write;
 use super::format::{cost, header, ms, row};
 use super::summaries::{find, PolicySummary};
 use crate::policy::Policy;
+use crate::scenario::models::serves;
 use crate::scenario::regions::{REGIONS, RESIDENCY_REGION};
 use crate::scenario::schedule::Planned;
 use crate::scenario::Phase;
+use crate::stats::Summary;
 
 /// Two p99s this close are the same result: run-to-run noise on a shared 2-core machine
 /// is of that order.
 pub const SAME_P99_TOLERANCE: f64 = 0.05;
 
-fn verdict(met: bool) -> String {
+pub fn verdict(met: bool) -> String {
     if met { "yes" } else { "**no**" }.into()
 }
 
 /// The bar: Meridian's cost at least this far below latency-only's.
 pub const COST_SAVING_TARGET: f64 = 20.0;
 
-/// The cheapest any policy could possibly be on this plan: every residency request on the
-/// residency region, everything else on the cheapest region (ignoring its capacity).
-fn cost_floor(plan: &[Planned]) -> Option<f64> {
-    let cheapest = REGIONS
-        .iter()
-        .map(|r| r.cost_per_1k)
-        .fold(f64::INFINITY, f64::min);
+/// The cheapest any policy could possibly be on these requests: every residency request on
+/// the residency region, everything else on the cheapest region serving its model
+/// (ignoring capacity).
+pub fn cost_floor<'a>(plan: impl IntoIterator<Item = &'a Planned>) -> Option<f64> {
     let residency = REGIONS
         .iter()
         .find(|r| r.name == RESIDENCY_REGION)?
         .cost_per_1k;
-    if plan.is_empty() {
-        return None;
+    let (mut sum, mut n) = (0.0, 0usize);
+    for p in plan {
+        sum += if p.residency {
+            residency
+        } else {
+            (0..REGIONS.len())
+                .filter(|&r| serves(p.model, r))
+                .map(|r| REGIONS[r].cost_per_1k)
+                .fold(f64::INFINITY, f64::min)
+        };
+        n += 1;
     }
-    let pinned = plan.iter().filter(|p| p.residency).count() as f64;
-    let n = plan.len() as f64;
-    Some((pinned * residency + (n - pinned) * cheapest) / n)
+    (n > 0).then(|| sum / n as f64)
 }
 
 fn cost_vs_latency_only(all: &[PolicySummary], plan: &[Planned]) -> [String; 3] {
@@ -52,21 +58,24 @@ fn cost_vs_latency_only(all: &[PolicySummary], plan: &[Planned]) -> [String; 3] 
             "–".into(),
         ];
     };
+    let (result, met) = cost_judgement(&m.all, &l.all, cost_floor(plan));
+    [what, result, met]
+}
+
+/// Meridian's summary `m` against latency-only's `l`: the measured line and the verdict of
+/// the cost target; `floor` is the cheapest any policy could be on the same requests.
+pub fn cost_judgement(m: &Summary, l: &Summary, floor: Option<f64>) -> (String, String) {
     let (Some(mc), Some(lc), Some(mp), Some(lp)) = (
-        m.all.cost_per_1k,
-        l.all.cost_per_1k,
-        m.all.latency_ms.p99,
-        l.all.latency_ms.p99,
+        m.cost_per_1k,
+        l.cost_per_1k,
+        m.latency_ms.p99,
+        l.latency_ms.p99,
     ) else {
-        return [
-            what,
-            "not evaluated: no successful requests".into(),
-            "–".into(),
-        ];
+        return ("not evaluated: no successful requests".into(), "–".into());
     };
     let lower = (lc - mc) / lc * 100.0;
     let p99_ok = mp <= lp * (1.0 + SAME_P99_TOLERANCE);
-    let floor_note = match cost_floor(plan) {
+    let floor_note = match floor {
         Some(f) => format!(
             "; the floor for any policy on this plan is {} ({:.1} % below latency-only)",
             cost(Some(f)),
@@ -90,7 +99,7 @@ fn cost_vs_latency_only(all: &[PolicySummary], plan: &[Planned]) -> [String; 3] 
             "worse"
         }
     );
-    [what, result, verdict(lower >= COST_SAVING_TARGET && p99_ok)]
+    (result, verdict(lower >= COST_SAVING_TARGET && p99_ok))
 }
 
 fn outage_errors(all: &[PolicySummary]) -> [String; 3] {
@@ -149,27 +158,28 @@ fn geo(all: &[PolicySummary]) -> [String; 3] {
 
 fn saturation_p99(all: &[PolicySummary]) -> [String; 3] {
     let what = "Meridian's saturation-phase p99 latency ≤ every other policy's".to_string();
+    let (result, met) = p99_judgement(all, |p| p.phase(Phase::Saturation));
+    [what, result, met]
+}
+
+/// Meridian's p99 in the summary `pick` chooses against every other policy's.
+pub fn p99_judgement(
+    all: &[PolicySummary],
+    pick: impl Fn(&PolicySummary) -> &Summary,
+) -> (String, String) {
     let Some(m) = find(all, Policy::Meridian) else {
-        return [what, "not evaluated: meridian not run".into(), "–".into()];
+        return ("not evaluated: meridian not run".into(), "–".into());
     };
-    let Some(mp) = m.phase(Phase::Saturation).latency_ms.p99 else {
-        return [
-            what,
-            "not evaluated: no successful requests".into(),
-            "–".into(),
-        ];
+    let Some(mp) = pick(m).latency_ms.p99 else {
+        return ("not evaluated: no successful requests".into(), "–".into());
     };
     let others: Vec<(Policy, Option<f64>)> = all
         .iter()
         .filter(|p| p.policy != Policy::Meridian)
-        .map(|p| (p.policy, p.phase(Phase::Saturation).latency_ms.p99))
+        .map(|p| (p.policy, pick(p).latency_ms.p99))
         .collect();
     if others.is_empty() {
-        return [
-            what,
-            "not evaluated: no other policy run".into(),
-            "–".into(),
-        ];
+        return ("not evaluated: no other policy run".into(), "–".into());
     }
     let met = others.iter().all(|(_, p)| p.is_none_or(|p| mp <= p));
     let list: Vec<String> = others
@@ -177,7 +187,7 @@ fn saturation_p99(all: &[PolicySummary]) -> [String; 3] {
         .map(|(policy, p)| format!("{} {}", policy.name(), ms(*p)))
         .collect();
     let result = format!("meridian {} ms vs {}", ms(Some(mp)), list.join(", "));
-    [what, result, verdict(met)]
+    (result, verdict(met))
 }
 
 pub fn render(out: &mut String, all: &[PolicySummary], plan: &[Planned]) {

@@ -1,5 +1,6 @@
 //! What every policy is run against: the regions, the phases and the request schedule.
 
+pub mod models;
 pub mod regions;
 pub mod schedule;
 
@@ -39,8 +40,30 @@ impl PhasePlan {
     }
 }
 
+/// Which traffic the regions get.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kind {
+    /// No model named anywhere: every region serves every request (v0.1's scenario).
+    Default,
+    /// Two models: the big one only in the big-GPU regions, each under its own name, the
+    /// small one everywhere; every request names one.
+    MultiModel,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Default => "default",
+            Kind::MultiModel => "multi-model",
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Scenario {
+    pub kind: Kind,
+    /// Share of requests for the big model (multi-model scenario only).
+    pub big_share: f64,
     pub phases: [PhasePlan; 3],
     /// Share of requests that are streaming chats; the rest are plain inference calls.
     pub stream_share: f64,
@@ -76,6 +99,10 @@ impl Scenario {
 
     pub fn outage_start(&self) -> Duration {
         self.phase(Phase::Outage).start
+    }
+
+    pub fn multi_model(&self) -> bool {
+        self.kind == Kind::MultiModel
     }
 
     pub fn phase(&self, phase: Phase) -> &PhasePlan {

@@ -86,14 +86,15 @@ pub fn index_of(name: &str) -> Option<usize> {
     REGIONS.iter().position(|r| r.name == name)
 }
 
-/// Regions a request may use: residency requests only the residency region. Baselines get
-/// this filter for free so the comparison is about routing quality, not about geo rules.
-pub fn allowed(residency: bool) -> Vec<usize> {
-    if residency {
-        index_of(RESIDENCY_REGION).into_iter().collect()
-    } else {
-        (0..REGIONS.len()).collect()
-    }
+/// Regions a request may use: residency requests only the residency region, and a request
+/// naming a model only the regions serving it. Baselines get this filter for free, as a
+/// client that knows the fleet would have it, so the comparison is about routing quality,
+/// not about geo rules or the model catalogue.
+pub fn allowed(residency: bool, model: Option<usize>) -> Vec<usize> {
+    (0..REGIONS.len())
+        .filter(|&r| !residency || REGIONS[r].name == RESIDENCY_REGION)
+        .filter(|&r| super::models::serves(model, r))
+        .collect()
 }
 
 #[cfg(test)]
@@ -103,8 +104,14 @@ mod tests {
     #[test]
     fn named_regions_exist() {
         assert!(index_of(KILLED).is_some());
-        assert_eq!(allowed(true), vec![index_of(RESIDENCY_REGION).expect("eu")]);
-        assert_eq!(allowed(false).len(), REGIONS.len());
+        let eu = index_of(RESIDENCY_REGION).expect("eu");
+        assert_eq!(allowed(true, None), vec![eu]);
+        assert_eq!(allowed(false, None).len(), REGIONS.len());
+        assert_eq!(allowed(true, Some(super::super::models::BIG)), vec![eu]);
+        assert_eq!(
+            allowed(false, Some(super::super::models::BIG)),
+            super::super::models::regions_serving(super::super::models::BIG)
+        );
         assert!(REGIONS
             .iter()
             .find(|r| r.name == RESIDENCY_REGION)

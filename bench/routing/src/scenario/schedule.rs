@@ -4,8 +4,14 @@
 
 use std::time::Duration;
 
+use super::models::{BIG, SMALL};
 use super::{Phase, Scenario};
 use crate::rng::XorShift;
+
+/// Mixed into the seed for the model draws, so they come from a stream of their own: the
+/// multi-model scenario has the very arrivals, kinds and residency headers of the default
+/// one, and the default one's schedule does not move.
+const MODEL_STREAM: u64 = 0x6d6f_6465_6c73;
 
 /// Hard cap on the schedule length so a mistyped rate cannot exhaust memory.
 pub const MAX_REQUESTS: usize = 200_000;
@@ -27,10 +33,13 @@ pub struct Planned {
     pub kind: Kind,
     /// Carries the residency country and must stay in the residency region.
     pub residency: bool,
+    /// The model asked for, an index into `MODELS`; `None` in the default scenario.
+    pub model: Option<usize>,
 }
 
 pub fn build(s: &Scenario) -> Vec<Planned> {
     let mut rng = XorShift::new(s.seed);
+    let mut model_rng = XorShift::new(s.seed ^ MODEL_STREAM);
     let mut out = Vec::new();
     for plan in &s.phases {
         if plan.rate <= 0.0 {
@@ -46,12 +55,20 @@ pub fn build(s: &Scenario) -> Vec<Planned> {
                 Kind::Inference
             };
             let residency = rng.next_f64() < s.residency_share;
+            let model = s.multi_model().then(|| {
+                if model_rng.next_f64() < s.big_share {
+                    BIG
+                } else {
+                    SMALL
+                }
+            });
             out.push(Planned {
                 id: out.len(),
                 at: Duration::from_secs_f64(t),
                 phase: plan.phase,
                 kind,
                 residency,
+                model,
             });
             t += rng.exponential(mean_gap);
         }
@@ -66,6 +83,8 @@ mod tests {
     fn scenario(seed: u64) -> Scenario {
         let lens = [Duration::from_secs(12); 3];
         Scenario {
+            kind: crate::scenario::Kind::Default,
+            big_share: 0.3,
             phases: Scenario::lay_out(lens, [20.0, 60.0, 20.0]),
             stream_share: 0.3,
             residency_share: 0.1,
@@ -100,6 +119,23 @@ mod tests {
         let residency = plan.iter().filter(|r| r.residency).count() as f64;
         assert!((streams / n - 0.3).abs() < 0.05);
         assert!((residency / n - 0.1).abs() < 0.03);
+    }
+
+    #[test]
+    fn the_model_mix_leaves_everything_else_as_it_was() {
+        let default = build(&scenario(42));
+        let mixed = build(&Scenario {
+            kind: crate::scenario::Kind::MultiModel,
+            ..scenario(42)
+        });
+        assert!(default.iter().all(|r| r.model.is_none()));
+        assert_eq!(default.len(), mixed.len());
+        for (d, m) in default.iter().zip(&mixed) {
+            assert_eq!((d.at, d.kind, d.residency), (m.at, m.kind, m.residency));
+        }
+        let big = mixed.iter().filter(|r| r.model == Some(BIG)).count() as f64;
+        assert!((big / mixed.len() as f64 - 0.3).abs() < 0.05);
+        assert!(mixed.iter().all(|r| r.model.is_some()));
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! The Meridian config for a run: the scenario's regions on the fleet's ports, the
 //! residency rule, faster probes than the default so the outage is noticed within the
-//! phase, and every other setting left at Meridian's default.
+//! phase, in the multi-model scenario its models and each region's list, and every other
+//! setting left at Meridian's default.
 
 use std::fmt::Write;
 use std::net::SocketAddr;
 use std::path::Path;
 
+use crate::scenario::models::MODELS;
 use crate::scenario::regions::{REGIONS, RESIDENCY_COUNTRY};
 
 /// YAML accepts JSON strings, and JSON quoting is safe for any path or URL.
@@ -13,7 +15,13 @@ fn quoted(s: &str) -> String {
     serde_json::Value::from(s).to_string()
 }
 
-pub fn render(dir: &Path, proxy: SocketAddr, admin: SocketAddr, urls: &[String]) -> String {
+pub fn render(
+    dir: &Path,
+    proxy: SocketAddr,
+    admin: SocketAddr,
+    urls: &[String],
+    models: bool,
+) -> String {
     let dir = dir.display();
     let mut y = String::new();
     // Writing to a String cannot fail.
@@ -30,8 +38,17 @@ pub fn render(dir: &Path, proxy: SocketAddr, admin: SocketAddr, urls: &[String])
     let _ = writeln!(y, "health_check:");
     let _ = writeln!(y, "  interval: 500ms");
     let _ = writeln!(y, "  timeout: 1s");
+    if models {
+        let _ = writeln!(y, "models:");
+        for m in &MODELS {
+            let _ = writeln!(y, "  - name: {}", m.name);
+            if !m.aliases.is_empty() {
+                let _ = writeln!(y, "    aliases: [{}]", m.aliases.join(", "));
+            }
+        }
+    }
     let _ = writeln!(y, "regions:");
-    for (def, url) in REGIONS.iter().zip(urls) {
+    for (i, (def, url)) in REGIONS.iter().zip(urls).enumerate() {
         let _ = writeln!(y, "  - name: {}", def.name);
         let _ = writeln!(y, "    provider: {}", def.provider);
         let _ = writeln!(y, "    endpoints: [{}]", quoted(url));
@@ -39,6 +56,18 @@ pub fn render(dir: &Path, proxy: SocketAddr, admin: SocketAddr, urls: &[String])
         let _ = writeln!(y, "    priority: {}", def.priority);
         if !def.tags.is_empty() {
             let _ = writeln!(y, "    tags: [{}]", def.tags.join(", "));
+        }
+        if models {
+            let _ = writeln!(y, "    models:");
+            for m in MODELS.iter() {
+                let Some(own) = m.upstream_name(i) else {
+                    continue;
+                };
+                let _ = writeln!(y, "      - name: {}", m.name);
+                if own != m.name {
+                    let _ = writeln!(y, "        upstream_name: {own}");
+                }
+            }
         }
     }
     let _ = writeln!(y, "geo:");
@@ -63,6 +92,7 @@ mod tests {
             "127.0.0.1:1".parse().expect("addr"),
             "127.0.0.1:2".parse().expect("addr"),
             &urls,
+            false,
         );
         for (def, url) in REGIONS.iter().zip(&urls) {
             assert!(y.contains(&format!("name: {}", def.name)));
@@ -71,5 +101,31 @@ mod tests {
         assert!(y.contains("tags: [eu]"));
         assert!(y.contains("match: [DE]"));
         assert!(y.contains("\"/tmp/x/meridian.pid\""));
+        assert!(!y.contains("models:"));
+    }
+
+    #[test]
+    fn declares_the_models_and_each_regions_list() {
+        let urls: Vec<String> = (0..REGIONS.len())
+            .map(|i| format!("http://127.0.0.1:{}", 9100 + i))
+            .collect();
+        let y = render(
+            Path::new("/tmp/x"),
+            "127.0.0.1:1".parse().expect("addr"),
+            "127.0.0.1:2".parse().expect("addr"),
+            &urls,
+            true,
+        );
+        assert!(y.contains(
+            "models:\n  - name: llama-3.1-70b\n    aliases: [llama-70b]\n  - name: qwen-7b\n"
+        ));
+        assert!(
+            y.contains("      - name: llama-3.1-70b\n        upstream_name: llama70b-us-east-1\n")
+        );
+        // ap-south-1 serves the small model only, under the fleet's name.
+        let ap = y.split("- name: ap-south-1").nth(1).expect("ap");
+        let ap = ap.split("\n  - name: ").next().expect("block");
+        assert!(ap.ends_with("models:\n      - name: qwen-7b"));
+        assert!(!ap.contains("llama"));
     }
 }

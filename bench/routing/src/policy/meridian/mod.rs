@@ -1,5 +1,6 @@
-//! Meridian itself: every request goes to the proxy, and the serving region is whatever
-//! `x-meridian-region` says. Retries and failover are Meridian's own.
+//! Meridian itself: every request goes to the proxy, naming the model by its fleet-wide
+//! name, and the serving region is whatever `x-meridian-region` says. Retries, failover
+//! and the region's own model name are Meridian's.
 
 mod config;
 mod process;
@@ -13,6 +14,7 @@ use tokio::time::Instant;
 use super::Ctx;
 use crate::exchange;
 use crate::record::Record;
+use crate::scenario::models::MODELS;
 use crate::scenario::regions::index_of;
 use crate::scenario::schedule::Planned;
 
@@ -28,7 +30,9 @@ impl Route {
     }
 
     pub async fn route(&self, ctx: &Ctx, req: &Planned, t0: Instant, lag: Duration) -> Record {
-        let ex = exchange::send(&ctx.http, &self.proxy, req, ctx.max_tokens).await;
+        // The fleet-wide name: which region gets it, and under which name, is Meridian's.
+        let model = req.model.map(|m| MODELS[m].name);
+        let ex = exchange::send(&ctx.http, &self.proxy, req, ctx.max_tokens, model).await;
         let region = ex.meridian_region.as_deref().and_then(index_of);
         let answered_by = region.filter(|_| ex.status.is_some()).into_iter().collect();
         Record::from_exchange(req, t0, lag, region, &ex, answered_by)

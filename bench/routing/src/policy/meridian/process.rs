@@ -45,13 +45,18 @@ fn temp_dir() -> std::io::Result<PathBuf> {
 }
 
 impl Process {
-    pub async fn spawn(binary: &Path, urls: &[String], http: &Client) -> Result<Process, String> {
+    pub async fn spawn(
+        binary: &Path,
+        urls: &[String],
+        http: &Client,
+        models: bool,
+    ) -> Result<Process, String> {
         let dir = temp_dir().map_err(|e| format!("cannot create a temp dir: {e}"))?;
         let (proxy, admin) = free_port()
             .and_then(|p| Ok((p, free_port()?)))
             .map_err(|e| format!("cannot find free loopback ports: {e}"))?;
         let cfg_path = dir.join("meridian.yaml");
-        std::fs::write(&cfg_path, config::render(&dir, proxy, admin, urls))
+        std::fs::write(&cfg_path, config::render(&dir, proxy, admin, urls, models))
             .map_err(|e| format!("cannot write {}: {e}", cfg_path.display()))?;
         let log = File::create(dir.join("meridian.log"))
             .and_then(|f| Ok((f.try_clone()?, f)))
