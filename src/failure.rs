@@ -24,6 +24,10 @@ pub enum Kind {
     MissingModel,
     /// No region serves the model asked for.
     ModelNotFound,
+    /// No client key, or not a valid one.
+    InvalidApiKey,
+    /// The client key may not use the model asked for.
+    ModelNotAllowed,
     NoEligibleRegion,
     /// Every eligible region is saturated: load is shed.
     Overloaded,
@@ -47,6 +51,8 @@ impl Kind {
             | Kind::InvalidRequest
             | Kind::MissingModel => 400,
             Kind::ModelNotFound => 404,
+            Kind::InvalidApiKey => 401,
+            Kind::ModelNotAllowed => 403,
             Kind::UntrustedGeoHeader => 403,
             Kind::ClientTimeout => 408,
             Kind::RequestTooLarge => 413,
@@ -72,6 +78,8 @@ impl Kind {
             Kind::InvalidRequest => "invalid_request_error",
             Kind::MissingModel => "missing_model",
             Kind::ModelNotFound => "model_not_found",
+            Kind::InvalidApiKey => "invalid_api_key",
+            Kind::ModelNotAllowed => "model_not_allowed",
             Kind::NoEligibleRegion => "no_eligible_region",
             Kind::Overloaded => "overloaded",
             Kind::AttemptsExhausted => "attempts_exhausted",
@@ -141,6 +149,8 @@ mod tests {
             Kind::InvalidRequest,
             Kind::MissingModel,
             Kind::ModelNotFound,
+            Kind::InvalidApiKey,
+            Kind::ModelNotAllowed,
             Kind::NoEligibleRegion,
             Kind::Overloaded,
             Kind::AttemptsExhausted,

@@ -5,8 +5,8 @@
 //!   (no Pingora or Prometheus types);
 //! - [`regions`]: live region state (latency estimates, circuit, load, cooldowns, retry
 //!   budget);
-//! - [`routing`]: geo rules, hints, scoring, ranking and the pick, as plain functions over
-//!   region state;
+//! - [`routing`]: geo rules, hints, the body's model, scoring, ranking and the pick, as
+//!   plain functions over region state; [`auth`]: client keys, beside it;
 //! - [`upstream`] (Pingora peers, the health-checked pool and its probes) and
 //!   [`telemetry`] (metrics, access log, health report);
 //! - [`runtime`]: the per-config world, swapped on reload;
@@ -18,6 +18,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod auth;
 pub mod cli;
 pub mod config;
 #[cfg(feature = "demo")]

@@ -3,10 +3,17 @@
 use std::fmt;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subject {
+    Region(String),
+    Key(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
     pub file: String,
     pub line: Option<usize>,
-    pub region: Option<String>,
+    /// The region, or the client key of a keys file, the error is about.
+    pub subject: Option<Subject>,
     pub field: Option<String>,
     pub message: String,
 }
@@ -16,7 +23,7 @@ impl ConfigError {
         Self {
             file: file.to_string(),
             line: None,
-            region: None,
+            subject: None,
             field: None,
             message: message.into(),
         }
@@ -28,7 +35,12 @@ impl ConfigError {
     }
 
     pub fn region(mut self, region: impl Into<String>) -> Self {
-        self.region = Some(region.into());
+        self.subject = Some(Subject::Region(region.into()));
+        self
+    }
+
+    pub fn key(mut self, key: impl Into<String>) -> Self {
+        self.subject = Some(Subject::Key(key.into()));
         self
     }
 
@@ -44,8 +56,10 @@ impl fmt::Display for ConfigError {
         if let Some(line) = self.line {
             write!(f, " line {line}")?;
         }
-        if let Some(region) = &self.region {
-            write!(f, ": region '{region}'")?;
+        match &self.subject {
+            Some(Subject::Region(region)) => write!(f, ": region '{region}'")?,
+            Some(Subject::Key(key)) => write!(f, ": key '{key}'")?,
+            None => {}
         }
         if let Some(field) = &self.field {
             write!(f, ": field '{field}'")?;

@@ -34,6 +34,9 @@ pub struct FileConfig {
     /// The models the fleet serves, fleet-wide; empty: every region serves any model.
     #[serde(default)]
     pub models: Vec<ModelDeclFile>,
+    /// Client authentication on the proxy listeners; absent: none.
+    #[serde(default)]
+    pub auth: Option<AuthFile>,
     #[serde(default)]
     pub limits: LimitsFile,
     /// One JSON line per request: `stdout` (default), `off`, or a file path (appended).
@@ -452,4 +455,50 @@ impl Default for RetryFile {
 pub struct ModelFile {
     /// When set, only regions serving this model version get traffic (rolling updates).
     pub pin_version: Option<String>,
+}
+
+/// `auth:`: who may use the proxy listeners.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthFile {
+    /// A keys file (see [`KeysFile`]); relative to the config file's folder.
+    pub keys_file: Option<String>,
+    /// Keys whose value is in an environment variable.
+    pub env_keys: Vec<EnvKeyFile>,
+    /// Run without client keys, deliberately (the proxy is open to whoever reaches it).
+    pub open: bool,
+}
+
+/// The keys file: only a hash of each key, never the key.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysFile {
+    #[serde(default)]
+    pub keys: Vec<KeyFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyFile {
+    pub name: String,
+    /// Hex of the key's SHA-256.
+    pub sha256: String,
+    /// The only models this key may use (declared names or aliases).
+    #[serde(default)]
+    pub models: Option<Vec<String>>,
+    /// Regions (or `tag:NAME`) this key's requests must stay in.
+    #[serde(default)]
+    pub allow: Option<Vec<String>>,
+}
+
+/// A key held in an environment variable: the value itself is the key.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvKeyFile {
+    pub name: String,
+    pub value_env: String,
+    #[serde(default)]
+    pub models: Option<Vec<String>>,
+    #[serde(default)]
+    pub allow: Option<Vec<String>>,
 }

@@ -26,6 +26,11 @@ impl RegionMask {
         id < MAX_REGIONS && self.0 & (1u64 << id) != 0
     }
 
+    /// The regions in both sets.
+    pub fn intersect(self, other: RegionMask) -> Self {
+        RegionMask(self.0 & other.0)
+    }
+
     pub fn is_empty(self) -> bool {
         self.0 == 0
     }

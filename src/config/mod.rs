@@ -1,6 +1,7 @@
 //! Configuration: the YAML file format ([`file`]), its validation ([`validate`]) and the
 //! typed [`Config`] the rest of Meridian runs on.
 
+mod auth;
 mod endpoint;
 mod env;
 mod error;
@@ -10,7 +11,9 @@ mod mask;
 mod models;
 mod tls;
 mod validate;
+mod validate_auth;
 
+pub use auth::{Auth, ClientKey, KeyId};
 pub use endpoint::{parse_endpoint, parse_endpoint_with, Endpoint, Resolution};
 pub use error::ConfigError;
 pub use geo_value::normalize_geo_value;
@@ -58,6 +61,8 @@ pub struct Config {
     pub model: ModelSettings,
     /// The declared models; none declared: every region serves any model.
     pub models: Models,
+    /// Who may use the proxy listeners.
+    pub auth: Auth,
     /// Non-fatal findings (for example an endpoint override naming no region).
     pub warnings: Vec<String>,
 }

@@ -70,6 +70,7 @@ pub fn load(
     if listen.proxy == listen.admin {
         return Err(v.top("listen.admin", "must differ from listen.proxy"));
     }
+    let auth = v.auth(file.auth.as_ref(), &models, &regions, &listen, vars)?;
     Ok(Config {
         source: source.to_string(),
         server: file.server,
@@ -86,6 +87,7 @@ pub fn load(
         retry: file.retry,
         model: file.model,
         models,
+        auth,
         warnings,
     })
 }
@@ -160,14 +162,14 @@ fn region_name_at(text: &str, index: usize) -> Option<String> {
         .map(String::from)
 }
 
-struct Validator<'a> {
-    text: &'a str,
-    source: &'a str,
-    resolution: Resolution,
+pub(super) struct Validator<'a> {
+    pub(super) text: &'a str,
+    pub(super) source: &'a str,
+    pub(super) resolution: Resolution,
 }
 
 impl Validator<'_> {
-    fn top(&self, field: &str, message: impl Into<String>) -> ConfigError {
+    pub(super) fn top(&self, field: &str, message: impl Into<String>) -> ConfigError {
         let leaf = field.rsplit('.').next().unwrap_or(field);
         let section = field.split('.').next().unwrap_or(field);
         let section_line = find_line(self.text, None, |l| l.starts_with(&format!("{section}:")));
@@ -697,7 +699,11 @@ impl Validator<'_> {
         })
     }
 
-    fn allowed(&self, entries: &[String], regions: &[RegionConfig]) -> Result<RegionMask, String> {
+    pub(super) fn allowed(
+        &self,
+        entries: &[String],
+        regions: &[RegionConfig],
+    ) -> Result<RegionMask, String> {
         let mut mask = RegionMask::EMPTY;
         for entry in entries {
             let before = mask;
@@ -885,7 +891,7 @@ fn credential(
 }
 
 /// Names end up in response headers and metric labels: keep them to a safe alphabet.
-fn is_token(s: &str) -> bool {
+pub(super) fn is_token(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
         && s.chars()

@@ -43,6 +43,8 @@ pub struct RequestCtx {
     pub asked_model: Option<String>,
     /// Which version of a model with a canary the first attempt went to.
     pub canary: Option<crate::regions::Side>,
+    /// The client key the request was made with, when keys are on.
+    pub key: Option<crate::config::KeyId>,
 }
 
 impl RequestCtx {
@@ -66,6 +68,7 @@ impl RequestCtx {
             body: None,
             asked_model: None,
             canary: None,
+            key: None,
         }
     }
 

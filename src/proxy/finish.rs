@@ -22,6 +22,10 @@ pub fn record(session: &Session, ctx: &mut RequestCtx) {
     let outcome = outcome(session, ctx);
     let served = ctx.served_by.and_then(|id| rt.regions.get(id));
     let upstream = ctx.current.as_ref().map(|a| a.started.elapsed());
+    let key = ctx
+        .key
+        .and_then(|k| rt.config.auth.keys()?.get(k))
+        .map(|k| k.name.as_str());
     // Bounded: a declared name, or `other` for a name that matched none.
     let model = match (ctx.admission.model, &ctx.asked_model) {
         (Some(m), _) => Some(rt.config.models.name(m)),
@@ -59,6 +63,7 @@ pub fn record(session: &Session, ctx: &mut RequestCtx) {
         upstream,
         ctx.ttft,
         model,
+        key,
     );
     if rt.access_log.enabled() {
         let req = session.req_header();
@@ -92,6 +97,7 @@ pub fn record(session: &Session, ctx: &mut RequestCtx) {
             bytes_in: session.body_bytes_read(),
             bytes_out: session.body_bytes_sent(),
             model: ctx.asked_model.as_deref(),
+            key,
             upstream_model,
         });
     }

@@ -14,13 +14,20 @@ fn ours(headers: &HeaderMap) -> Vec<HeaderName> {
     headers.keys().filter(|n| is_ours(n)).cloned().collect()
 }
 
-/// Client-sent `x-meridian-*` headers never reach a region; `Host` names the endpoint.
+/// Client-sent `x-meridian-*` headers never reach a region, nor (with client keys on) the
+/// client's key; `Host` names the endpoint.
 pub fn prepare_upstream(
     req: &mut RequestHeader,
     endpoint: Option<&EndpointState>,
+    strip_client_key: bool,
 ) -> pingora::Result<()> {
     for name in ours(&req.headers) {
         req.remove_header(&name);
+    }
+    if strip_client_key {
+        for name in &crate::auth::KEY_HEADERS {
+            req.remove_header(name);
+        }
     }
     match endpoint {
         Some(EndpointState {

@@ -75,9 +75,15 @@ impl ProxyHttp for MeridianProxy {
             respond::respond_json(session, status, body).await?;
             return Ok(true);
         }
+        if let Err(refusal) = admit::authenticate(session, ctx) {
+            respond::respond(session, &refusal, ctx).await?;
+            ctx.end = Some(End::Answered(refusal));
+            return Ok(true);
+        }
         if admit::is_models_request(session.req_header()) && ctx.rt.config.models.declared() {
-            let body =
-                crate::telemetry::health::models_list(&ctx.rt.config.models, &ctx.rt.regions);
+            let rt = &ctx.rt;
+            let key = ctx.key.and_then(|k| rt.config.auth.keys()?.get(k));
+            let body = crate::telemetry::health::models_list(&rt.config.models, &rt.regions, key);
             respond::respond_json(session, 200, body).await?;
             return Ok(true);
         }
@@ -129,7 +135,8 @@ impl ProxyHttp for MeridianProxy {
             return Ok(());
         };
         let region = attempt.slot.region();
-        headers::prepare_upstream(req, region.endpoints.get(attempt.endpoint))?;
+        let keys_on = ctx.rt.config.auth.keys().is_some();
+        headers::prepare_upstream(req, region.endpoints.get(attempt.endpoint), keys_on)?;
         if let Some(body) = &attempt.body {
             headers::held_body_length(req, body.len())?;
         }

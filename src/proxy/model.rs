@@ -103,7 +103,11 @@ pub async fn admit(session: &mut Session, ctx: &mut RequestCtx) -> Result<(), St
     }
     // The header wins over the body.
     let asked = header.or(found);
+    let key = ctx.key.and_then(|k| rt.config.auth.keys()?.get(k));
     let Some(name) = asked else {
+        if let Some(k) = key.filter(|k| k.models.is_some()) {
+            return Err(not_allowed(&rt, k, "names no model").into());
+        }
         if model_path && post {
             return Err(Failure::new(
                 Kind::MissingModel,
@@ -130,8 +134,33 @@ pub async fn admit(session: &mut Session, ctx: &mut RequestCtx) -> Result<(), St
         )
         .into());
     };
+    if let Some(k) = key.filter(|k| !k.may_use(id)) {
+        return Err(not_allowed(&rt, k, &format!("asks for `{name}`")).into());
+    }
     ctx.admission.model = Some(id);
     Ok(())
+}
+
+/// The 403 for a key limited to some models.
+fn not_allowed(
+    rt: &crate::runtime::Runtime,
+    key: &crate::config::ClientKey,
+    what: &str,
+) -> Failure {
+    let names: Vec<&str> = key
+        .models
+        .iter()
+        .flatten()
+        .map(|&m| rt.config.models.name(m))
+        .collect();
+    Failure::new(
+        Kind::ModelNotAllowed,
+        format!(
+            "the request {what}, and key '{}' may use only: {}",
+            key.name,
+            names.join(", ")
+        ),
+    )
 }
 
 /// Every declared name and alias some region serves, for messages.

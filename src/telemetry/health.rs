@@ -23,11 +23,17 @@ pub fn report(regions: &[Arc<Region>]) -> (u16, String) {
 /// `GET /v1/models` when models are declared: each declared model and alias that at least
 /// one healthy region serves, in OpenAI's list shape, so `client.models.list()` shows what
 /// can be served right now.
-pub fn models_list(models: &crate::config::Models, regions: &[Arc<Region>]) -> String {
+/// With a client key, only the models it may use.
+pub fn models_list(
+    models: &crate::config::Models,
+    regions: &[Arc<Region>],
+    key: Option<&crate::config::ClientKey>,
+) -> String {
     let data: Vec<serde_json::Value> = models
         .list
         .iter()
         .enumerate()
+        .filter(|(id, _)| key.is_none_or(|k| k.may_use(*id)))
         .filter(|(id, _)| {
             regions
                 .iter()

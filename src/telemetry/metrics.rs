@@ -41,6 +41,8 @@ pub struct Metrics {
     model_requests: IntCounterVec,
     model_ttft_seconds: HistogramVec,
     canary_requests: IntCounterVec,
+    /// By client key name (bounded by the keys configured).
+    key_requests: IntCounterVec,
     canary_active: IntGaugeVec,
     /// Held while the gauges are rebuilt for a scrape, so two scrapes cannot interleave.
     scrape: Mutex<()>,
@@ -219,6 +221,12 @@ impl Metrics {
                 "Time to first token by model and serving region",
                 &["model", "region"],
             ),
+            key_requests: counter(
+                &registry,
+                "meridian_key_requests_total",
+                "Requests by client key (its name, never the key) and status",
+                &["key", "status"],
+            ),
             canary_requests: counter(
                 &registry,
                 "meridian_canary_requests_total",
@@ -262,7 +270,13 @@ impl Metrics {
         upstream: Option<Duration>,
         ttft: Option<Duration>,
         model: Option<&str>,
+        key: Option<&str>,
     ) {
+        if let Some(key) = key {
+            self.key_requests
+                .with_label_values(&[key, itoa::Buffer::new().format(outcome.status())])
+                .inc();
+        }
         if let Some(model) = model {
             let region = served.map_or("none", |(r, _)| r.name());
             self.model_requests

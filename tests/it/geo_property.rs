@@ -1,6 +1,7 @@
 //! The geo invariant as a property: for random sequences of region faults and requests
-//! with random geo header values, no request is ever sent to, or answered by, a region
-//! its rule does not allow, whatever the retries.
+//! with random geo header values, made with a client key that is free or bound to the EU
+//! regions, no request is ever sent to, or answered by, a region its rule (and its key's)
+//! does not allow, whatever the retries.
 
 use crate::common::*;
 use mock_regions::MockRegion;
@@ -50,7 +51,39 @@ enum Fault {
 #[derive(Debug, Clone)]
 enum Step {
     Fault(usize, Fault),
-    Request(Option<String>, bool),
+    /// Geo header value, `Idempotency-Key` or not, the EU-bound key or the free one.
+    Request(Option<String>, bool, bool),
+}
+
+const FREE_KEY: &str = "sk-free-0000000000";
+const EU_KEY: &str = "sk-eu-bound-111111";
+
+/// The rules with the EU-bound key's residency on top: the intersection, or 451.
+fn with_key(
+    expected: Result<Vec<&'static str>, u16>,
+    eu_key: bool,
+) -> Result<Vec<&'static str>, u16> {
+    let allowed = expected?;
+    if !eu_key {
+        return Ok(allowed);
+    }
+    let both: Vec<&str> = allowed
+        .into_iter()
+        .filter(|r| ["eu-west-1", "us-east-1"].contains(r))
+        .collect();
+    if both.is_empty() {
+        Err(451)
+    } else {
+        Ok(both)
+    }
+}
+
+fn hex_sha256(key: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(key.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -69,7 +102,7 @@ fn step() -> impl Strategy<Value = Step> {
     ];
     prop_oneof![
         1 => (0..5usize, fault).prop_map(|(r, f)| Step::Fault(r, f)),
-        3 => (value, any::<bool>()).prop_map(|(v, key)| Step::Request(v, key)),
+        3 => (value, any::<bool>(), any::<bool>()).prop_map(|(v, idem, eu)| Step::Request(v, idem, eu)),
     ]
 }
 
@@ -107,12 +140,25 @@ fn no_request_ever_reaches_a_region_its_geo_rule_forbids() {
         }
         let cfg = cfg
             .section("geo", GEO)
+            .section("auth", "  keys_file: keys.yaml\n")
             .section(
                 "upstream",
                 "  connect_timeout: 300ms\n  read_timeout: 300ms\n  max_attempts: 5\n",
             )
             .section("retry", "  budget_ratio: 1.0\n  budget_min: 100\n");
-        let m = Meridian::start(&cfg).await;
+        let keys = format!(
+            "keys:\n  - name: free\n    sha256: {}\n  - name: eu-bound\n    sha256: {}\n    allow: [tag:eu]\n",
+            hex_sha256(FREE_KEY),
+            hex_sha256(EU_KEY)
+        );
+        let m = Meridian::start_with(
+            |p, a, d| {
+                std::fs::write(d.join("keys.yaml"), &keys).unwrap();
+                cfg.render(p, a, d)
+            },
+            &[],
+        )
+        .await;
         (mocks, m)
     });
     let mut runner = TestRunner::new(PropConfig {
@@ -129,12 +175,16 @@ fn no_request_ever_reaches_a_region_its_geo_rule_forbids() {
             for s in &steps {
                 match s {
                     Step::Fault(r, f) => apply(&mocks[*r], f),
-                    Step::Request(value, key) => {
+                    Step::Request(value, key, eu_key) => {
                         let before: Vec<u64> = mocks.iter().map(|x| x.counts().inference).collect();
                         let mut req = client()
                             .post(m.url("/v1/inference"))
                             .header("content-type", "application/json")
                             .timeout(Duration::from_secs(10))
+                            .header(
+                                "authorization",
+                                format!("Bearer {}", if *eu_key { EU_KEY } else { FREE_KEY }),
+                            )
                             .body(r#"{"prompt":"geo"}"#);
                         if let Some(v) = value {
                             match reqwest::header::HeaderValue::from_str(v) {
@@ -153,9 +203,17 @@ fn no_request_ever_reaches_a_region_its_geo_rule_forbids() {
                             .and_then(|v| v.to_str().ok())
                             .map(String::from);
                         let _ = resp.bytes().await;
-                        let expected = model(value.as_deref());
+                        let expected = with_key(model(value.as_deref()), *eu_key);
                         match &expected {
-                            Err(code) => prop_assert_eq!(status, *code, "value {:?}", value),
+                            Err(code) => {
+                                prop_assert_eq!(
+                                    status,
+                                    *code,
+                                    "value {:?}, eu key {}",
+                                    value,
+                                    eu_key
+                                )
+                            }
                             Ok(allowed) => {
                                 if let (200, Some(r)) = (status, &served) {
                                     prop_assert!(

@@ -37,7 +37,7 @@ except Exception as e:
 print(json.dumps(out))
 "#;
 
-fn python() -> Option<PathBuf> {
+pub fn python() -> Option<PathBuf> {
     if let Ok(p) = std::env::var("MERIDIAN_TEST_PYTHON") {
         return Some(PathBuf::from(p));
     }

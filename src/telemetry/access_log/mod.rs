@@ -195,6 +195,8 @@ pub struct Entry<'a> {
     /// The model as the client asked for it, and as the serving region was sent it.
     pub model: Option<&'a str>,
     pub upstream_model: Option<&'a str>,
+    /// The client key's name (never the key), when keys are on.
+    pub key: Option<&'a str>,
 }
 
 impl AccessLog {
@@ -224,6 +226,7 @@ impl AccessLog {
             line.num("bytes_out", e.bytes_out);
             line.opt_str("model", e.model);
             line.opt_str("upstream_model", e.upstream_model);
+            line.opt_str("key", e.key);
             line.end();
             self.write(buf);
         });
