@@ -16,7 +16,11 @@
 # skips the micro-benchmark. HAProxy, LiteLLM and vllm-router run when they are already
 # installed and oha's latency phase when oha is; what it left out is named in its report.
 #
-# Other arguments go to perf-bench (see `target/release/perf-bench --help`).
+# Other arguments go to perf-bench (see `target/release/perf-bench --help`). With `--only`,
+# perf-bench replaces only the sections of bench/RESULTS.md it measured and keeps the rest.
+# What routing by model costs (Meridian without and with `models:` declared, on chat bodies
+# of 1, 10 and 100 KiB; part of the full run and the smoke), alone:
+#   target/release/perf-bench --only instructions-models --systems meridian [--body-kib 1,100]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

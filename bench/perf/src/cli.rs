@@ -43,9 +43,18 @@ pub struct Opts {
     #[arg(long, value_delimiter = ',')]
     pub systems: Vec<String>,
     /// Phases to run, comma separated: throughput, latency, memory, soak, instructions,
-    /// streaming (default: all).
+    /// instructions-models, streaming (default: all). `instructions-models` counts
+    /// Meridian's instructions per request without and with models declared, on chat bodies
+    /// of each `--body-kib` size (it needs meridian among `--systems`). With `--only`, the
+    /// results file keeps every section this run did not measure.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
+    /// Request body sizes in KiB for the instructions-models phase, comma separated
+    /// (1..=1000). Each size's runs send `--instr-requests` divided by the size, at least a
+    /// fortieth of it; three sizes or more let the report judge whether the cost grows
+    /// linearly.
+    #[arg(long, value_delimiter = ',', default_values_t = [1u32, 10, 100])]
+    pub body_kib: Vec<u32>,
     /// Offered rate for the AI-gateway comparison (direct, Meridian, vllm-router, LiteLLM),
     /// low enough for LiteLLM to keep up.
     #[arg(long, default_value_t = 20)]
@@ -91,9 +100,34 @@ pub struct Opts {
     pub smoke: bool,
 }
 
+/// Every phase `--only` accepts.
+pub const PHASES: [&str; 7] = [
+    "throughput",
+    "latency",
+    "memory",
+    "soak",
+    "instructions",
+    "instructions-models",
+    "streaming",
+];
+
 impl Opts {
     pub fn runs(&self, phase: &str) -> bool {
         self.only.is_empty() || self.only.iter().any(|p| p == phase)
+    }
+
+    /// Unknown phases and body sizes out of range, named.
+    pub fn check(&self) -> Result<(), String> {
+        if let Some(p) = self.only.iter().find(|p| !PHASES.contains(&p.as_str())) {
+            return Err(format!(
+                "unknown phase {p:?} (phases: {})",
+                PHASES.join(", ")
+            ));
+        }
+        if self.body_kib.is_empty() || self.body_kib.iter().any(|k| !(1..=1000).contains(k)) {
+            return Err("--body-kib sizes must be within 1..=1000".into());
+        }
+        Ok(())
     }
 
     /// The options with `--smoke` applied.

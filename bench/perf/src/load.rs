@@ -134,19 +134,10 @@ fn parse_oha(text: &str) -> Option<Latency> {
     })
 }
 
-/// Exactly `n` requests over `connections` keep-alive connections, one at a time on each;
-/// an error when any fails, is not a 200, or all of them take longer than `limit`.
+/// Exactly `n` requests of `raw` (a whole HTTP/1.1 request) over `connections` keep-alive
+/// connections, one at a time on each; an error when any fails, is not a 200, or all of
+/// them take longer than `limit`.
 pub async fn fixed_count(
-    addr: SocketAddr,
-    n: u64,
-    connections: u32,
-    limit: Duration,
-) -> Result<(), String> {
-    fixed_count_of(addr, Arc::new(request::raw(addr)), n, connections, limit).await
-}
-
-/// As `fixed_count`, sending `raw` (a whole HTTP/1.1 request) each time.
-pub async fn fixed_count_of(
     addr: SocketAddr,
     raw: Arc<Vec<u8>>,
     n: u64,

@@ -22,10 +22,21 @@ use systems::{Kind, Running, Setup};
 #[tokio::main]
 async fn main() {
     let opts = cli::Opts::parse().effective();
+    if let Err(e) = opts.check() {
+        eprintln!("perf-bench: {e}");
+        std::process::exit(2);
+    }
     match run(&opts).await {
         Ok(report) => {
             let text = report.markdown(&opts);
-            if let Err(e) = std::fs::write(&opts.out, &text) {
+            // A run of some phases only updates their sections of an existing file.
+            let written = match std::fs::read_to_string(&opts.out) {
+                Ok(old) if !opts.only.is_empty() => {
+                    report::merge(&old, &text, &report::owned(&opts, &text))
+                }
+                _ => text.clone(),
+            };
+            if let Err(e) = std::fs::write(&opts.out, &written) {
                 eprintln!("perf-bench: cannot write {}: {e}", opts.out.display());
                 std::process::exit(1);
             }
@@ -149,6 +160,9 @@ async fn run(opts: &cli::Opts) -> Result<Report, String> {
     drop(running);
     if opts.runs("instructions") {
         instructions(opts, &setup, &kinds, &addrs, &mut report).await;
+    }
+    if opts.runs("instructions-models") {
+        instructions_models(opts, &setup, &kinds, &mut report).await;
     }
     drop(upstream);
     if !opts.runs("streaming") {
@@ -312,6 +326,31 @@ async fn instructions(
             Ok(runs) => report.instructions.push((k, runs)),
             Err(e) => report.problem(k, e),
         }
+    }
+}
+
+/// Meridian under callgrind without and with models, on chat bodies of each size, in front
+/// of mock regions that read every body: what routing by model costs per request.
+async fn instructions_models(opts: &cli::Opts, setup: &Setup, kinds: &[Kind], report: &mut Report) {
+    if !kinds.contains(&Kind::Meridian) {
+        return;
+    }
+    if !systems::found(&opts.valgrind) {
+        let what = format!(
+            "instructions-models phase: {} not installed",
+            opts.valgrind.display()
+        );
+        if opts.smoke {
+            report.skip(what);
+        } else {
+            report.problems.push(what);
+        }
+        return;
+    }
+    eprintln!("perf-bench: counting Meridian's instructions without and with models by body size");
+    match instr::measure_models(setup, opts).await {
+        Ok(m) => report.model_routing = Some(m),
+        Err(e) => report.problem(Kind::Meridian, e),
     }
 }
 

@@ -1,6 +1,7 @@
 //! Figures gathered during the run and the Markdown written from them.
 
 use crate::cli::Opts;
+use crate::instr::ModelRouting;
 use crate::load::{Latency, Throughput};
 use crate::stream::{percentile, StreamStats};
 use crate::systems::Kind;
@@ -88,6 +89,8 @@ pub struct Report {
     pub skipped: Vec<String>,
     /// Instructions per request under callgrind, one figure per run.
     pub instructions: Vec<(Kind, Vec<f64>)>,
+    /// Meridian's instructions per request without and with models, by body size.
+    pub model_routing: Option<ModelRouting>,
 }
 
 impl Report {
@@ -100,6 +103,7 @@ impl Report {
             fd_limit: 0,
             skipped: Vec::new(),
             instructions: Vec::new(),
+            model_routing: None,
         }
     }
 
@@ -251,11 +255,15 @@ impl Report {
 
     fn instructions_table(&self, md: &mut String, opts: &Opts) {
         if self.instructions.is_empty() {
+            if let Some(m) = &self.model_routing {
+                let _ = writeln!(md, "{INSTRUCTIONS}\n");
+                model_routing(md, m, opts);
+            }
             return;
         }
         let _ = writeln!(
             md,
-            "## Instructions per request\n\n`valgrind --tool=callgrind` on the whole proxy process \
+            "{INSTRUCTIONS}\n\n`valgrind --tool=callgrind` on the whole proxy process \
              (all its threads; user-space instructions, not the kernel's), same fixed-answer \
              upstream, config and worker threads as above. After {} warm-up requests, each run \
              zeroes the counters (`callgrind_control -z`), sends exactly {} requests over {} \
@@ -321,6 +329,9 @@ impl Report {
             );
         }
         md.push('\n');
+        if let Some(m) = &self.model_routing {
+            model_routing(md, m, opts);
+        }
     }
 
     fn memory_table(&self, md: &mut String, opts: &Opts) {
@@ -531,6 +542,275 @@ impl Report {
     }
 }
 
+const INSTRUCTIONS: &str = "## Instructions per request";
+const MODEL_ROUTING: &str = "### Model routing: instructions per request by body size";
+
+/// Model routing's cost at 1 KiB may be at most this share of the request without it.
+const MODEL_RATIO_TARGET: f64 = 1.10;
+
+/// Growth is linear when no later interval costs more per extra KiB than this times the
+/// first one.
+const LINEAR_TOLERANCE: f64 = 1.25;
+
+/// The subsection on what routing by model costs, with its own command line, source and
+/// targets (so it stands on its own when a run of that phase alone merges it in).
+fn model_routing(md: &mut String, m: &ModelRouting, opts: &Opts) {
+    let _ = writeln!(
+        md,
+        "{MODEL_ROUTING}\n\nWhat routing by model costs per request. The same Meridian \
+         binary, default config and client as above, but in front of five mock regions \
+         (mock-regions, in-process, answering at once) that read every body whole before \
+         answering, as an inference server does (the nginx above answers with `return` \
+         before it has read a body): once **without models** (the config's \
+         `models` taken out: every region serves any model and Meridian streams the body \
+         through unread) and once **with models** (`{}` declared, every region serving it \
+         under a name of its own, `upstream_name: llama70b-rN`, so routing is unchanged but \
+         every body is read and held, its `model` found and rewritten for the region, as in \
+         a multi-model fleet). Requests: OpenAI chat completions of exactly the size given, \
+         `messages` (a system turn and a long user turn) before `model`, sent with a \
+         Content-Length over {} keep-alive connections. One Meridian process per \
+         configuration, every size in turn; per size, the warm-up requests, then {} run(s) \
+         between `callgrind_control -z` and `-d`. Medians of the runs; spread is \
+         (max - min) / median. The other upstream and answers make these figures differ \
+         from the table above. Callgrind counts each iteration of `rep movsb`, so a large \
+         `memcpy` counts about one instruction per byte: the per-KiB figures weigh copies \
+         more than their CPU time.\n",
+        crate::request::CHAT_MODEL,
+        crate::instr::CONNECTIONS,
+        opts.instr_runs,
+    );
+    let _ = writeln!(md, "- command: `{}`", command_line());
+    let _ = writeln!(md, "- meridian: {}", binary_source(&opts.bin_dir));
+    for line in &m.upstream {
+        let _ = writeln!(md, "- upstream check, {line}");
+    }
+    md.push('\n');
+    let _ = writeln!(
+        md,
+        "| body KiB | warm-up | requests per run | without models | spread | with models | spread | with / without | added by models |"
+    );
+    let _ = writeln!(
+        md,
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
+    let med = |v: &[f64]| median(v.to_vec());
+    let sp = |v: &[f64]| spread(v).map_or("-".into(), |s| format!("{:.2}%", s * 100.0));
+    for s in &m.sizes {
+        let (a, b) = (med(&s.without), med(&s.with));
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            s.kib,
+            s.warmup,
+            s.requests,
+            fmt(a, 0),
+            sp(&s.without),
+            fmt(b, 0),
+            sp(&s.with),
+            fmt(ratio_f(b, a), 3) + "x",
+            diff(b, a).map_or("-".into(), |d| format!("{d:+.0}")),
+        );
+    }
+    md.push('\n');
+    // Per extra KiB between consecutive sizes.
+    let mut slopes: Vec<(u32, u32, Option<f64>, Option<f64>)> = Vec::new();
+    for w in m.sizes.windows(2) {
+        let dk = f64::from(w[1].kib) - f64::from(w[0].kib);
+        let per = |x: Option<f64>, y: Option<f64>| diff(y, x).map(|d| d / dk);
+        slopes.push((
+            w[0].kib,
+            w[1].kib,
+            per(med(&w[0].without), med(&w[1].without)),
+            per(med(&w[0].with), med(&w[1].with)),
+        ));
+    }
+    if !slopes.is_empty() {
+        let _ = writeln!(
+            md,
+            "| from KiB | to KiB | without models per extra KiB | with models per extra KiB | added by models per extra KiB |"
+        );
+        let _ = writeln!(md, "| ---: | ---: | ---: | ---: | ---: |");
+        for (a, b, w0, w1) in &slopes {
+            let _ = writeln!(
+                md,
+                "| {a} | {b} | {} | {} | {} |",
+                fmt(*w0, 0),
+                fmt(*w1, 0),
+                diff(*w1, *w0).map_or("-".into(), |d| format!("{d:+.0}")),
+            );
+        }
+        md.push('\n');
+    }
+    // Targets.
+    let at = |kib: u32| m.sizes.iter().find(|s| s.kib == kib);
+    let ratio_1 = at(1).and_then(|s| ratio_f(med(&s.with), med(&s.without)));
+    let first = slopes.first().and_then(|s| s.3);
+    let worst = slopes
+        .iter()
+        .skip(1)
+        .filter_map(|s| s.3)
+        .fold(None, |acc: Option<f64>, x| {
+            Some(acc.map_or(x, |a| a.max(x)))
+        });
+    let linear = match (first, worst) {
+        (Some(f), Some(w)) if f > 0.0 => Some(w <= f * LINEAR_TOLERANCE),
+        _ => None,
+    };
+    let slope_list: Vec<String> = slopes
+        .iter()
+        .map(|(a, b, _, w)| format!("{a}->{b} KiB: {} per KiB", fmt(*w, 0)))
+        .collect();
+    let _ = writeln!(md, "| target | this run | met |\n| --- | ---: | --- |");
+    let _ = writeln!(
+        md,
+        "| with models ≤ {MODEL_RATIO_TARGET:.2}x without, at 1 KiB | {} | {} |",
+        fmt(ratio_1, 3) + "x",
+        met(ratio_1.map(|r| r <= MODEL_RATIO_TARGET)),
+    );
+    let _ = writeln!(
+        md,
+        "| with models, linear in body size (no later interval above {LINEAR_TOLERANCE:.2}x the first's instructions per extra KiB) | {} | {} |",
+        if slope_list.is_empty() {
+            "-".to_string()
+        } else {
+            slope_list.join("; ")
+        },
+        match linear {
+            Some(l) => met(Some(l)),
+            None => "not measured (needs three sizes or more)".into(),
+        },
+    );
+    md.push('\n');
+}
+
+fn met(v: Option<bool>) -> String {
+    match v {
+        Some(true) => "yes",
+        Some(false) => "no",
+        None => "not measured",
+    }
+    .into()
+}
+
+/// This process's arguments as a shell would take them back.
+fn command_line() -> String {
+    std::env::args()
+        .map(|a| {
+            if !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=,:@+".contains(c))
+            {
+                a
+            } else {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The binary and the commit of the checkout it was built in, with a note when that
+/// checkout's sources had uncommitted changes.
+fn binary_source(bin_dir: &Path) -> String {
+    let bin = bin_dir.join("meridian");
+    let git = |dir: &Path, args: &[&str]| {
+        Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let Some(root) = git(bin_dir, &["rev-parse", "--show-toplevel"]) else {
+        return format!("`{}`", bin.display());
+    };
+    let root = Path::new(&root);
+    let commit = git(root, &["rev-parse", "--short", "HEAD"]).unwrap_or_else(|| "?".into());
+    let dirty = git(root, &["status", "--porcelain", "--", "src"]).is_some_and(|s| !s.is_empty());
+    format!(
+        "`{}`, built at commit {commit} in {}{}",
+        bin.display(),
+        root.display(),
+        if dirty {
+            ", with uncommitted changes under src/"
+        } else {
+            ""
+        }
+    )
+}
+
+/// The headings of the sections a run of `opts.only` measured, as they appear in `text`.
+pub fn owned(opts: &Opts, text: &str) -> Vec<String> {
+    let mut own: Vec<&str> = Vec::new();
+    for (phase, heading) in [
+        ("throughput", "## Request cost"),
+        ("latency", "## Added latency"),
+        ("memory", "## Memory"),
+        ("soak", "## Memory"),
+        ("instructions", INSTRUCTIONS),
+        ("instructions-models", MODEL_ROUTING),
+        ("streaming", "## Streaming"),
+    ] {
+        if opts.runs(phase) {
+            own.push(heading);
+        }
+    }
+    own.push("## Problems during the run");
+    own.into_iter()
+        .filter(|h| text.lines().any(|l| l == *h))
+        .map(String::from)
+        .collect()
+}
+
+/// A markdown text cut at its `##` and `###` headings: (heading, the lines up to the next).
+fn blocks(text: &str) -> Vec<(Option<String>, String)> {
+    let mut out: Vec<(Option<String>, String)> = vec![(None, String::new())];
+    for line in text.split_inclusive('\n') {
+        let l = line.trim_end_matches('\n');
+        if l.starts_with("## ") || l.starts_with("### ") {
+            out.push((Some(l.to_string()), String::new()));
+        }
+        if let Some(last) = out.last_mut() {
+            last.1.push_str(line);
+        }
+    }
+    out
+}
+
+/// `old` with the sections of `new` whose headings are in `owned` put in place of its own
+/// (or, when it has none, after the section that precedes them in `new`); everything else
+/// of `old`, its header included, is kept as it was.
+pub fn merge(old: &str, new: &str, owned: &[String]) -> String {
+    let mut out = blocks(old);
+    let mut anchor: Option<usize> = None;
+    for (key, body) in blocks(new) {
+        let Some(k) = &key else { continue };
+        let found = out.iter().position(|(ok, _)| ok.as_ref() == Some(k));
+        if owned.contains(k) {
+            let mut body = body;
+            if !body.ends_with("\n\n") {
+                body.push('\n');
+            }
+            match found {
+                Some(i) => {
+                    out[i].1 = body;
+                    anchor = Some(i);
+                }
+                None => {
+                    let at = anchor.map_or(out.len(), |a| a + 1);
+                    out.insert(at, (key.clone(), body));
+                    anchor = Some(at);
+                }
+            }
+        } else if let Some(i) = found {
+            anchor = Some(i);
+        }
+    }
+    out.into_iter().map(|(_, b)| b).collect()
+}
+
 fn fmt(v: Option<f64>, decimals: usize) -> String {
     match v {
         Some(v) if v.is_finite() => format!("{v:.decimals$}"),
@@ -630,4 +910,31 @@ fn machine(opts: &Opts) -> String {
         pinned("bench/vllm-router-requirements.txt", "vllm-router"),
         pinned("bench/litellm-requirements.txt", "litellm"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OLD: &str = "# Performance results\n\nWritten by a full run.\n\n## Request cost\n\nold cost\n\n## Instructions per request\n\nold table\n\n## Targets\n\nold targets\n";
+
+    #[test]
+    fn a_partial_run_replaces_only_its_sections() {
+        let new = "# Performance results\n\nWritten by a partial run.\n\n## Request cost\n\nempty\n\n## Instructions per request\n\n### Model routing: instructions per request by body size\n\nnew models\n\n## Targets\n\nnot measured\n";
+        let owned = vec![MODEL_ROUTING.to_string()];
+        let m = merge(OLD, new, &owned);
+        assert_eq!(
+            m,
+            "# Performance results\n\nWritten by a full run.\n\n## Request cost\n\nold cost\n\n## Instructions per request\n\nold table\n\n### Model routing: instructions per request by body size\n\nnew models\n\n## Targets\n\nold targets\n"
+        );
+        // Run again: replaced in place, not added twice.
+        let again = merge(&m, &new.replace("new models", "newer"), &owned);
+        assert!(again.contains("newer") && !again.contains("new models"));
+        assert_eq!(again.matches(MODEL_ROUTING).count(), 1);
+        // The instructions phase replaces its table and keeps the subsection after it.
+        let instr = "## Instructions per request\n\nnew table\n\n";
+        let both = merge(&again, instr, &[INSTRUCTIONS.to_string()]);
+        assert!(both.contains("new table\n\n### Model routing"));
+        assert!(both.contains("newer") && both.contains("old cost"));
+    }
 }

@@ -356,8 +356,7 @@ fn meridian(
     let default = &setup.meridian_default;
     let text =
         std::fs::read_to_string(default).map_err(|e| format!("{}: {e}", default.display()))?;
-    let mut conf =
-        with_models(&text, models).map_err(|e| format!("{}: {e}", default.display()))?;
+    let mut conf = with_models(&text, models).map_err(|e| format!("{}: {e}", default.display()))?;
     let admin = SocketAddr::from(([127, 0, 0, 1], free_port()?));
     let d = dir.display();
     let mut swaps = vec![
@@ -513,7 +512,9 @@ fn with_models(text: &str, models: Models) -> Result<String, String> {
                 .and_then(Value::as_sequence)
                 .and_then(|eps| {
                     eps.iter().filter_map(Value::as_str).find_map(|e| {
-                        (1..=9).find(|p| e == format!("http://127.0.0.1:800{p}")).map(|p| p - 1)
+                        (1..=9)
+                            .find(|p| e == format!("http://127.0.0.1:800{p}"))
+                            .map(|p| p - 1)
                     })
                 })
                 .ok_or("a region has no http://127.0.0.1:800N endpoint")?;

@@ -1,6 +1,7 @@
 //! Upstreams: nginx answering a fixed OpenAI-shaped JSON on several ports (the regions
-//! for request cost; fast, so the proxy is what gets measured), and mock regions for
-//! streaming.
+//! for request cost; fast, so the proxy is what gets measured), mock regions for
+//! streaming, and mock regions that read every request body whole (for the cost of
+//! routing by model, where the body is what grows).
 
 use crate::procs::Proc;
 use crate::systems::free_port;
@@ -57,6 +58,26 @@ pub async fn streaming(token_ms: u64) -> Result<Vec<MockRegion>, String> {
     for i in 0..REGIONS {
         let mut spec = RegionSpec::new(&format!("stream-{i}"), 0);
         spec.token_ms = token_ms;
+        let r = MockRegion::start(spec, SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .map_err(|e| format!("mock region: {e}"))?;
+        regions.push(r);
+    }
+    Ok(regions)
+}
+
+/// Mock regions answering at once, each reading every body whole before it answers (nginx's
+/// `return` answers without reading it, which would let a proxy skip sending it). Region `i`
+/// serves `request::CHAT_MODEL` under its own name, `systems::upstream_model(i)`, and
+/// under the fleet-wide name too, so Meridian with and without models gets the same answers;
+/// what each received is in its counters.
+pub async fn body_reading() -> Result<Vec<MockRegion>, String> {
+    let mut regions = Vec::new();
+    for i in 0..REGIONS {
+        let own = crate::systems::upstream_model(i);
+        let mut spec = RegionSpec::new(&format!("body-{i}"), 0)
+            .with_models(&[(&own, "v1"), (crate::request::CHAT_MODEL, "v1")]);
+        spec.token_ms = 0;
         let r = MockRegion::start(spec, SocketAddr::from(([127, 0, 0, 1], 0)))
             .await
             .map_err(|e| format!("mock region: {e}"))?;
