@@ -9,13 +9,15 @@ use crate::models::Resolved;
 use crate::prompt::{self, Message};
 use crate::region::RegionState;
 use crate::reply::{self, Body};
-use crate::sse::{self, Completion, Stream};
+use crate::sse::{self, Completion, Stream, StreamOptions};
 use crate::timing;
+use crate::usage;
 
 #[derive(Deserialize)]
 struct ChatRequest {
     messages: Vec<Message>,
     stream: Option<bool>,
+    stream_options: Option<StreamOptions>,
     /// When set, the reply is exactly this many tokens (capped like `/v1/inference`):
     /// the usual text, repeated as needed. Lets a benchmark stream a long answer.
     max_tokens: Option<u64>,
@@ -44,6 +46,8 @@ pub(crate) async fn handle(
         created: timing::unix_now(),
         model: model.to_string(),
         stream: Stream::Chat,
+        prompt_tokens: usage::prompt_tokens(prompt::messages_chars(&req.messages)),
+        include_usage: StreamOptions::include_usage(req.stream_options.as_ref()),
     };
 
     // Queued before any response head is sent, as a saturated server would
@@ -53,26 +57,21 @@ pub(crate) async fn handle(
         return sse::respond(Arc::clone(state), completion, &text, slot);
     }
 
-    let completion_tokens = prompt::tokens(&text);
-    timing::generate(state, completion_tokens as u64).await;
-    let prompt_tokens: usize = req.messages.iter().map(|m| prompt::tokens(&m.text())).sum();
-    reply::json(
-        StatusCode::OK,
-        &serde_json::json!({
-            "id": completion.id,
-            "object": "chat.completion",
-            "created": completion.created,
-            "model": completion.model,
-            "choices": [{
-                "index": 0,
-                "message": { "role": "assistant", "content": text },
-                "finish_reason": "stop",
-            }],
-            "usage": {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens,
-            },
-        }),
-    )
+    let completion_tokens = prompt::tokens(&text) as u64;
+    timing::generate(state, completion_tokens).await;
+    let mut answer = serde_json::json!({
+        "id": completion.id,
+        "object": "chat.completion",
+        "created": completion.created,
+        "model": completion.model,
+        "choices": [{
+            "index": 0,
+            "message": { "role": "assistant", "content": text },
+            "finish_reason": "stop",
+        }],
+    });
+    if let Some(usage) = state.report(completion.prompt_tokens, completion_tokens) {
+        answer["usage"] = usage.openai();
+    }
+    reply::json(StatusCode::OK, &answer)
 }

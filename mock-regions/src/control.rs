@@ -1,10 +1,12 @@
 //! `/control`: inspect and change a region's behaviour over HTTP, for users
 //! driving the standalone binary (the library exposes the same knobs).
 //!
-//! `GET /control` reports every setting, the load, the request counters and
-//! the last request's headers. `POST /control` takes a JSON object with any
-//! of the fields of [`ControlUpdate`] and answers as `GET` does; an unknown
-//! field or a bad value is a 400 that changes nothing.
+//! `GET /control` reports every setting, the load, the request counters, the
+//! tokens reported so far (`tokens`: `prompt_tokens`, `completion_tokens`,
+//! `cached_tokens`, as [`crate::MockRegion::tokens`]) and the last request's
+//! headers. `POST /control` takes a JSON object with any of the fields of
+//! [`ControlUpdate`] and answers as `GET` does; an unknown field or a bad
+//! value is a 400 that changes nothing.
 
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
@@ -50,6 +52,14 @@ struct ControlUpdate {
     /// Names and versions are 1 to 64 characters without control
     /// characters, and names are unique.
     models: Option<Vec<MockModel>>,
+    /// `false`: answers carry no token usage at all, in any shape (no
+    /// `usage` object, no usage chunk or field in a stream), as from an
+    /// engine that reports none. Default `true`.
+    usage: Option<bool>,
+    /// How many of a prompt's tokens are reported as read from the prompt
+    /// cache (capped at the prompt's tokens): OpenAI's `cached_tokens`,
+    /// Anthropic's `cache_read_input_tokens`. Default 0.
+    cached_tokens: Option<u64>,
 }
 
 fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
@@ -116,6 +126,12 @@ fn apply(state: &RegionState, body: &[u8]) -> Result<(), Reject> {
         }
         if let Some(flap) = update.flap_ms {
             s.flap_ms = flap;
+        }
+        if let Some(on) = update.usage {
+            s.usage = on;
+        }
+        if let Some(cached) = update.cached_tokens {
+            s.cached_tokens = cached;
         }
     });
     if update.flap_ms.is_some() {

@@ -7,10 +7,10 @@ use hyper::{Response, StatusCode};
 use serde::Deserialize;
 
 use crate::models::Resolved;
-use crate::prompt;
 use crate::region::RegionState;
 use crate::reply::{self, Body, Reject};
 use crate::timing;
+use crate::usage::{self, Usage};
 
 const DIMENSIONS: u64 = 8;
 
@@ -57,16 +57,15 @@ pub(crate) async fn handle(
             serde_json::json!({ "object": "embedding", "index": index, "embedding": embed(text) })
         })
         .collect();
-    let tokens: usize = inputs.iter().map(|text| prompt::tokens(text)).sum();
-    reply::json(
-        StatusCode::OK,
-        &serde_json::json!({
-            "object": "list",
-            "data": data,
-            "model": model,
-            "usage": { "prompt_tokens": tokens, "total_tokens": tokens },
-        }),
-    )
+    let chars = inputs.iter().map(|text| text.chars().count()).sum();
+    let mut answer = serde_json::json!({ "object": "list", "data": data, "model": model });
+    // Embedding generates no tokens, and OpenAI reports no cache for it.
+    let reported = state.usage(usage::prompt_tokens(chars), 0);
+    if let Some(usage) = reported.map(|u| Usage { cached: 0, ..u }) {
+        state.record_usage(&usage);
+        answer["usage"] = usage.embeddings();
+    }
+    reply::json(StatusCode::OK, &answer)
 }
 
 /// A unit-length vector from FNV-1a hashes of the text, one per dimension;

@@ -4,11 +4,19 @@
 //! like an inference backend: `GET /health` and `GET /v1/models`, and the
 //! model-carrying `POST` routes `/v1/inference`, `/v1/chat/completions` and
 //! `/v1/completions` (both streamed as server-sent events on `"stream":true`),
-//! `/v1/embeddings`, `/v1/messages` (Anthropic's shape) and `/v1/responses`
-//! (OpenAI's Responses shape). It has configurable latency, time to first
-//! token and per token, a capacity limit with a wait queue, failures and
-//! streaming behaviour, plus a `/control` endpoint to change those at run
-//! time.
+//! `/v1/embeddings`, `/v1/messages` (Anthropic's shape, streamed in
+//! Anthropic's events on `"stream":true`) and `/v1/responses` (OpenAI's
+//! Responses shape). It has configurable latency, time to first token and
+//! per token, a capacity limit with a wait queue, failures and streaming
+//! behaviour, plus a `/control` endpoint to change those at run time.
+//!
+//! Answers report token usage in each provider's shape: prompt tokens are
+//! `ceil(chars / 4)` of the text the request carries (at least 1), completion
+//! tokens are the words generated (one per streamed chunk). OpenAI streams
+//! report it in a last chunk when `stream_options.include_usage` asks, as
+//! OpenAI does. Usage can be switched off ([`MockRegion::set_usage`]) and part
+//! of the prompt reported as cached ([`MockRegion::set_cached_tokens`]);
+//! [`MockRegion::tokens`] totals what a region has reported.
 //!
 //! A region may serve particular models ([`RegionSpec::models`]), as vLLM
 //! does: a request naming another model gets vLLM's 404, one naming none is
@@ -36,6 +44,7 @@ mod spec;
 mod sse;
 mod timing;
 mod tls;
+mod usage;
 
 pub use capacity::Load;
 pub use counts::Counts;

@@ -34,9 +34,14 @@ options:
 
 Routes: GET /health, GET /v1/models, and POST /v1/inference,
 /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/messages and
-/v1/responses. Each region also serves /control to inspect and change these
-settings at run time (POST a JSON object, e.g. {\"latency_ms\":50} or
-{\"models\":[{\"name\":\"m\",\"version\":\"v2\"}]}).";
+/v1/responses (chat, completions and messages stream on \"stream\":true).
+Answers report token usage in each API's shape: prompt tokens are
+ceil(chars / 4) of the request's text, completion tokens the words generated.
+Each region also serves /control to inspect and change these settings at run
+time (POST a JSON object, e.g. {\"latency_ms\":50},
+{\"models\":[{\"name\":\"m\",\"version\":\"v2\"}]}, {\"usage\":false} to
+report no usage, or {\"cached_tokens\":8} to report 8 prompt tokens cached);
+GET /control also shows the tokens reported so far.";
 
 struct Options {
     host: IpAddr,

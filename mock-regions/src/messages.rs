@@ -1,4 +1,5 @@
-//! `POST /v1/messages`, a minimal Anthropic Messages answer (not streamed).
+//! `POST /v1/messages`, a minimal Anthropic Messages answer, streamed in
+//! Anthropic's named events on `"stream": true`.
 
 use std::sync::Arc;
 
@@ -8,8 +9,10 @@ use serde::Deserialize;
 use crate::models::Resolved;
 use crate::prompt::{self, Message};
 use crate::region::RegionState;
-use crate::reply::{self, Body, Reject};
+use crate::reply::{self, Body};
+use crate::sse::{self, Completion, Stream};
 use crate::timing;
+use crate::usage;
 
 #[derive(Deserialize)]
 struct MessagesRequest {
@@ -31,9 +34,6 @@ pub(crate) async fn handle(
         Ok(req) => req,
         Err(reject) => return reject.into_response(),
     };
-    if req.stream.unwrap_or(false) {
-        return Reject::bad_request("the mock region does not stream /v1/messages").into_response();
-    }
     let model = match model.check() {
         Ok(name) => name,
         Err(not_served) => return not_served.into_response(),
@@ -43,27 +43,34 @@ pub(crate) async fn handle(
         &prompt::last_user(&req.messages),
         req.max_tokens,
     );
+    let chars = usage::content_chars(&req.system) + prompt::messages_chars(&req.messages);
+    let completion = Completion {
+        id: state.next_id("msg_mock"),
+        created: timing::unix_now(),
+        model: model.to_string(),
+        stream: Stream::Messages,
+        prompt_tokens: usage::prompt_tokens(chars),
+        include_usage: true,
+    };
 
-    let _slot = state.capacity.acquire().await;
-    let output_tokens = prompt::tokens(&text);
-    timing::generate(state, output_tokens as u64).await;
-    let input_tokens = prompt::tokens(&prompt::content_text(&req.system))
-        + req
-            .messages
-            .iter()
-            .map(|m| prompt::tokens(&m.text()))
-            .sum::<usize>();
-    reply::json(
-        StatusCode::OK,
-        &serde_json::json!({
-            "id": state.next_id("msg_mock"),
-            "type": "message",
-            "role": "assistant",
-            "model": model,
-            "content": [{ "type": "text", "text": text }],
-            "stop_reason": "end_turn",
-            "stop_sequence": null,
-            "usage": { "input_tokens": input_tokens, "output_tokens": output_tokens },
-        }),
-    )
+    let slot = state.capacity.acquire().await;
+    if req.stream.unwrap_or(false) {
+        return sse::respond(Arc::clone(state), completion, &text, slot);
+    }
+
+    let output_tokens = prompt::tokens(&text) as u64;
+    timing::generate(state, output_tokens).await;
+    let mut answer = serde_json::json!({
+        "id": completion.id,
+        "type": "message",
+        "role": "assistant",
+        "model": completion.model,
+        "content": [{ "type": "text", "text": text }],
+        "stop_reason": "end_turn",
+        "stop_sequence": null,
+    });
+    if let Some(usage) = state.report(completion.prompt_tokens, output_tokens) {
+        answer["usage"] = usage.anthropic();
+    }
+    reply::json(StatusCode::OK, &answer)
 }

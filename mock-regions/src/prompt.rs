@@ -4,6 +4,7 @@
 use serde::Deserialize;
 
 use crate::timing::MAX_TOKENS;
+use crate::usage;
 
 const SNIPPET_CHARS: usize = 50;
 
@@ -19,6 +20,14 @@ impl Message {
     pub fn text(&self) -> String {
         content_text(&self.content)
     }
+}
+
+/// Characters of text in every message's content, for prompt tokens.
+pub(crate) fn messages_chars(messages: &[Message]) -> usize {
+    messages
+        .iter()
+        .map(|m| usage::content_chars(&m.content))
+        .sum()
 }
 
 /// Content is a plain string or a list of typed parts (`text`, `input_text`,
@@ -45,7 +54,9 @@ pub(crate) fn last_user(messages: &[Message]) -> String {
         .unwrap_or_default()
 }
 
-/// Tokens, as the mock counts them: whitespace-separated words.
+/// Tokens of generated text, as the mock generates them: whitespace-separated
+/// words, one per streamed chunk. (A prompt's tokens are counted by
+/// characters instead, in [`crate::usage`].)
 pub(crate) fn tokens(text: &str) -> usize {
     text.split_whitespace().count()
 }

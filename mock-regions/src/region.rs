@@ -14,6 +14,7 @@ use crate::counts::{Category, Counts};
 use crate::models::{self, MockModel, Resolved};
 use crate::seen::Seen;
 use crate::spec::RegionSpec;
+use crate::usage::{Totals, Usage};
 
 /// Knobs that may change while the region is serving.
 #[derive(Clone, Copy, Debug)]
@@ -32,6 +33,10 @@ pub(crate) struct Settings {
     /// Alternate up and down every this many milliseconds; while down every request,
     /// probes included, has its connection reset.
     pub flap_ms: Option<u64>,
+    /// Report token usage in answers; off, the region reports none at all.
+    pub usage: bool,
+    /// Prompt tokens reported as read from the cache (capped at the prompt's).
+    pub cached_tokens: u64,
 }
 
 /// How one request is to fail.
@@ -63,6 +68,8 @@ pub(crate) struct RegionState {
     /// When flapping started; the phase is counted from here.
     flap_epoch: Mutex<std::time::Instant>,
     id_seq: AtomicU64,
+    /// Tokens reported in answers so far.
+    tokens: Mutex<Totals>,
 }
 
 /// A handler that panicked while holding a lock must not take the whole
@@ -87,6 +94,8 @@ impl RegionState {
                 stream_abort_after: None,
                 reset_after_body: false,
                 flap_ms: None,
+                usage: true,
+                cached_tokens: 0,
             }),
             model_version: Mutex::new(spec.model_version.clone()),
             models: Mutex::new(spec.models.clone()),
@@ -99,6 +108,7 @@ impl RegionState {
             blackhole: watch::Sender::new(false),
             flap_epoch: Mutex::new(std::time::Instant::now()),
             id_seq: AtomicU64::new(0),
+            tokens: Mutex::new(Totals::default()),
         }
     }
 
@@ -256,6 +266,31 @@ impl RegionState {
         (elapsed / period) % 2 == 1
     }
 
+    /// The usage an answer is to report with the settings as they are now,
+    /// or `None` when the region reports none.
+    pub fn usage(&self, prompt: u64, completion: u64) -> Option<Usage> {
+        let s = self.settings();
+        s.usage
+            .then(|| Usage::new(prompt, completion, s.cached_tokens))
+    }
+
+    /// [`RegionState::usage`] for a whole answer about to be sent, counted
+    /// in the totals.
+    pub fn report(&self, prompt: u64, completion: u64) -> Option<Usage> {
+        let usage = self.usage(prompt, completion)?;
+        self.record_usage(&usage);
+        Some(usage)
+    }
+
+    /// Adds what an answer has just reported to the totals.
+    pub fn record_usage(&self, usage: &Usage) {
+        lock(&self.tokens).add(usage);
+    }
+
+    pub fn tokens(&self) -> Totals {
+        *lock(&self.tokens)
+    }
+
     /// A fresh answer id such as `chatcmpl-mock-7`, numbered across routes.
     pub fn next_id(&self, prefix: &str) -> String {
         let n = self.id_seq.fetch_add(1, Ordering::Relaxed) + 1;
@@ -291,6 +326,7 @@ impl RegionState {
     pub fn control_json(&self) -> serde_json::Value {
         let s = self.settings();
         let load = self.capacity.load();
+        let tokens = self.tokens();
         serde_json::json!({
             "region": self.name,
             "latency_ms": s.latency_ms,
@@ -306,12 +342,19 @@ impl RegionState {
             "reset_after_body": s.reset_after_body,
             "flap_ms": s.flap_ms,
             "flapped_down": self.flapped_down(),
+            "usage": s.usage,
+            "cached_tokens": s.cached_tokens,
             "capacity": self.capacity.limit(),
             "model_version": self.model_version(),
             "models": self.models(),
             "in_flight": load.in_flight,
             "queue_depth": load.queue_depth,
             "requests": self.counts(),
+            "tokens": {
+                "prompt_tokens": tokens.prompt,
+                "completion_tokens": tokens.completion,
+                "cached_tokens": tokens.cached,
+            },
             "last_request_headers": self.last_headers(),
         })
     }

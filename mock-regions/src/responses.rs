@@ -10,6 +10,7 @@ use crate::prompt;
 use crate::region::RegionState;
 use crate::reply::{self, Body, Reject};
 use crate::timing;
+use crate::usage;
 
 /// A plain prompt, or a list of items whose last user message is quoted.
 #[derive(Deserialize)]
@@ -27,6 +28,17 @@ struct Item {
     role: String,
     #[serde(default)]
     content: serde_json::Value,
+    /// A `function_call_output`'s result, text the prompt carries too.
+    #[serde(default)]
+    output: serde_json::Value,
+}
+
+impl Item {
+    /// Characters of text in the item, for prompt tokens.
+    fn chars(&self) -> usize {
+        let output = self.output.as_str().map_or(0, |o| o.chars().count());
+        usage::content_chars(&self.content) + output
+    }
 }
 
 #[derive(Deserialize)]
@@ -56,8 +68,8 @@ pub(crate) async fn handle(
         Ok(name) => name,
         Err(not_served) => return not_served.into_response(),
     };
-    let (quoted, input_tokens) = match &req.input {
-        Input::Text(text) => (text.clone(), prompt::tokens(text)),
+    let (quoted, chars) = match &req.input {
+        Input::Text(text) => (text.clone(), text.chars().count()),
         Input::Items(items) => (
             items
                 .iter()
@@ -65,37 +77,30 @@ pub(crate) async fn handle(
                 .find(|item| item.role == "user")
                 .map(|item| prompt::content_text(&item.content))
                 .unwrap_or_default(),
-            items
-                .iter()
-                .map(|item| prompt::tokens(&prompt::content_text(&item.content)))
-                .sum(),
+            items.iter().map(Item::chars).sum(),
         ),
     };
-    let input_tokens = input_tokens + req.instructions.as_deref().map_or(0, prompt::tokens);
+    let chars = chars + req.instructions.as_deref().map_or(0, |t| t.chars().count());
     let text = prompt::capped_reply(&state.name, &quoted, req.max_output_tokens);
 
     let _slot = state.capacity.acquire().await;
-    let output_tokens = prompt::tokens(&text);
-    timing::generate(state, output_tokens as u64).await;
-    reply::json(
-        StatusCode::OK,
-        &serde_json::json!({
-            "id": state.next_id("resp-mock"),
-            "object": "response",
-            "created_at": timing::unix_now(),
+    let output_tokens = prompt::tokens(&text) as u64;
+    timing::generate(state, output_tokens).await;
+    let mut answer = serde_json::json!({
+        "id": state.next_id("resp-mock"),
+        "object": "response",
+        "created_at": timing::unix_now(),
+        "status": "completed",
+        "model": model,
+        "output": [{
+            "type": "message",
+            "role": "assistant",
             "status": "completed",
-            "model": model,
-            "output": [{
-                "type": "message",
-                "role": "assistant",
-                "status": "completed",
-                "content": [{ "type": "output_text", "text": text, "annotations": [] }],
-            }],
-            "usage": {
-                "input_tokens": input_tokens,
-                "output_tokens": output_tokens,
-                "total_tokens": input_tokens + output_tokens,
-            },
-        }),
-    )
+            "content": [{ "type": "output_text", "text": text, "annotations": [] }],
+        }],
+    });
+    if let Some(usage) = state.report(usage::prompt_tokens(chars), output_tokens) {
+        answer["usage"] = usage.responses();
+    }
+    reply::json(StatusCode::OK, &answer)
 }

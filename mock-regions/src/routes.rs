@@ -13,7 +13,7 @@ use crate::models::{self, Resolved};
 use crate::region::{Failure, RegionState};
 use crate::reply::{self, Body, Reject};
 use crate::timing::{self, sleep_ms, MAX_TOKENS};
-use crate::{chat, completions, control, embeddings, messages, prompt, responses};
+use crate::{chat, completions, control, embeddings, messages, prompt, responses, usage};
 
 const DEFAULT_MAX_TOKENS: u64 = 16;
 
@@ -225,13 +225,16 @@ async fn inference(state: &RegionState, body: &[u8], model: &Resolved) -> Respon
     let tokens = req.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS).min(MAX_TOKENS);
     let _slot = state.capacity.acquire().await;
     timing::generate(state, tokens).await;
-    reply::json(
-        StatusCode::OK,
-        &serde_json::json!({
-            "output": prompt::reply_text(&state.name, &req.prompt),
-            "tokens_used": tokens,
-            "region": state.name,
-            "model": model,
-        }),
-    )
+    let mut answer = serde_json::json!({
+        "output": prompt::reply_text(&state.name, &req.prompt),
+        "region": state.name,
+        "model": model,
+    });
+    // The tokens generated are the ones paid for in time, `max_tokens`.
+    let prompt_tokens = usage::prompt_tokens(req.prompt.chars().count());
+    if let Some(usage) = state.report(prompt_tokens, tokens) {
+        answer["tokens_used"] = tokens.into();
+        answer["usage"] = usage.openai();
+    }
+    reply::json(StatusCode::OK, &answer)
 }

@@ -128,14 +128,16 @@ impl MockRegion {
         self.state.update(|s| s.token_ms = ms);
     }
 
-    /// While set, chat and completion streams pause after their first chunk.
+    /// While set, streams (chat, completions, messages) pause after their
+    /// first token.
     pub fn set_stream_hold(&self, hold: bool) {
         self.state.set_hold(hold);
     }
 
-    /// `Some(n)`: chat and completion streams send `n` content chunks, then the connection
-    /// is dropped with no final chunk and no `[DONE]`, leaving the client an
-    /// incomplete chunked body. A reply of `n` tokens or fewer is cut before
+    /// `Some(n)`: streams send `n` content chunks (for messages, after
+    /// `message_start` and `content_block_start`), then the connection is
+    /// dropped with no final chunk, usage or `[DONE]` (`message_stop`), leaving
+    /// the client an incomplete chunked body. A reply of `n` tokens or fewer is cut before
     /// its final chunk. Applies to streams already running.
     pub fn set_stream_abort_after(&self, chunks: Option<u32>) {
         self.state.update(|s| s.stream_abort_after = chunks);
@@ -170,6 +172,36 @@ impl MockRegion {
     /// working; newcomers wait until the count drops below the new limit.
     pub fn set_capacity(&self, capacity: Option<u32>) {
         self.state.capacity.set_limit(capacity);
+    }
+
+    /// `false`: answers report no token usage at all, in any shape (no
+    /// `usage` object, no usage chunk in a stream even when
+    /// `stream_options.include_usage` asks, none in Anthropic's events), as
+    /// from an engine that reports none. On (`true`) by default.
+    /// Streams already running keep what they started with.
+    pub fn set_usage(&self, on: bool) {
+        self.state.update(|s| s.usage = on);
+    }
+
+    /// How many of each prompt's tokens are reported as read from the prompt
+    /// cache, capped at the prompt's tokens: OpenAI's `cached_tokens`
+    /// (`prompt_tokens` still counts them) and Anthropic's
+    /// `cache_read_input_tokens` (its `input_tokens` then leaves them out).
+    /// Embeddings report none. 0 by default.
+    pub fn set_cached_tokens(&self, tokens: u64) {
+        self.state.update(|s| s.cached_tokens = tokens);
+    }
+
+    /// `(prompt, completion, cached)`: the tokens this region has reported
+    /// in its answers so far, summed once per answer that carried usage.
+    /// `prompt` includes the cached tokens, as OpenAI's `prompt_tokens`
+    /// does. Answers without usage (a stream not asking for it, the usage
+    /// setting off, a stream cut short before its usage) add nothing; an
+    /// Anthropic stream adds its input with `message_start` and its output
+    /// with `message_delta`. Each is counted as soon as it is sent.
+    pub fn tokens(&self) -> (u64, u64, u64) {
+        let t = self.state.tokens();
+        (t.prompt, t.completion, t.cached)
     }
 
     /// The version `/health` reports.

@@ -26,6 +26,8 @@ async fn control_reports_settings_and_is_not_counted() {
             "reset_after_body": false,
             "flap_ms": null,
             "flapped_down": false,
+            "usage": true,
+            "cached_tokens": 0,
             "capacity": null,
             "model_version": "v1",
             "models": [],
@@ -36,6 +38,7 @@ async fn control_reports_settings_and_is_not_counted() {
                 "completions": 0, "embeddings": 0, "messages": 0, "responses": 0,
                 "health_failed": 0,
             },
+            "tokens": { "prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0 },
             "last_request_headers": [],
         })
     );
@@ -125,6 +128,8 @@ async fn control_rejects_invalid_updates() {
         r#"{"capacity":1.5}"#,
         r#"{"model_version":""}"#,
         r#"{"latency_ms":9,"fail_count":"two"}"#,
+        r#"{"usage":"no"}"#,
+        r#"{"cached_tokens":-1}"#,
         "[1]",
         "nope",
     ] {

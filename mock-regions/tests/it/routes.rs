@@ -110,9 +110,10 @@ async fn chat_completion_non_stream() {
         "Mock response from us-test-1: hello there..."
     );
     assert_eq!(choice["finish_reason"], "stop");
-    assert_eq!(json["usage"]["prompt_tokens"], 4);
+    // "be brief" and "hello there": 19 characters, 5 tokens.
+    assert_eq!(json["usage"]["prompt_tokens"], 5);
     assert_eq!(json["usage"]["completion_tokens"], 6);
-    assert_eq!(json["usage"]["total_tokens"], 10);
+    assert_eq!(json["usage"]["total_tokens"], 11);
 
     let (_, json) = post(
         &r,
