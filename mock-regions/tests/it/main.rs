@@ -12,3 +12,4 @@ mod kill;
 mod models;
 mod routes;
 mod streaming;
+mod usage;
