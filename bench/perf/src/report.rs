@@ -664,7 +664,8 @@ fn model_routing(md: &mut String, m: &ModelRouting, opts: &Opts) {
     let _ = writeln!(
         md,
         "| with models ≤ {MODEL_RATIO_TARGET:.2}x without, at 1 KiB | {} | {} |",
-        fmt(ratio_1, 3) + "x",
+        // Four decimals: a figure this close to its bar must show which side it is on.
+        fmt(ratio_1, 4) + "x",
         met(ratio_1.map(|r| r <= MODEL_RATIO_TARGET)),
     );
     let _ = writeln!(
