@@ -42,6 +42,7 @@ pub fn regions(rt: &Runtime, reload: Option<ReloadReport>) -> Value {
                 .flatten()
                 .map(|m| {
                     let per_model = Scorer::new(&rt.regions, rt.ranker.weights(), Some(m.model));
+                    let t = m.spend.totals();
                     json!({
                         "model": rt.config.models.name(m.model),
                         "upstream_name": m.upstream_name,
@@ -52,11 +53,23 @@ pub fn regions(rt: &Runtime, reload: Option<ReloadReport>) -> Value {
                         "work_ewma_ms": m.work.estimate_ms(),
                         "ttft_ewma_ms": m.ttft.estimate_ms(),
                         "requests_served": m.served(),
+                        "price": m.price.map(|p| json!({"input": p.input, "output": p.output, "cached_input": p.cached_input})),
+                        "usage": usage_json(&t),
                     })
                 })
                 .collect();
+            let mut spend = r.spend.totals();
+            for m in r.models.iter().flatten() {
+                let t = m.spend.totals();
+                spend.input += t.input;
+                spend.output += t.output;
+                spend.cached += t.cached;
+                spend.unknown += t.unknown;
+                spend.spend += t.spend;
+            }
             json!({
                 "name": r.name(),
+                "usage": usage_json(&spend),
                 "serves_any_model": r.config.models.is_none(),
                 "models": models,
                 "provider": r.config.provider,
@@ -98,6 +111,7 @@ pub fn regions(rt: &Runtime, reload: Option<ReloadReport>) -> Value {
         "healthy_regions": rt.regions.iter().filter(|r| r.probes_healthy()).count(),
         "retries_in_flight": rt.budget.retries_in_flight(),
         "model_pin": rt.config.model.pin_version,
+        "currency": rt.config.currency,
         "models": models(rt),
         "regions": regions,
     })
@@ -168,4 +182,15 @@ fn models(rt: &Runtime) -> Vec<Value> {
             })
         })
         .collect()
+}
+
+/// Tokens and spend since start (spend in the configured currency).
+fn usage_json(t: &crate::regions::SpendTotals) -> Value {
+    json!({
+        "input_tokens": t.input,
+        "output_tokens": t.output,
+        "cached_input_tokens": t.cached,
+        "answers_without_usage": t.unknown,
+        "spend": t.spend,
+    })
 }

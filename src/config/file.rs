@@ -34,6 +34,12 @@ pub struct FileConfig {
     /// The models the fleet serves, fleet-wide; empty: every region serves any model.
     #[serde(default)]
     pub models: Vec<ModelDeclFile>,
+    /// The currency prices are in: a label only.
+    #[serde(default)]
+    pub currency: Option<String>,
+    /// Token accounting.
+    #[serde(default)]
+    pub usage: UsageFile,
     /// Client authentication on the proxy listeners; absent: none.
     #[serde(default)]
     pub auth: Option<AuthFile>,
@@ -335,6 +341,20 @@ pub struct RegionModelFile {
     /// Meridian's own cap on this model's requests in flight to this region.
     #[serde(default)]
     pub max_in_flight: Option<u64>,
+    /// What this model costs here, per 1M tokens.
+    #[serde(default)]
+    pub price: Option<PriceFile>,
+}
+
+/// `price: {input, output, cached_input}` per 1M tokens, in `currency`.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PriceFile {
+    pub input: f64,
+    pub output: f64,
+    /// Default: the input price.
+    #[serde(default)]
+    pub cached_input: Option<f64>,
 }
 
 /// `header: value of the environment variable value_env`, set on every request to the
@@ -501,4 +521,13 @@ pub struct EnvKeyFile {
     pub models: Option<Vec<String>>,
     #[serde(default)]
     pub allow: Option<Vec<String>>,
+}
+
+/// `usage:`.
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct UsageFile {
+    /// Ask regions for usage in streams whose client did not (`stream_options.include_usage`),
+    /// and take that usage chunk back out of what the client receives.
+    pub request_in_streams: bool,
 }

@@ -19,7 +19,7 @@ pub use error::ConfigError;
 pub use geo_value::normalize_geo_value;
 pub use mask::{RegionMask, MAX_REGIONS};
 pub use models::{
-    is_model_name, CanaryConfig, ModelConfig, ModelId, Models, RegionModel, MAX_MODELS,
+    is_model_name, CanaryConfig, ModelConfig, ModelId, Models, Price, RegionModel, MAX_MODELS,
 };
 pub use tls::CaCertificates;
 
@@ -63,6 +63,9 @@ pub struct Config {
     pub models: Models,
     /// Who may use the proxy listeners.
     pub auth: Auth,
+    /// The label of the currency prices are in.
+    pub currency: Option<String>,
+    pub usage: file::UsageFile,
     /// Non-fatal findings (for example an endpoint override naming no region).
     pub warnings: Vec<String>,
 }

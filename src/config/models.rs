@@ -69,6 +69,36 @@ pub struct RegionModel {
     /// The version when the region's /health does not say.
     pub version: Option<String>,
     pub max_in_flight: Option<u64>,
+    /// Per 1M tokens; `None`: the region's `cost_per_1k` applies.
+    pub price: Option<Price>,
+}
+
+/// A model's price in a region, per 1M tokens.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Price {
+    pub input: f64,
+    pub output: f64,
+    pub cached_input: f64,
+}
+
+impl Price {
+    /// What `tokens` cost (cached input tokens are part of `input` and priced apart).
+    pub fn cost(&self, input: u64, output: u64, cached: u64) -> f64 {
+        let cached = cached.min(input);
+        ((input - cached) as f64 * self.input
+            + cached as f64 * self.cached_input
+            + output as f64 * self.output)
+            / 1_000_000.0
+    }
+
+    /// The blended price per 1k tokens for a request of `input` and `output` tokens.
+    pub fn per_1k(&self, input: u64, output: u64) -> f64 {
+        let total = input + output;
+        if total == 0 {
+            return (self.input + self.output) / 2.0 / 1000.0;
+        }
+        self.cost(input, output, 0) / total as f64 * 1000.0
+    }
 }
 
 /// 1 to 128 characters of letters, digits and `. _ - / : @ +`: what model names look like

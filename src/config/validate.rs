@@ -88,6 +88,19 @@ pub fn load(
         model: file.model,
         models,
         auth,
+        currency: match &file.currency {
+            Some(c)
+                if !(1..=16).contains(&c.len())
+                    || !c.bytes().all(|b| b.is_ascii_alphanumeric()) =>
+            {
+                return Err(v.top(
+                    "currency",
+                    format!("'{c}' must be 1-16 letters or digits, such as USD"),
+                ));
+            }
+            c => c.clone(),
+        },
+        usage: file.usage.clone(),
         warnings,
     })
 }
@@ -596,6 +609,30 @@ impl Validator<'_> {
                     "must be at least 1 (omit it for no cap)".into(),
                 ));
             }
+            let price = match f.price {
+                None => None,
+                Some(p) => {
+                    let cached = p.cached_input.unwrap_or(p.input);
+                    for (field, v) in [
+                        ("input", p.input),
+                        ("output", p.output),
+                        ("cached_input", cached),
+                    ] {
+                        if !v.is_finite() || v < 0.0 {
+                            return Err(err(
+                                &f.name,
+                                &format!("price.{field}"),
+                                format!("{v} must be a number >= 0 (per 1M tokens)"),
+                            ));
+                        }
+                    }
+                    Some(super::models::Price {
+                        input: p.input,
+                        output: p.output,
+                        cached_input: cached,
+                    })
+                }
+            };
             out.push(RegionModel {
                 model: id,
                 upstream_name: f
@@ -604,6 +641,7 @@ impl Validator<'_> {
                     .unwrap_or_else(|| models.name(id).to_string()),
                 version: f.version.clone(),
                 max_in_flight: f.max_in_flight,
+                price,
             });
         }
         Ok(out)

@@ -45,6 +45,18 @@ pub struct RequestCtx {
     pub canary: Option<crate::regions::Side>,
     /// The client key the request was made with, when keys are on.
     pub key: Option<crate::config::KeyId>,
+    /// The request's expected tokens (from its held body), for pricing.
+    pub tokens: crate::routing::Tokens,
+    /// Whether a held body asked for a stream.
+    pub stream: Option<bool>,
+    /// The model's price per 1k tokens for this request in the region of the last attempt,
+    /// when the model has a price there.
+    pub price_per_1k: Option<f64>,
+    /// Follows the served response to the usage it reports.
+    pub usage: Option<crate::telemetry::usage::UsageReader>,
+    /// Meridian asked the region for a stream's usage the client did not ask for: that
+    /// usage chunk is taken back out of the stream.
+    pub ask_stream_usage: bool,
 }
 
 impl RequestCtx {
@@ -69,6 +81,11 @@ impl RequestCtx {
             asked_model: None,
             canary: None,
             key: None,
+            tokens: crate::routing::Tokens::default(),
+            stream: None,
+            price_per_1k: None,
+            usage: None,
+            ask_stream_usage: false,
         }
     }
 

@@ -200,16 +200,39 @@ pub fn response_started(
     region.record_served();
     ctx.served_by = Some(region.id);
     // The constant name: a &str is parsed and validated as a header name on every lookup.
-    ctx.sse = resp
+    let content_type = resp
         .headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/event-stream"));
+        .unwrap_or("");
+    ctx.sse = content_type.starts_with("text/event-stream");
+    // The model APIs' answers carry token usage.
+    let path = session.req_header().uri.path();
+    ctx.usage = super::model::MODEL_PATHS
+        .contains(&path)
+        .then(|| crate::telemetry::usage::UsageReader::new(path, content_type))
+        .flatten()
+        .map(|r| {
+            // A stream framed by length could not lose a chunk: only chunked ones are cut.
+            let framed = resp.headers.contains_key(http::header::CONTENT_LENGTH);
+            if ctx.ask_stream_usage && !framed {
+                r.stripping()
+            } else {
+                r
+            }
+        });
     Ok(())
 }
 
 /// The first body byte (time to first token for streams) is the latency sample.
-pub fn body_received(ctx: &mut RequestCtx, body: &Option<bytes::Bytes>, end_of_stream: bool) {
+pub fn body_received(ctx: &mut RequestCtx, body: &mut Option<bytes::Bytes>, end_of_stream: bool) {
+    if let Some(r) = ctx.usage.as_mut() {
+        if r.strips() {
+            *body = r.strip(body.take(), end_of_stream);
+        } else if let Some(b) = body.as_ref() {
+            r.feed(b);
+        }
+    }
     let Some(attempt) = ctx.current.as_mut() else {
         return;
     };

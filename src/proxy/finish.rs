@@ -17,6 +17,54 @@ fn outcome(session: &Session, ctx: &RequestCtx) -> Outcome {
     }
 }
 
+/// The served answer's usage, priced and counted: (input, output, cached, cost), or `None`
+/// when the answer reported none (counted as unknown, not as zero).
+fn account(
+    rt: &crate::runtime::Runtime,
+    ctx: &mut RequestCtx,
+    region: &crate::regions::Region,
+    label: &str,
+) -> Option<(u64, u64, u64, f64)> {
+    let model = ctx.admission.model;
+    let Some(u) = ctx.usage.take().and_then(|r| r.finish()) else {
+        region.spend_of(model).record_unknown();
+        rt.metrics.usage(
+            region.name(),
+            label,
+            None,
+            [("fastest", None), ("priciest", None)],
+        );
+        return None;
+    };
+    let cost = region.cost_of(model, u.input, u.output, u.cached);
+    region
+        .spend_of(model)
+        .record(u.input, u.output, u.cached, cost);
+    // The same tokens elsewhere: at the allowed region serving the model that latency alone
+    // would pick now, and at the dearest allowed one.
+    let candidates = rt.regions.iter().filter(|r| {
+        ctx.admission.allowed.contains(r.id) && model.is_none_or(|m| r.model(m).is_some())
+    });
+    let scorer = crate::routing::Scorer::new(&rt.regions, rt.ranker.weights(), model);
+    let mut fastest: Option<(f64, f64)> = None;
+    let mut priciest: Option<f64> = None;
+    for r in candidates {
+        let c = r.cost_of(model, u.input, u.output, u.cached);
+        let latency = scorer.latency_ms(r);
+        if fastest.is_none_or(|(l, _)| latency < l) {
+            fastest = Some((latency, c));
+        }
+        priciest = Some(priciest.map_or(c, |p: f64| p.max(c)));
+    }
+    rt.metrics.usage(
+        region.name(),
+        label,
+        Some((u.input, u.output, u.cached, cost)),
+        [("fastest", fastest.map(|f| f.1)), ("priciest", priciest)],
+    );
+    Some((u.input, u.output, u.cached, cost))
+}
+
 pub fn record(session: &Session, ctx: &mut RequestCtx) {
     let rt = std::sync::Arc::clone(&ctx.rt);
     let outcome = outcome(session, ctx);
@@ -31,6 +79,13 @@ pub fn record(session: &Session, ctx: &mut RequestCtx) {
         (Some(m), _) => Some(rt.config.models.name(m)),
         (None, Some(_)) => Some("other"),
         (None, None) => None,
+    };
+    let path = session.req_header().uri.path();
+    let usage = match served {
+        Some(region) if super::model::MODEL_PATHS.contains(&path) => {
+            Some(account(&rt, ctx, region, model.unwrap_or("none")))
+        }
+        _ => None,
     };
     // What the region was sent: only a held body has its `model` rewritten.
     let rewritten = ctx.body.as_ref().is_some_and(|b| b.model.is_some());
@@ -98,6 +153,7 @@ pub fn record(session: &Session, ctx: &mut RequestCtx) {
             bytes_out: session.body_bytes_sent(),
             model: ctx.asked_model.as_deref(),
             key,
+            usage: usage.map(|u| u.map(|(i, o, c, cost)| (i, o, c, cost))),
             upstream_model,
         });
     }

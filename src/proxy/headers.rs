@@ -70,7 +70,7 @@ const COST: HeaderName = HeaderName::from_static("x-meridian-cost-per-1k");
 const DECISION: HeaderName = HeaderName::from_static("x-meridian-decision");
 
 /// Tells the client which region served it, how many attempts it took and the price.
-fn add_served(headers: &mut HeaderMap, region: &Region, attempts: usize) {
+fn add_served(headers: &mut HeaderMap, region: &Region, attempts: usize, price: Option<f64>) {
     let h = &region.served_headers;
     headers.insert(REGION, h.region.clone());
     headers.insert(PROVIDER, h.provider.clone());
@@ -79,7 +79,11 @@ fn add_served(headers: &mut HeaderMap, region: &Region, attempts: usize) {
         None => HeaderValue::from(attempts),
     };
     headers.insert(ATTEMPTS_NAME, attempts);
-    headers.insert(COST, h.cost_per_1k.clone());
+    // The model's own price for this request, when it has one; else the region's.
+    let cost = price
+        .and_then(|p| HeaderValue::from_str(&format!("{}", (p * 1e6).round() / 1e6)).ok())
+        .unwrap_or_else(|| h.cost_per_1k.clone());
+    headers.insert(COST, cost);
 }
 
 /// On the final response only (never a `100 Continue`): which region served it, and the
@@ -117,7 +121,7 @@ pub fn add_final(resp: &mut ResponseHeader, ctx: &super::ctx::RequestCtx) -> pin
         }
     }
     if let Some(region) = region {
-        add_served(&mut parts.headers, region, ctx.attempts);
+        add_served(&mut parts.headers, region, ctx.attempts, ctx.price_per_1k);
     }
     *resp = ResponseHeader::from(parts);
     if reason.is_some() {

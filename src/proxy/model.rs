@@ -15,7 +15,8 @@
 use super::ctx::RequestCtx;
 use super::limits;
 use crate::failure::{Failure, Kind};
-use crate::routing::body::{find_model, rewrite, ModelField};
+use crate::routing::body::{rewrite, scan, ModelField};
+use crate::routing::Tokens;
 use bytes::{Bytes, BytesMut};
 use pingora::proxy::Session;
 
@@ -27,6 +28,9 @@ pub const MODEL_PATHS: [&str; 5] = [
     "/v1/responses",
     "/v1/messages",
 ];
+
+/// The paths whose streams report usage only with `stream_options.include_usage`.
+const STREAM_USAGE_PATHS: [&str; 2] = ["/v1/chat/completions", "/v1/completions"];
 
 /// Pingora's retry buffer: what it can replay.
 const RETRY_BUFFER: u64 = 64 * 1024;
@@ -84,8 +88,18 @@ pub async fn admit(session: &mut Session, ctx: &mut RequestCtx) -> Result<(), St
     let mut found = None;
     if hold {
         let bytes = read_body(session, ctx).await?;
-        let field = match find_model(&bytes) {
-            Ok(field) => field,
+        let field = match scan(&bytes) {
+            Ok(facts) => {
+                ctx.tokens = Tokens::estimate(bytes.len() as u64, facts.max_tokens);
+                ctx.stream = Some(facts.stream);
+                // OpenAI's stream APIs report usage only when asked: ask, for the account,
+                // and take the answer back out (`usage.request_in_streams`).
+                ctx.ask_stream_usage = rt.config.usage.request_in_streams
+                    && facts.stream
+                    && !facts.has_stream_options
+                    && STREAM_USAGE_PATHS.contains(&session.req_header().uri.path());
+                facts.model
+            }
             Err(e) if model_path && header.is_none() => {
                 return Err(Failure::new(Kind::InvalidRequest, e.to_string()).into())
             }
@@ -100,6 +114,17 @@ pub async fn admit(session: &mut Session, ctx: &mut RequestCtx) -> Result<(), St
                 model: field,
             });
         }
+    }
+    if !hold {
+        // Not read: the declared length stands for the input.
+        let declared = session
+            .req_header()
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        ctx.tokens = Tokens::estimate(declared, None);
     }
     // The header wins over the body.
     let asked = header.or(found);
@@ -259,13 +284,17 @@ fn is_chunked(session: &Session) -> bool {
 /// region calls it.
 pub fn body_for_attempt(ctx: &RequestCtx, region: &crate::regions::Region) -> Option<Bytes> {
     let held = ctx.body.as_ref()?;
-    let (Some(field), Some(model)) = (
+    let body = match (
         &held.model,
         ctx.admission.model.and_then(|m| region.model(m)),
-    ) else {
-        return Some(held.bytes.clone());
+    ) {
+        (Some(field), Some(model)) => rewrite(&held.bytes, &field.span, &model.upstream_json),
+        _ => held.bytes.clone(),
     };
-    Some(rewrite(&held.bytes, &field.span, &model.upstream_json))
+    if ctx.ask_stream_usage {
+        return Some(crate::routing::body::with_stream_usage(&body).unwrap_or(body));
+    }
+    Some(body)
 }
 
 /// Puts the attempt's body in place of what Pingora is about to send (the retry buffer's

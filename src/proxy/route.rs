@@ -42,9 +42,16 @@ fn version<'a>(rt: &'a Runtime, ctx: &'a RequestCtx) -> Option<&'a str> {
 }
 
 /// Walks the ranking once for `f`, with the decision header when the request asked.
-fn walk(rt: &Runtime, hints: &Hints, f: &Filter<'_>, now: Instant) -> (Pick, Option<String>) {
+fn walk(
+    rt: &Runtime,
+    hints: &Hints,
+    tokens: crate::routing::Tokens,
+    f: &Filter<'_>,
+    now: Instant,
+) -> (Pick, Option<String>) {
     let intent = crate::routing::Intent {
         model: f.model,
+        tokens,
         ..hints.intent
     };
     let mut ranked = rt.ranker.ranked(intent);
@@ -76,19 +83,19 @@ pub fn next_peer(ctx: &mut RequestCtx) -> Result<Box<HttpPeer>, Failure> {
     }
     let mut f = filter(&rt, ctx);
     let hints = &ctx.admission.hints;
-    let (mut p, mut decision) = walk(&rt, hints, &f, now);
+    let (mut p, mut decision) = walk(&rt, hints, ctx.tokens, &f, now);
     if p.chosen.is_none() && ctx.attempts == 0 && ctx.canary == Some(Side::Canary) {
         // No region can take the new version now: the pinned one serves, and the request
         // counts for it.
         ctx.canary = Some(Side::Pinned);
         f = filter(&rt, ctx);
-        (p, decision) = walk(&rt, &ctx.admission.hints, &f, now);
+        (p, decision) = walk(&rt, &ctx.admission.hints, ctx.tokens, &f, now);
     }
     let hints = &ctx.admission.hints;
     if p.chosen.is_none() && !rt.config.capacity.shed_when_saturated {
         // Every eligible region is full and shedding is off: queue on the best of them.
         f.allow_saturated = true;
-        (p, decision) = walk(&rt, hints, &f, now);
+        (p, decision) = walk(&rt, hints, ctx.tokens, &f, now);
     }
     if decision.is_some() {
         ctx.decision = decision;
@@ -118,6 +125,12 @@ pub fn next_peer(ctx: &mut RequestCtx) -> Result<Box<HttpPeer>, Failure> {
     ctx.attempts += 1;
     ctx.tried = ctx.tried.with(chosen.region.id);
     let body = super::model::body_for_attempt(ctx, &chosen.region);
+    ctx.price_per_1k = ctx
+        .admission
+        .model
+        .and_then(|m| chosen.region.model(m))
+        .and_then(|m| m.price)
+        .map(|p| p.per_1k(ctx.tokens.input, ctx.tokens.output));
     ctx.current = Some(Attempt {
         slot: chosen.slot,
         endpoint: chosen.endpoint,

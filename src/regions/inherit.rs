@@ -38,6 +38,7 @@ impl Region {
         self.served.store(old.served.load(Relaxed), Relaxed);
         self.total_failures
             .store(old.total_failures.load(Relaxed), Relaxed);
+        self.spend.inherit(&old.spend);
         // A model keeps its estimates when the region still serves it under the same name.
         for m in self.models.iter().flatten() {
             let was = old

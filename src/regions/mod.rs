@@ -9,6 +9,7 @@ mod ewma;
 mod inherit;
 mod load;
 mod model;
+mod spend;
 
 pub use crate::config::{ModelId, RegionMask, MAX_REGIONS};
 pub use budget::{ActiveRequest, ActiveRetry, RetryBudget};
@@ -17,6 +18,7 @@ pub use circuit::{Circuit, CircuitState};
 pub use ewma::{PeakEwma, Stamp};
 pub use load::{LoadReport, ReportedModel};
 pub use model::ModelState;
+pub use spend::{Spend, SpendTotals};
 
 use crate::config::{Config, Endpoint, RegionConfig};
 use http::HeaderValue;
@@ -55,6 +57,8 @@ pub struct Region {
     total_failures: AtomicU64,
     /// Per declared model: how this region serves it (`None`: it does not).
     pub models: Vec<Option<ModelState>>,
+    /// Tokens and spend of requests that named no model.
+    pub spend: Spend,
 }
 
 /// A region's response header values: name, provider and `cost_per_1k`.
@@ -157,6 +161,7 @@ impl Region {
                 })
                 .collect(),
             models: model::table(&config, &settings.models, settings.selection.latency_decay),
+            spend: Spend::default(),
             config,
             in_flight: AtomicU64::new(0),
             load: LoadSummary::default(),
@@ -167,6 +172,23 @@ impl Region {
 
     pub fn name(&self) -> &str {
         &self.config.name
+    }
+
+    /// What `input`, `output` and `cached` tokens of `model` cost here: the model's price,
+    /// else the region's `cost_per_1k` for every token.
+    pub fn cost_of(&self, model: Option<ModelId>, input: u64, output: u64, cached: u64) -> f64 {
+        match model.and_then(|m| self.model(m)).and_then(|m| m.price) {
+            Some(p) => p.cost(input, output, cached),
+            None => self.config.cost_per_1k * (input + output) as f64 / 1000.0,
+        }
+    }
+
+    /// The counters for `model` here (the region's own for requests without one).
+    pub fn spend_of(&self, model: Option<ModelId>) -> &Spend {
+        match model.and_then(|m| self.model(m)) {
+            Some(m) => &m.spend,
+            None => &self.spend,
+        }
     }
 
     /// How this region serves `model`, if it does.

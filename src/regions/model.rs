@@ -20,9 +20,12 @@ pub struct ModelState {
     pub ttft: PeakEwma,
     in_flight: AtomicU64,
     pub max_in_flight: Option<u64>,
+    /// Per 1M tokens, when the config gives one.
+    pub price: Option<crate::config::Price>,
     config_version: Option<String>,
     reported_version: Mutex<Option<String>>,
     served: AtomicU64,
+    pub spend: super::spend::Spend,
 }
 
 impl ModelState {
@@ -31,6 +34,7 @@ impl ModelState {
         upstream_name: String,
         cfg_version: Option<String>,
         cap: Option<u64>,
+        price: Option<crate::config::Price>,
         tau: Duration,
     ) -> Self {
         let upstream_json = serde_json::to_vec(&upstream_name)
@@ -44,9 +48,11 @@ impl ModelState {
             ttft: PeakEwma::new(tau),
             in_flight: AtomicU64::new(0),
             max_in_flight: cap,
+            price,
             config_version: cfg_version,
             reported_version: Mutex::new(None),
             served: AtomicU64::new(0),
+            spend: super::spend::Spend::default(),
         }
     }
 
@@ -111,6 +117,7 @@ impl ModelState {
         self.work.copy_from(&old.work);
         self.ttft.copy_from(&old.ttft);
         self.served.store(old.served(), Relaxed);
+        self.spend.inherit(&old.spend);
         self.set_reported_version(
             old.reported_version
                 .lock()
@@ -131,13 +138,14 @@ pub(super) fn table(
         .map(|id| {
             let name = models.name(id).to_string();
             match &config.models {
-                None => Some(ModelState::new(id, name, None, None, tau)),
+                None => Some(ModelState::new(id, name, None, None, None, tau)),
                 Some(_) => config.serving(id).map(|m| {
                     ModelState::new(
                         id,
                         m.upstream_name.clone(),
                         m.version.clone(),
                         m.max_in_flight,
+                        m.price,
                         tau,
                     )
                 }),

@@ -37,8 +37,28 @@ impl std::fmt::Display for BodyError {
     }
 }
 
+/// What the top level of a request body says, beside the model: enough to estimate the
+/// request's tokens and to know whether a stream asked for usage.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BodyFacts {
+    pub model: Option<ModelField>,
+    /// `max_tokens`, `max_completion_tokens` or `max_output_tokens`.
+    pub max_tokens: Option<u64>,
+    /// `"stream": true`.
+    pub stream: bool,
+    /// `"stream_options": {"include_usage": true}`.
+    pub include_usage: bool,
+    /// `stream_options` is there at all.
+    pub has_stream_options: bool,
+}
+
 /// The body's top-level `model`: `Ok(None)` for a JSON object without one.
 pub fn find_model(body: &[u8]) -> Result<Option<ModelField>, BodyError> {
+    scan(body).map(|f| f.model)
+}
+
+/// The body's top-level facts, in one pass.
+pub fn scan(body: &[u8]) -> Result<BodyFacts, BodyError> {
     let mut de = serde_json::Deserializer::from_slice(body);
     let found = de
         .deserialize_map(TopLevel)
@@ -52,8 +72,22 @@ pub fn find_model(body: &[u8]) -> Result<Option<ModelField>, BodyError> {
             }
             _ => BodyError::Malformed(e.to_string()),
         })?;
-    let Some(raw) = found else {
-        return Ok(None);
+    let Top {
+        model: raw,
+        max_tokens,
+        stream,
+        include_usage,
+        has_stream_options,
+    } = found;
+    let mut facts = BodyFacts {
+        model: None,
+        max_tokens,
+        stream,
+        include_usage,
+        has_stream_options,
+    };
+    let Some(raw) = raw else {
+        return Ok(facts);
     };
     let text = raw.get();
     let start = (text.as_ptr() as usize).wrapping_sub(body.as_ptr() as usize);
@@ -62,10 +96,11 @@ pub fn find_model(body: &[u8]) -> Result<Option<ModelField>, BodyError> {
         return Err(BodyError::Malformed("model out of place".into()));
     }
     let name: Cow<'_, str> = serde_json::from_str(text).map_err(|_| BodyError::NotAString)?;
-    Ok(Some(ModelField {
+    facts.model = Some(ModelField {
         name: name.into_owned(),
         span,
-    }))
+    });
+    Ok(facts)
 }
 
 /// `body` with the model's JSON string replaced by `json_name` (already JSON-encoded).
@@ -80,40 +115,101 @@ pub fn rewrite(body: &bytes::Bytes, span: &Range<usize>, json_name: &[u8]) -> by
     out.into()
 }
 
+/// `body` (a JSON object) with `"stream_options":{"include_usage":true}` added as its last
+/// key; `None` when it does not end like an object.
+pub fn with_stream_usage(body: &[u8]) -> Option<bytes::Bytes> {
+    let end = body.iter().rposition(|b| !b.is_ascii_whitespace())?;
+    if body[end] != b'}' {
+        return None;
+    }
+    let inner = body[..end].iter().rposition(|b| !b.is_ascii_whitespace())?;
+    let empty = body[inner] == b'{';
+    let mut out = Vec::with_capacity(body.len() + 40);
+    out.extend_from_slice(&body[..end]);
+    if !empty {
+        out.push(b',');
+    }
+    out.extend_from_slice(br#""stream_options":{"include_usage":true}"#);
+    out.extend_from_slice(&body[end..]);
+    Some(out.into())
+}
+
 const DUPLICATE: &str = "duplicate top-level model";
 const NOT_A_STRING: &str = "model is not a string";
 
 struct TopLevel;
 
+#[derive(Default)]
+struct Top<'de> {
+    model: Option<&'de RawValue>,
+    max_tokens: Option<u64>,
+    stream: bool,
+    include_usage: bool,
+    has_stream_options: bool,
+}
+
+/// `stream_options`, for `include_usage` only; anything else in it is skipped.
+#[derive(serde::Deserialize)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: Option<bool>,
+}
+
 impl<'de> Visitor<'de> for TopLevel {
-    type Value = Option<&'de RawValue>;
+    type Value = Top<'de>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("a JSON object")
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut model: Option<&'de RawValue> = None;
+        let mut top = Top::default();
         while let Some(key) = map.next_key::<Key>()? {
-            if key.0 {
-                let raw: &'de RawValue = map.next_value()?;
-                if model.is_some() {
-                    return Err(de::Error::custom(DUPLICATE));
+            match key {
+                Key::Model => {
+                    let raw: &'de RawValue = map.next_value()?;
+                    if top.model.is_some() {
+                        return Err(de::Error::custom(DUPLICATE));
+                    }
+                    if !raw.get().starts_with('"') {
+                        return Err(de::Error::custom(NOT_A_STRING));
+                    }
+                    top.model = Some(raw);
                 }
-                if !raw.get().starts_with('"') {
-                    return Err(de::Error::custom(NOT_A_STRING));
+                // Estimates only: a value of another type counts as absent.
+                Key::MaxTokens => {
+                    let v: &'de RawValue = map.next_value()?;
+                    top.max_tokens = v.get().parse::<u64>().ok().or(top.max_tokens);
                 }
-                model = Some(raw);
-            } else {
-                map.next_value::<IgnoredAny>()?;
+                Key::Stream => {
+                    let v: &'de RawValue = map.next_value()?;
+                    top.stream = v.get() == "true";
+                }
+                Key::StreamOptions => {
+                    top.has_stream_options = true;
+                    let v: &'de RawValue = map.next_value()?;
+                    top.include_usage = serde_json::from_str::<StreamOptions>(v.get())
+                        .ok()
+                        .and_then(|o| o.include_usage)
+                        .unwrap_or(false);
+                }
+                Key::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
             }
         }
-        Ok(model)
+        Ok(top)
     }
 }
 
-/// A key, reduced to whether it is `model`; escaped keys are compared decoded.
-struct Key(bool);
+/// A key, reduced to the few that matter; escaped keys are compared decoded.
+enum Key {
+    Model,
+    MaxTokens,
+    Stream,
+    StreamOptions,
+    Other,
+}
 
 impl<'de> serde::Deserialize<'de> for Key {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -124,7 +220,13 @@ impl<'de> serde::Deserialize<'de> for Key {
                 f.write_str("a key")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Key, E> {
-                Ok(Key(v == "model"))
+                Ok(match v {
+                    "model" => Key::Model,
+                    "max_tokens" | "max_completion_tokens" | "max_output_tokens" => Key::MaxTokens,
+                    "stream" => Key::Stream,
+                    "stream_options" => Key::StreamOptions,
+                    _ => Key::Other,
+                })
             }
         }
         d.deserialize_str(KeyVisitor)
@@ -169,6 +271,18 @@ mod tests {
     }
 
     #[test]
+    fn reads_the_length_limit_and_the_stream_settings() {
+        let f = scan(br#"{"model":"m","max_tokens":64,"stream":true,"stream_options":{"include_usage":true,"x":1}}"#).unwrap();
+        assert_eq!(f.max_tokens, Some(64));
+        assert!(f.stream && f.include_usage);
+        let f =
+            scan(br#"{"max_completion_tokens":9,"stream":"yes","stream_options":null}"#).unwrap();
+        assert_eq!(f.max_tokens, Some(9));
+        assert!(!f.stream && !f.include_usage);
+        assert_eq!(scan(b"{}").unwrap(), BodyFacts::default());
+    }
+
+    #[test]
     fn refuses_what_engines_could_read_differently() {
         assert_eq!(
             find_model(br#"{"model":"a","model":"b"}"#),
@@ -188,6 +302,21 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn asks_for_stream_usage_as_the_last_key() {
+        let out = with_stream_usage(br#"{"model":"m","stream":true} "#).unwrap();
+        assert_eq!(
+            &out[..],
+            br#"{"model":"m","stream":true,"stream_options":{"include_usage":true}} "#
+        );
+        assert!(scan(&out).unwrap().include_usage);
+        assert_eq!(
+            &with_stream_usage(b"{}").unwrap()[..],
+            br#"{"stream_options":{"include_usage":true}}"#
+        );
+        assert!(with_stream_usage(b"[1]").is_none());
     }
 
     #[test]

@@ -17,7 +17,7 @@ pub mod score;
 pub use eligibility::{skip_reason, Filter, Skip};
 pub use geo::GeoPolicy;
 pub use hints::Hints;
-pub use intent::Intent;
+pub use intent::{Intent, Tokens, DEFAULT_OUTPUT_TOKENS};
 pub use pick::{pick, Chosen, Pick};
 pub use rank::{EndpointRef, Ranked, Ranker};
 pub use score::{Scorer, Weights};

@@ -44,7 +44,7 @@ impl Ranker {
     /// latency target: regions expected to meet it, cheapest first, then the rest,
     /// fastest first. A preferred region goes first.
     pub fn ranked(&self, intent: Intent) -> Ranked<'_> {
-        let scorer = Scorer::new(&self.regions, self.weights, intent.model);
+        let scorer = Scorer::for_request(&self.regions, self.weights, intent.model, intent.tokens);
         let target = intent.max_latency_ms.map(f64::from);
         let mut first = None;
         let mut left = Ranks::new();
@@ -60,7 +60,12 @@ impl Ranker {
                 Some(target) => {
                     let expected = scorer.expected_latency_ms(region);
                     if expected <= target {
-                        Rank::new(0, region.config.priority, region.config.cost_per_1k, score)
+                        Rank::new(
+                            0,
+                            region.config.priority,
+                            scorer.price_per_1k(region),
+                            score,
+                        )
                     } else {
                         Rank::new(1, 0, expected, 0.0)
                     }
@@ -326,6 +331,7 @@ mod tests {
             prefer: Some(0),
             max_latency_ms: None,
             model: None,
+            tokens: Default::default(),
         };
         let firsts: Vec<usize> = (0..3)
             .map(|_| ranker.ranked(intent).next_endpoint().unwrap().endpoint)

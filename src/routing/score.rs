@@ -6,7 +6,13 @@
 //! load       = (busy / capacity)^4   when the capacity is known, else busy
 //! score      = latency_ms * (1 + load)
 //!            + tier_weight_ms * (priority + tier_deficit)
-//!            + cost_weight_ms * cost_per_1k
+//!            + cost_weight_ms * price_per_1k
+//! ```
+//!
+//! `price_per_1k` is the requested model's price in the region, blended over the request's
+//! expected input and output tokens, or the region's `cost_per_1k` without one:
+//!
+//! ```text
 //! ```
 //!
 //! `work_ewma_ms` is what real requests took beyond the round-trip (queueing, prefill); a
@@ -58,10 +64,22 @@ pub struct Scorer {
     now: Stamp,
     /// Work is estimated per (region, model) when the request names one.
     model: Option<ModelId>,
+    /// The request's expected tokens, to price it where its model has a price.
+    tokens: super::intent::Tokens,
 }
 
 impl Scorer {
     pub fn new(regions: &[Arc<Region>], weights: Weights, model: Option<ModelId>) -> Self {
+        Self::for_request(regions, weights, model, super::intent::Tokens::default())
+    }
+
+    /// A scorer for a request of `model` expected to use `tokens`.
+    pub fn for_request(
+        regions: &[Arc<Region>],
+        weights: Weights,
+        model: Option<ModelId>,
+        tokens: super::intent::Tokens,
+    ) -> Self {
         let mut tiers: SmallVec<[(u32, u32, u32); 8]> = SmallVec::new();
         let mut works: SmallVec<[f64; 16]> = SmallVec::new();
         for r in regions {
@@ -90,6 +108,21 @@ impl Scorer {
             tier_deficit,
             now: Stamp::at(Instant::now()),
             model,
+            tokens,
+        }
+    }
+
+    /// The price per 1k tokens this request would pay in `region`: its model's price there,
+    /// blended over the request's expected input and output, else the region's
+    /// `cost_per_1k`.
+    pub fn price_per_1k(&self, region: &Region) -> f64 {
+        match self
+            .model
+            .and_then(|m| region.model(m))
+            .and_then(|m| m.price)
+        {
+            Some(p) => p.per_1k(self.tokens.input, self.tokens.output),
+            None => region.config.cost_per_1k,
         }
     }
 
@@ -140,7 +173,7 @@ impl Scorer {
             .map_or(0.0, |(_, d)| *d);
         self.latency_ms(region) * (1.0 + load)
             + self.weights.tier_weight_ms * (f64::from(region.config.priority) + deficit)
-            + self.weights.cost_weight_ms * region.config.cost_per_1k
+            + self.weights.cost_weight_ms * self.price_per_1k(region)
     }
 }
 

@@ -43,6 +43,10 @@ pub struct Metrics {
     canary_requests: IntCounterVec,
     /// By client key name (bounded by the keys configured).
     key_requests: IntCounterVec,
+    tokens: IntCounterVec,
+    spend: prometheus::CounterVec,
+    spend_baseline: prometheus::CounterVec,
+    usage_unknown: IntCounterVec,
     canary_active: IntGaugeVec,
     /// Held while the gauges are rebuilt for a scrape, so two scrapes cannot interleave.
     scrape: Mutex<()>,
@@ -97,6 +101,20 @@ fn histogram_by(registry: &Registry, name: &str, help: &str, labels: &[&str]) ->
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let c = IntCounterVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    registry
+        .register(Box::new(c.clone()))
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    c
+}
+
+fn float_counter(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::CounterVec {
+    let c = prometheus::CounterVec::new(Opts::new(name, help), labels)
         .unwrap_or_else(|e| panic!("metric {name}: {e}"));
     registry
         .register(Box::new(c.clone()))
@@ -221,6 +239,30 @@ impl Metrics {
                 "Time to first token by model and serving region",
                 &["model", "region"],
             ),
+            tokens: counter(
+                &registry,
+                "meridian_tokens_total",
+                "Tokens the serving regions reported, by region, model and kind (input, output, cached_input; input includes cached_input)",
+                &["region", "model", "kind"],
+            ),
+            spend: float_counter(
+                &registry,
+                "meridian_spend_total",
+                "What the reported tokens cost at the serving region's price, in the configured currency",
+                &["region", "model"],
+            ),
+            spend_baseline: float_counter(
+                &registry,
+                "meridian_spend_baseline_total",
+                "What the same tokens would have cost elsewhere: baseline fastest (the allowed region serving the model with the lowest latency estimate) or priciest (the dearest allowed region serving it)",
+                &["model", "baseline"],
+            ),
+            usage_unknown: counter(
+                &registry,
+                "meridian_usage_unknown_total",
+                "Served answers that reported no token usage (not counted as zero), by region and model",
+                &["region", "model"],
+            ),
             key_requests: counter(
                 &registry,
                 "meridian_key_requests_total",
@@ -316,6 +358,38 @@ impl Metrics {
         }
     }
 
+    /// A served answer's reported usage and its cost, with what it would have cost at the
+    /// baselines; `usage` `None`: the answer reported none.
+    pub fn usage(
+        &self,
+        region: &str,
+        model: &str,
+        usage: Option<(u64, u64, u64, f64)>,
+        baselines: [(&str, Option<f64>); 2],
+    ) {
+        let Some((input, output, cached, cost)) = usage else {
+            self.usage_unknown.with_label_values(&[region, model]).inc();
+            return;
+        };
+        for (kind, n) in [
+            ("input", input),
+            ("output", output),
+            ("cached_input", cached),
+        ] {
+            self.tokens
+                .with_label_values(&[region, model, kind])
+                .inc_by(n);
+        }
+        self.spend.with_label_values(&[region, model]).inc_by(cost);
+        for (name, value) in baselines {
+            if let Some(v) = value {
+                self.spend_baseline
+                    .with_label_values(&[model, name])
+                    .inc_by(v);
+            }
+        }
+    }
+
     /// A request for a model with a canary ended.
     pub fn canary(&self, model: &str, side: crate::regions::Side, active: bool) {
         let side = match side {
@@ -366,6 +440,8 @@ impl Metrics {
             &self.circuit_opens,
             &self.circuit_closes,
             &self.model_requests,
+            &self.tokens,
+            &self.usage_unknown,
         ];
         let gauges = [&self.healthy, &self.in_flight, &self.circuit_open];
         let named = |c: &dyn Collector| c.desc().iter().any(|d| d.fq_name == name);
@@ -390,6 +466,9 @@ impl Metrics {
         }
         if named(&self.latency) {
             let _ = self.latency.remove_label_values(values);
+        }
+        if named(&self.spend) {
+            let _ = self.spend.remove_label_values(values);
         }
     }
 

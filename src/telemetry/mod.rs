@@ -4,6 +4,7 @@
 pub mod access_log;
 pub mod health;
 pub mod metrics;
+pub mod usage;
 
 pub use access_log::{flush_all as flush_access_logs, AccessLog, Entry};
 pub use metrics::{Metrics, Outcome, RegionSeries};

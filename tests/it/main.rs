@@ -33,5 +33,6 @@ mod openai_sdk;
 mod reload;
 mod stream_failover;
 mod streaming;
+mod usage;
 mod versions;
 mod walkthrough;

@@ -197,6 +197,9 @@ pub struct Entry<'a> {
     pub upstream_model: Option<&'a str>,
     /// The client key's name (never the key), when keys are on.
     pub key: Option<&'a str>,
+    /// For an answer of the model APIs: its reported (input, output, cached) tokens and
+    /// their cost, or `Some(None)` when it reported none.
+    pub usage: Option<Option<(u64, u64, u64, f64)>>,
 }
 
 impl AccessLog {
@@ -227,6 +230,17 @@ impl AccessLog {
             line.opt_str("model", e.model);
             line.opt_str("upstream_model", e.upstream_model);
             line.opt_str("key", e.key);
+            match e.usage {
+                None => line.key("usage").extend_from_slice(b"null"),
+                Some(None) => line.key("usage").extend_from_slice(b"\"unknown\""),
+                Some(Some((input, output, cached, cost))) => {
+                    line.key("usage").extend_from_slice(b"\"reported\"");
+                    line.num("tokens_in", input);
+                    line.num("tokens_out", output);
+                    line.num("tokens_cached", cached);
+                    let _ = write!(line.key("cost"), "{}", (cost * 1e9).round() / 1e9);
+                }
+            }
             line.end();
             self.write(buf);
         });
