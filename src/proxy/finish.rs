@@ -153,7 +153,7 @@ pub fn record(session: &Session, ctx: &mut RequestCtx) {
             bytes_out: session.body_bytes_sent(),
             model: ctx.asked_model.as_deref(),
             key,
-            usage: usage.map(|u| u.map(|(i, o, c, cost)| (i, o, c, cost))),
+            usage,
             upstream_model,
         });
     }
