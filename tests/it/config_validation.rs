@@ -402,10 +402,17 @@ fn model_declarations_are_checked() {
             "{models}regions:\n{}",
             region("      - name: bge-m3\n        price: {input: -1, output: 2}\n")
         ),
-        &["region 'ap-south-1'", "field 'models.price.input'", "-1 must be a number >= 0"],
+        &[
+            "region 'ap-south-1'",
+            "field 'models.price.input'",
+            "-1 must be a number >= 0",
+        ],
     );
     refused(
-        &format!("currency: US$\n{models}regions:\n{}", region("      - name: bge-m3\n")),
+        &format!(
+            "currency: US$\n{models}regions:\n{}",
+            region("      - name: bge-m3\n")
+        ),
         &["field 'currency'", "1-16 letters or digits"],
     );
     refused(
