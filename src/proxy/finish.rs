@@ -28,12 +28,9 @@ fn account(
     let model = ctx.admission.model;
     let Some(u) = ctx.usage.take().and_then(|r| r.finish()) else {
         region.spend_of(model).record_unknown();
-        rt.metrics.usage(
-            region.name(),
-            label,
-            None,
-            [("fastest", None), ("priciest", None)],
-        );
+        let at = (region.id, region.name());
+        rt.metrics
+            .usage(&rt.usage_series, at, (model, label), None, (None, None));
         return None;
     };
     let cost = region.cost_of(model, u.input, u.output, u.cached);
@@ -57,10 +54,11 @@ fn account(
         priciest = Some(priciest.map_or(c, |p: f64| p.max(c)));
     }
     rt.metrics.usage(
-        region.name(),
-        label,
+        &rt.usage_series,
+        (region.id, region.name()),
+        (model, label),
         Some((u.input, u.output, u.cached, cost)),
-        [("fastest", fastest.map(|f| f.1)), ("priciest", priciest)],
+        (fastest.map(|f| f.1), priciest),
     );
     Some((u.input, u.output, u.cached, cost))
 }

@@ -8,7 +8,7 @@ pub use shared::{ReloadReport, Shared};
 use crate::config::Config;
 use crate::regions::{build_table, Canary, Region, RegionTable, RetryBudget};
 use crate::routing::{GeoPolicy, Ranker, Weights};
-use crate::telemetry::{AccessLog, Metrics, RegionSeries};
+use crate::telemetry::{AccessLog, Metrics, RegionSeries, UsageCells};
 use crate::upstream::{Peers, Pool};
 use std::sync::Arc;
 
@@ -29,6 +29,8 @@ pub struct Runtime {
     pub pool: Pool,
     /// Per declared model, its canary when it has one.
     pub canaries: Vec<Option<Canary>>,
+    /// Token and spend series by region and model, made on first use.
+    pub usage_series: UsageCells,
 }
 
 impl Runtime {
@@ -91,8 +93,10 @@ impl Runtime {
             .iter()
             .map(|m| m.canary.clone().map(Canary::new))
             .collect();
+        let usage_series = UsageCells::new(regions.len(), config.models.list.len());
         Arc::new(Self {
             canaries,
+            usage_series,
             access_log,
             budget,
             config,

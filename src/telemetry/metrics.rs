@@ -52,6 +52,44 @@ pub struct Metrics {
     scrape: Mutex<()>,
 }
 
+/// One (region, model)'s usage series.
+pub struct UsageSeries {
+    input: IntCounter,
+    output: IntCounter,
+    cached: IntCounter,
+    spend: prometheus::Counter,
+    unknown: IntCounter,
+    fastest: prometheus::Counter,
+    priciest: prometheus::Counter,
+}
+
+/// Usage series by region and model (the last slot: no model), each made on first use so
+/// that /metrics shows only the pairs that had traffic.
+pub struct UsageCells {
+    models: usize,
+    cells: Vec<std::sync::OnceLock<UsageSeries>>,
+}
+
+impl UsageCells {
+    pub fn new(regions: usize, models: usize) -> Self {
+        Self {
+            models,
+            cells: (0..regions * (models + 1))
+                .map(|_| std::sync::OnceLock::new())
+                .collect(),
+        }
+    }
+
+    fn cell(
+        &self,
+        region: usize,
+        model: Option<usize>,
+    ) -> Option<&std::sync::OnceLock<UsageSeries>> {
+        let m = model.unwrap_or(self.models).min(self.models);
+        self.cells.get(region * (self.models + 1) + m)
+    }
+}
+
 /// One region's hot-path series, looked up once per config (a label lookup hashes and
 /// allocates, and nearly every request ends in one of these).
 pub struct RegionSeries {
@@ -358,35 +396,48 @@ impl Metrics {
         }
     }
 
+    /// The usage series of one (region, model), looked up by their labels: done once per
+    /// pair and config (see [`UsageCells`]), as a label lookup hashes and locks.
+    fn usage_series(&self, region: &str, model: &str) -> UsageSeries {
+        let kind = |k: &str| self.tokens.with_label_values(&[region, model, k]);
+        UsageSeries {
+            input: kind("input"),
+            output: kind("output"),
+            cached: kind("cached_input"),
+            spend: self.spend.with_label_values(&[region, model]),
+            unknown: self.usage_unknown.with_label_values(&[region, model]),
+            fastest: self.spend_baseline.with_label_values(&[model, "fastest"]),
+            priciest: self.spend_baseline.with_label_values(&[model, "priciest"]),
+        }
+    }
+
     /// A served answer's reported usage and its cost, with what it would have cost at the
-    /// baselines; `usage` `None`: the answer reported none.
+    /// baselines (fastest, priciest); `usage` `None`: the answer reported none.
     pub fn usage(
         &self,
-        region: &str,
-        model: &str,
+        cells: &UsageCells,
+        (region, region_name): (usize, &str),
+        (model, model_name): (Option<usize>, &str),
         usage: Option<(u64, u64, u64, f64)>,
-        baselines: [(&str, Option<f64>); 2],
+        baselines: (Option<f64>, Option<f64>),
     ) {
+        let series = match cells.cell(region, model) {
+            Some(cell) => cell.get_or_init(|| self.usage_series(region_name, model_name)),
+            None => return,
+        };
         let Some((input, output, cached, cost)) = usage else {
-            self.usage_unknown.with_label_values(&[region, model]).inc();
+            series.unknown.inc();
             return;
         };
-        for (kind, n) in [
-            ("input", input),
-            ("output", output),
-            ("cached_input", cached),
-        ] {
-            self.tokens
-                .with_label_values(&[region, model, kind])
-                .inc_by(n);
+        series.input.inc_by(input);
+        series.output.inc_by(output);
+        series.cached.inc_by(cached);
+        series.spend.inc_by(cost);
+        if let Some(v) = baselines.0 {
+            series.fastest.inc_by(v);
         }
-        self.spend.with_label_values(&[region, model]).inc_by(cost);
-        for (name, value) in baselines {
-            if let Some(v) = value {
-                self.spend_baseline
-                    .with_label_values(&[model, name])
-                    .inc_by(v);
-            }
+        if let Some(v) = baselines.1 {
+            series.priciest.inc_by(v);
         }
     }
 

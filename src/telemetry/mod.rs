@@ -7,4 +7,4 @@ pub mod metrics;
 pub mod usage;
 
 pub use access_log::{flush_all as flush_access_logs, AccessLog, Entry};
-pub use metrics::{Metrics, Outcome, RegionSeries};
+pub use metrics::{Metrics, Outcome, RegionSeries, UsageCells};
