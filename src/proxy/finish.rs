@@ -42,12 +42,11 @@ fn account(
     let candidates = rt.regions.iter().filter(|r| {
         ctx.admission.allowed.contains(r.id) && model.is_none_or(|m| r.model(m).is_some())
     });
-    let scorer = crate::routing::Scorer::new(&rt.regions, rt.ranker.weights(), model);
     let mut fastest: Option<(f64, f64)> = None;
     let mut priciest: Option<f64> = None;
     for r in candidates {
         let c = r.cost_of(model, u.input, u.output, u.cached);
-        let latency = scorer.latency_ms(r);
+        let latency = r.latency_estimate_ms(model);
         if fastest.is_none_or(|(l, _)| latency < l) {
             fastest = Some((latency, c));
         }

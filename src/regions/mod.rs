@@ -183,6 +183,20 @@ impl Region {
         }
     }
 
+    /// The round-trip and work estimates added up, for `model` when given: what latency-only
+    /// routing goes by (regions without samples count as infinitely slow).
+    pub fn latency_estimate_ms(&self, model: Option<ModelId>) -> f64 {
+        let work = match model.and_then(|m| self.model(m)) {
+            Some(m) => m.work.estimate_ms(),
+            None => self.work.estimate_ms(),
+        };
+        match (self.rtt.estimate_ms(), work) {
+            (Some(rtt), Some(work)) => rtt + work,
+            (Some(rtt), None) => rtt,
+            _ => f64::INFINITY,
+        }
+    }
+
     /// The counters for `model` here (the region's own for requests without one).
     pub fn spend_of(&self, model: Option<ModelId>) -> &Spend {
         match model.and_then(|m| self.model(m)) {

@@ -229,9 +229,15 @@ impl UsageReader {
         }
         match &mut self.mode {
             Mode::Json { chunks, .. } => {
-                let whole: Vec<u8> = chunks.concat();
-                let body: WithUsage = serde_json::from_slice(&whole).ok()?;
-                body.usage.map(|f| read(&f, self.dialect))
+                let joined;
+                let whole: &[u8] = match chunks.as_slice() {
+                    [one] => one,
+                    _ => {
+                        joined = chunks.concat();
+                        &joined
+                    }
+                };
+                last_usage_object(whole).map(|f| read(&f, self.dialect))
             }
             Mode::Sse { partial } => {
                 if !partial.is_empty() {
@@ -311,6 +317,34 @@ fn is_usage_only(event: &[u8]) -> bool {
         .find_map(|l| l.strip_prefix(b"data:"))
         .and_then(|d| serde_json::from_slice::<Chunk>(d).ok())
         .is_some_and(|c| c.choices.is_some_and(|v| v.is_empty()))
+}
+
+/// The `usage` object of a JSON answer: the last `"usage":{` outside any string (a quote
+/// inside a string is escaped), parsed on its own. The answers put it at the top level,
+/// and after their content; parsing the whole answer to find it would cost about 25
+/// instructions per byte.
+fn last_usage_object(text: &[u8]) -> Option<Fields> {
+    let mut end = text.len();
+    while let Some(i) = memchr::memmem::rfind(&text[..end], b"\"usage\"") {
+        end = i;
+        let escapes = text[..i].iter().rev().take_while(|b| **b == b'\\').count();
+        if escapes % 2 == 1 {
+            continue;
+        }
+        let rest = &text[i + 7..];
+        let colon = rest.iter().position(|b| !b.is_ascii_whitespace())?;
+        if rest[colon] != b':' {
+            continue;
+        }
+        let value = &rest[colon + 1..];
+        let start = value.iter().position(|b| !b.is_ascii_whitespace())?;
+        if value[start] != b'{' {
+            continue;
+        }
+        let mut de = serde_json::Deserializer::from_slice(&value[start..]);
+        return Fields::deserialize(&mut de).ok();
+    }
+    None
 }
 
 /// Whether `text` holds `"usage":` followed by an object (not `null`).
@@ -403,6 +437,22 @@ mod tests {
                 output: 2,
                 cached: 1
             })
+        );
+        // Text that only looks like usage, inside a string, does not count.
+        let fake = r#"{"choices":[{"message":{"content":"\"usage\":{\"prompt_tokens\":99}"}}],"usage":{"prompt_tokens":2,"completion_tokens":1}}"#;
+        assert_eq!(
+            read_all("/v1/chat/completions", "application/json", &[fake]),
+            Some(Usage {
+                input: 2,
+                output: 1,
+                cached: 0
+            })
+        );
+        let only_fake =
+            r#"{"choices":[{"message":{"content":"\"usage\":{\"prompt_tokens\":99}"}}]}"#;
+        assert_eq!(
+            read_all("/v1/chat/completions", "application/json", &[only_fake]),
+            None
         );
         // No usage, null usage, not JSON: unknown.
         for body in [r#"{"choices":[]}"#, r#"{"usage":null}"#, "oops"] {
