@@ -4,7 +4,7 @@
 //! and the key itself never forwarded or logged.
 
 use crate::common::*;
-use mock_regions::{MockRegion, RegionSpec};
+use mock_regions::MockRegion;
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -28,17 +28,6 @@ fn keys_file(extra: &str) -> String {
         sha256(TEAM_A),
         sha256(EU)
     )
-}
-
-async fn serving(name: &str, models: &[(&str, &str)]) -> MockRegion {
-    let spec = RegionSpec {
-        token_ms: 0,
-        ..RegionSpec::new(name, 0)
-    }
-    .with_models(models);
-    MockRegion::start(spec, "127.0.0.1:0".parse().unwrap())
-        .await
-        .expect("mock region starts")
 }
 
 /// Two regions (us-east-1 cheap, eu-west-1 tagged eu), two models, keys from a file.

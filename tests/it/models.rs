@@ -4,23 +4,11 @@
 //! per-model capacity and `/v1/models` following health.
 
 use crate::common::*;
-use mock_regions::{MockRegion, RegionSpec};
+use mock_regions::MockRegion;
 use serde_json::{json, Value};
 use std::time::Duration;
 
 const MODELS: &str = "  - name: llama-3.1-70b\n    aliases: [llama-70b]\n  - name: bge-m3\n";
-
-/// A mock region that serves `models` (its own names) on an ephemeral port.
-async fn serving(name: &str, models: &[(&str, &str)]) -> MockRegion {
-    let spec = RegionSpec {
-        token_ms: 0,
-        ..RegionSpec::new(name, 0)
-    }
-    .with_models(models);
-    MockRegion::start(spec, "127.0.0.1:0".parse().unwrap())
-        .await
-        .expect("mock region starts")
-}
 
 /// `models:` YAML for a region: (declared name, the region's own name).
 fn served(list: &[(&str, &str)]) -> String {

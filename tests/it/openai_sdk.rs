@@ -6,7 +6,6 @@
 //! test cannot be skipped. Elsewhere, without that virtualenv, it says so and passes.
 
 use crate::common::*;
-use mock_regions::{MockRegion, RegionSpec};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::Command;
@@ -46,17 +45,6 @@ pub fn python() -> Option<PathBuf> {
         "/target/venv-openai/bin/python"
     ));
     venv.exists().then_some(venv)
-}
-
-async fn serving(name: &str, models: &[(&str, &str)]) -> MockRegion {
-    let spec = RegionSpec {
-        token_ms: 0,
-        ..RegionSpec::new(name, 0)
-    }
-    .with_models(models);
-    MockRegion::start(spec, "127.0.0.1:0".parse().unwrap())
-        .await
-        .expect("mock region starts")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

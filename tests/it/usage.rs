@@ -4,20 +4,9 @@
 //! reported tokens times the prices.
 
 use crate::common::*;
-use mock_regions::{MockRegion, RegionSpec};
+use mock_regions::MockRegion;
 use serde_json::{json, Value};
 use std::time::Duration;
-
-async fn serving(name: &str, models: &[(&str, &str)]) -> MockRegion {
-    let spec = RegionSpec {
-        token_ms: 0,
-        ..RegionSpec::new(name, 0)
-    }
-    .with_models(models);
-    MockRegion::start(spec, "127.0.0.1:0".parse().unwrap())
-        .await
-        .expect("mock region starts")
-}
 
 const MODELS: &str = "  - name: llama-3.1-70b\n";
 

@@ -26,6 +26,19 @@ pub async fn region(name: &str, latency_ms: u64) -> MockRegion {
         .expect("mock region starts")
 }
 
+/// A mock region on an ephemeral port serving only `models` (the names it knows them by,
+/// with their versions), as vLLM does.
+pub async fn serving(name: &str, models: &[(&str, &str)]) -> MockRegion {
+    let spec = RegionSpec {
+        token_ms: 0,
+        ..RegionSpec::new(name, 0)
+    }
+    .with_models(models);
+    MockRegion::start(spec, "127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("mock region starts")
+}
+
 /// The five default regions with their default latencies, on ephemeral ports.
 pub async fn default_regions() -> Vec<MockRegion> {
     let mut out = Vec::new();
