@@ -16,17 +16,21 @@ fn too_large(limits: &Limits) -> Failure {
     )
 }
 
-/// Before anything goes upstream: the body read timeout, and a declared length over the
-/// limit is refused at once.
-pub fn admit(session: &mut Session, limits: &Limits) -> Result<(), Failure> {
-    session.set_read_timeout(Some(limits.client_read_timeout));
-    let declared = session
+/// The body length the request declares in `Content-Length`, if it is a number.
+pub fn declared_length(session: &Session) -> Option<u64> {
+    session
         .req_header()
         .headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    match declared {
+        .and_then(|v| v.trim().parse::<u64>().ok())
+}
+
+/// Before anything goes upstream: the body read timeout, and a declared length over the
+/// limit is refused at once.
+pub fn admit(session: &mut Session, limits: &Limits) -> Result<(), Failure> {
+    session.set_read_timeout(Some(limits.client_read_timeout));
+    match declared_length(session) {
         Some(n) if n > limits.max_request_body_bytes => Err(too_large(limits)),
         _ => Ok(()),
     }

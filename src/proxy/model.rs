@@ -117,14 +117,7 @@ pub async fn admit(session: &mut Session, ctx: &mut RequestCtx) -> Result<(), St
     }
     if !hold {
         // Not read: the declared length stands for the input.
-        let declared = session
-            .req_header()
-            .headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .unwrap_or(0);
-        ctx.tokens = Tokens::estimate(declared, None);
+        ctx.tokens = Tokens::estimate(limits::declared_length(session).unwrap_or(0), None);
     }
     // The header wins over the body.
     let asked = header.or(found);
@@ -227,13 +220,7 @@ async fn read_body(session: &mut Session, ctx: &mut RequestCtx) -> Result<Bytes,
             .await
             .map_err(Stop::Read)?;
     }
-    let declared = session
-        .req_header()
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .filter(|_| !is_chunked(session));
+    let declared = limits::declared_length(session).filter(|_| !is_chunked(session));
     let max = ctx.rt.config.limits.max_request_body_bytes;
     let capacity = declared.unwrap_or(16 * 1024).min(max);
     let mut buf = BytesMut::with_capacity(usize::try_from(capacity).unwrap_or(0));
