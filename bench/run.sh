@@ -21,6 +21,12 @@
 # What routing by model costs (Meridian without and with `models:` declared, on chat bodies
 # of 1, 10 and 100 KiB; part of the full run and the smoke), alone:
 #   target/release/perf-bench --only instructions-models --systems meridian [--body-kib 1,100]
+# What reading token usage costs on whole and streamed answers (Meridian without models on
+# 1 KiB chat completions answered as one JSON, streamed, and streamed with
+# stream_options.include_usage, at 16 and 256 output tokens; the instructions per request
+# and per extra streamed chunk; part of the full run and, with at most 32 tokens, the
+# smoke), alone:
+#   target/release/perf-bench --only instructions-streams --systems meridian [--stream-tokens 16,256]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

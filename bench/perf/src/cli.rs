@@ -43,10 +43,14 @@ pub struct Opts {
     #[arg(long, value_delimiter = ',')]
     pub systems: Vec<String>,
     /// Phases to run, comma separated: throughput, latency, memory, soak, instructions,
-    /// instructions-models, streaming (default: all). `instructions-models` counts
-    /// Meridian's instructions per request without and with models declared, on chat bodies
-    /// of each `--body-kib` size (it needs meridian among `--systems`). With `--only`, the
-    /// results file keeps every section this run did not measure.
+    /// instructions-models, instructions-streams, streaming (default: all).
+    /// `instructions-models` counts Meridian's instructions per request without and with
+    /// models declared, on chat bodies of each `--body-kib` size. `instructions-streams`
+    /// counts them for 1 KiB chat completions answered whole, streamed (SSE), and streamed
+    /// with `stream_options.include_usage` (the usage chunk), at each `--stream-tokens`
+    /// count: what reading token usage costs per request and per streamed chunk. Both need
+    /// meridian among `--systems`. With `--only`, the results file keeps every section this
+    /// run did not measure.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// Request body sizes in KiB for the instructions-models phase, comma separated
@@ -55,6 +59,25 @@ pub struct Opts {
     /// linearly.
     #[arg(long, value_delimiter = ',', default_values_t = [1u32, 10, 100])]
     pub body_kib: Vec<u32>,
+    /// Output tokens per answer in the instructions-streams phase, comma separated
+    /// (1..=4096; `--smoke` caps them at 32): a streamed answer has one chunk per token, so
+    /// two counts or more give the cost per chunk.
+    #[arg(long, value_delimiter = ',', default_values_t = [16u32, 256])]
+    pub stream_tokens: Vec<u32>,
+    /// Requests per callgrind run in the instructions-streams phase, at the smallest
+    /// `--stream-tokens` count; larger counts get proportionally fewer (about the same
+    /// chunks per run), at least a fortieth. The warm-up is a fifth of a run, at least 10.
+    #[arg(long, default_value_t = 1000)]
+    pub stream_requests: u64,
+    /// Milliseconds between streamed chunks from the mock regions in the
+    /// instructions-streams phase (and for a whole answer, this times its tokens before
+    /// it), so every chunk reaches Meridian on its own, as from an inference engine. 0
+    /// sends them as fast as they are made: several then arrive in one read.
+    #[arg(long, default_value_t = 1)]
+    pub stream_token_ms: u64,
+    /// Client connections in the instructions-streams phase, each one request at a time.
+    #[arg(long, default_value_t = 2)]
+    pub stream_connections: u32,
     /// Offered rate for the AI-gateway comparison (direct, Meridian, vllm-router, LiteLLM),
     /// low enough for LiteLLM to keep up.
     #[arg(long, default_value_t = 20)]
@@ -101,13 +124,14 @@ pub struct Opts {
 }
 
 /// Every phase `--only` accepts.
-pub const PHASES: [&str; 7] = [
+pub const PHASES: [&str; 8] = [
     "throughput",
     "latency",
     "memory",
     "soak",
     "instructions",
     "instructions-models",
+    "instructions-streams",
     "streaming",
 ];
 
@@ -127,6 +151,14 @@ impl Opts {
         if self.body_kib.is_empty() || self.body_kib.iter().any(|k| !(1..=1000).contains(k)) {
             return Err("--body-kib sizes must be within 1..=1000".into());
         }
+        if self.stream_tokens.is_empty()
+            || self.stream_tokens.iter().any(|t| !(1..=4096).contains(t))
+        {
+            return Err("--stream-tokens counts must be within 1..=4096".into());
+        }
+        if self.stream_connections == 0 || self.stream_requests == 0 {
+            return Err("--stream-connections and --stream-requests must be at least 1".into());
+        }
         Ok(())
     }
 
@@ -145,6 +177,12 @@ impl Opts {
             self.instr_requests = self.instr_requests.min(200);
             self.instr_runs = self.instr_runs.min(2);
             self.instr_warmup = self.instr_warmup.min(50);
+            self.stream_requests = self.stream_requests.min(20);
+            // Short streams: a debug build under callgrind falls far behind the pace.
+            for t in &mut self.stream_tokens {
+                *t = (*t).min(32);
+            }
+            self.stream_tokens.dedup();
         }
         self
     }

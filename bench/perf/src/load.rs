@@ -134,29 +134,37 @@ fn parse_oha(text: &str) -> Option<Latency> {
     })
 }
 
+/// What a client checks in each answer, beyond its 200.
+pub type Check = Arc<dyn Fn(&request::Reply) -> Result<(), String> + Send + Sync>;
+
 /// Exactly `n` requests of `raw` (a whole HTTP/1.1 request) over `connections` keep-alive
-/// connections, one at a time on each; an error when any fails, is not a 200, or all of
-/// them take longer than `limit`.
+/// connections, one at a time on each, each answer read whole (a chunked one to its last
+/// chunk) and its body passed to `check` when there is one; an error when any fails, is
+/// not a 200, fails the check, or all of them take longer than `limit`.
 pub async fn fixed_count(
     addr: SocketAddr,
     raw: Arc<Vec<u8>>,
     n: u64,
     connections: u32,
     limit: Duration,
+    check: Option<Check>,
 ) -> Result<(), String> {
     let next = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for _ in 0..connections.max(1) {
-        let (next, raw) = (next.clone(), raw.clone());
+        let (next, raw, check) = (next.clone(), raw.clone(), check.clone());
         tasks.push(tokio::spawn(async move {
             let mut conn = TcpStream::connect(addr)
                 .await
                 .map_err(|e| format!("connect {addr}: {e}"))?;
             while next.fetch_add(1, Ordering::Relaxed) < n {
                 conn.write_all(&raw).await.map_err(|e| e.to_string())?;
-                match request::read_response(&mut conn).await? {
-                    200 => {}
-                    s => return Err(format!("status {s}")),
+                let reply = request::read_answer(&mut conn).await?;
+                if reply.status != 200 {
+                    return Err(format!("status {}", reply.status));
+                }
+                if let Some(check) = &check {
+                    check(&reply)?;
                 }
             }
             Ok::<(), String>(())

@@ -164,6 +164,9 @@ async fn run(opts: &cli::Opts) -> Result<Report, String> {
     if opts.runs("instructions-models") {
         instructions_models(opts, &setup, &kinds, &mut report).await;
     }
+    if opts.runs("instructions-streams") {
+        instructions_streams(opts, &setup, &kinds, &mut report).await;
+    }
     drop(upstream);
     if !opts.runs("streaming") {
         report.selection = report::read_criterion(&opts.criterion);
@@ -350,6 +353,37 @@ async fn instructions_models(opts: &cli::Opts, setup: &Setup, kinds: &[Kind], re
     eprintln!("perf-bench: counting Meridian's instructions without and with models by body size");
     match instr::measure_models(setup, opts).await {
         Ok(m) => report.model_routing = Some(m),
+        Err(e) => report.problem(Kind::Meridian, e),
+    }
+}
+
+/// Meridian under callgrind on 1 KiB chat completions answered whole, streamed, and
+/// streamed with the usage chunk, at each token count: what usage accounting costs per
+/// request and per streamed chunk.
+async fn instructions_streams(
+    opts: &cli::Opts,
+    setup: &Setup,
+    kinds: &[Kind],
+    report: &mut Report,
+) {
+    if !kinds.contains(&Kind::Meridian) {
+        return;
+    }
+    if !systems::found(&opts.valgrind) {
+        let what = format!(
+            "instructions-streams phase: {} not installed",
+            opts.valgrind.display()
+        );
+        if opts.smoke {
+            report.skip(what);
+        } else {
+            report.problems.push(what);
+        }
+        return;
+    }
+    eprintln!("perf-bench: counting Meridian's instructions on streamed and whole answers");
+    match instr::measure_streams(setup, opts).await {
+        Ok(s) => report.stream_accounting = Some(s),
         Err(e) => report.problem(Kind::Meridian, e),
     }
 }

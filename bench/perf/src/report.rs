@@ -1,8 +1,9 @@
 //! Figures gathered during the run and the Markdown written from them.
 
 use crate::cli::Opts;
-use crate::instr::ModelRouting;
+use crate::instr::{ModelRouting, StreamAccounting};
 use crate::load::{Latency, Throughput};
+use crate::request::Answer;
 use crate::stream::{percentile, StreamStats};
 use crate::systems::Kind;
 use std::fmt::Write as _;
@@ -91,6 +92,8 @@ pub struct Report {
     pub instructions: Vec<(Kind, Vec<f64>)>,
     /// Meridian's instructions per request without and with models, by body size.
     pub model_routing: Option<ModelRouting>,
+    /// Meridian's instructions per request on answers whole and streamed, by tokens.
+    pub stream_accounting: Option<StreamAccounting>,
 }
 
 impl Report {
@@ -104,6 +107,7 @@ impl Report {
             skipped: Vec::new(),
             instructions: Vec::new(),
             model_routing: None,
+            stream_accounting: None,
         }
     }
 
@@ -255,9 +259,14 @@ impl Report {
 
     fn instructions_table(&self, md: &mut String, opts: &Opts) {
         if self.instructions.is_empty() {
-            if let Some(m) = &self.model_routing {
+            if self.model_routing.is_some() || self.stream_accounting.is_some() {
                 let _ = writeln!(md, "{INSTRUCTIONS}\n");
+            }
+            if let Some(m) = &self.model_routing {
                 model_routing(md, m, opts);
+            }
+            if let Some(s) = &self.stream_accounting {
+                stream_accounting(md, s, opts);
             }
             return;
         }
@@ -331,6 +340,9 @@ impl Report {
         md.push('\n');
         if let Some(m) = &self.model_routing {
             model_routing(md, m, opts);
+        }
+        if let Some(s) = &self.stream_accounting {
+            stream_accounting(md, s, opts);
         }
     }
 
@@ -684,6 +696,197 @@ fn model_routing(md: &mut String, m: &ModelRouting, opts: &Opts) {
     md.push('\n');
 }
 
+const STREAM_ACCOUNTING: &str = "### Usage accounting: instructions per request, streamed and not";
+
+/// The subsection on what reading token usage costs on whole and streamed answers, with its
+/// own command line and source (so it stands on its own when merged in alone).
+fn stream_accounting(md: &mut String, s: &StreamAccounting, opts: &Opts) {
+    let tokens: Vec<String> = opts.stream_tokens.iter().map(u32::to_string).collect();
+    let _ = writeln!(
+        md,
+        "{STREAM_ACCOUNTING}\n\nWhat reading the token usage of answers costs, streamed \
+         and not. The same Meridian binary and default config as above, without models \
+         (as the first table; every answer of the model APIs is read for its usage either \
+         way), in front of the five mock regions of the model-routing table. Requests: \
+         OpenAI chat completions of {} KiB asking for exactly {} tokens (`max_tokens`), \
+         answered **not streamed** (one JSON answer; Meridian keeps its chunks and parses \
+         the top-level `usage` once at the end), **streamed** (`\"stream\": true`: \
+         server-sent events, one chunk per token, then the closing chunk and `[DONE]`; no \
+         usage, so Meridian counts the answer as unknown) and **streamed, include_usage** \
+         (`\"stream_options\": {{\"include_usage\": true}}`: every chunk carries \
+         `\"usage\": null` and one more chunk before `[DONE]` the usage; Meridian searches \
+         each chunk's bytes for `\"usage\":{{` and parses only that event). In streams \
+         the regions send one token every {} ms, so that each chunk reaches Meridian on its \
+         own, as from an inference engine (the closing chunk, the usage chunk and `[DONE]` \
+         go out back to back); a whole answer goes out at once. The HTTP chunks each stream \
+         reached the client in say how many pieces Meridian read it in: it sends each piece \
+         on as one chunk. The client \
+         reads every answer whole (a chunked stream to its last chunk) over {} keep-alive \
+         connections and checks it: the tokens, the usage only where asked, `[DONE]` last. \
+         One Meridian process for all cases; per case, the warm-up, then {} run(s) between \
+         `callgrind_control -z` and `-d`. Medians of the runs; spread is (max - min) / \
+         median. Events are the server-sent events of one answer; per event is the \
+         median per request divided by them. Background is Meridian's instructions per \
+         second with no request in flight (health probes, timers), times a run's wall time, \
+         per request: an estimate of how much of the figure is not the request's.\n",
+        s.kib,
+        tokens.join(" and "),
+        s.token_ms,
+        s.connections,
+        opts.instr_runs,
+    );
+    let _ = writeln!(md, "- command: `{}`", command_line());
+    let _ = writeln!(md, "- meridian: {}", binary_source(&opts.bin_dir));
+    let _ = writeln!(
+        md,
+        "- Meridian's own count (`/metrics`, over each case's warm-up and runs): every whole \
+         answer and every include_usage stream counted with exactly its output tokens, every \
+         stream without usage as unknown ({} answers in all)",
+        s.cases
+            .iter()
+            .map(|c| c.warmup + c.requests * u64::from(opts.instr_runs))
+            .sum::<u64>()
+    );
+    let _ = writeln!(
+        md,
+        "- idle: {:.0} instructions per second over {} s with no request in flight (`{}`)\n",
+        s.idle_per_s, s.idle_secs, s.idle_dump
+    );
+    let merged: Vec<String> = s
+        .cases
+        .iter()
+        .filter_map(|c| {
+            let (lo, _, _) = c.chunks.summary()?;
+            // Each token on its own, the closing events together or not.
+            c.answer.events(c.tokens)?;
+            let reads = u64::from(c.tokens) + 1;
+            (lo < reads).then(|| format!("{} tokens {}: as few as {lo}", c.tokens, c.answer.name()))
+        })
+        .collect();
+    md.pop();
+    if merged.is_empty() {
+        let _ = writeln!(
+            md,
+            "- chunks: every streamed answer reached the client in at least one HTTP chunk \
+             per token and one for the closing events: Meridian read each token's event on \
+             its own\n"
+        );
+    } else {
+        let _ = writeln!(
+            md,
+            "- chunks: some streamed answers reached the client in fewer HTTP chunks than \
+             their tokens plus one (the closing events), so Meridian read some tokens' \
+             events together (it fell behind the pace now and then; each such read saves \
+             the cost of one): {}\n",
+            merged.join("; ")
+        );
+    }
+    let _ = writeln!(
+        md,
+        "| tokens | answer | events | HTTP chunks min / mean / max | warm-up | requests per run | instructions per request | spread | per event | vs not streamed | background per request | run s | Meridian counted: output tokens / unknown | dumps |"
+    );
+    let _ = writeln!(
+        md,
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+    );
+    let med = |c: &crate::instr::StreamCase| median(c.runs.iter().map(|r| r.per_request).collect());
+    let find =
+        |tokens: u32, a: Answer| s.cases.iter().find(|c| c.tokens == tokens && c.answer == a);
+    for c in &s.cases {
+        let m = med(c);
+        let per: Vec<f64> = c.runs.iter().map(|r| r.per_request).collect();
+        let secs = median(c.runs.iter().map(|r| r.seconds).collect());
+        let events = c.answer.events(c.tokens);
+        let whole = find(c.tokens, Answer::Json).and_then(med);
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} / {} | {} |",
+            c.tokens,
+            c.answer.name(),
+            events.map_or("1 (JSON)".into(), |e| e.to_string()),
+            c.chunks
+                .summary()
+                .map_or("-".into(), |(lo, mean, hi)| format!(
+                    "{lo} / {mean:.1} / {hi}"
+                )),
+            c.warmup,
+            c.requests,
+            fmt(m, 0),
+            spread(&per).map_or("-".into(), |s| format!("{:.2}%", s * 100.0)),
+            events.map_or("-".into(), |e| fmt(m.map(|m| m / f64::from(e)), 0)),
+            if c.answer == Answer::Json {
+                "-".into()
+            } else {
+                fmt(ratio_f(m, whole), 3) + "x"
+            },
+            fmt(secs.map(|t| s.idle_per_s * t / c.requests as f64), 0),
+            fmt(secs, 1),
+            c.counted.output_tokens,
+            c.counted.unknown,
+            c.runs
+                .iter()
+                .map(|r| format!("`{}`", r.dump))
+                .collect::<Vec<_>>()
+                .join(" "),
+        );
+    }
+    md.push('\n');
+    // What each answer costs per extra token, between consecutive token counts.
+    let mut counts = opts.stream_tokens.clone();
+    counts.sort_unstable();
+    counts.dedup();
+    if counts.len() >= 2 {
+        let _ = writeln!(
+            md,
+            "Per extra token, between token counts (a streamed token is one more chunk; a \
+             whole answer's is a longer JSON text):\n"
+        );
+        let _ = writeln!(
+            md,
+            "| from tokens | to tokens | not streamed | streamed | streamed, include_usage | include_usage - streamed |"
+        );
+        let _ = writeln!(md, "| ---: | ---: | ---: | ---: | ---: | ---: |");
+        for w in counts.windows(2) {
+            let dt = f64::from(w[1]) - f64::from(w[0]);
+            let slope = |a: Answer| {
+                diff(find(w[1], a).and_then(med), find(w[0], a).and_then(med)).map(|d| d / dt)
+            };
+            let (j, st, su) = (
+                slope(Answer::Json),
+                slope(Answer::Stream),
+                slope(Answer::StreamUsage),
+            );
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {} |",
+                w[0],
+                w[1],
+                fmt(j, 0),
+                fmt(st, 0),
+                fmt(su, 0),
+                diff(su, st).map_or("-".into(), |d| format!("{d:+.0}")),
+            );
+        }
+        md.push('\n');
+    }
+    let _ = writeln!(
+        md,
+        "| tokens | streamed - not streamed | include_usage - streamed (the usage chunk and `\"usage\": null` in every chunk) |"
+    );
+    let _ = writeln!(md, "| ---: | ---: | ---: |");
+    for &t in &counts {
+        let m = |a| find(t, a).and_then(med);
+        let (j, st, su) = (m(Answer::Json), m(Answer::Stream), m(Answer::StreamUsage));
+        let _ = writeln!(
+            md,
+            "| {t} | {} | {} |",
+            diff(st, j).map_or("-".into(), |d| format!("{d:+.0}")),
+            diff(su, st).map_or("-".into(), |d| format!("{d:+.0}")),
+        );
+    }
+    md.push('\n');
+}
+
 fn met(v: Option<bool>) -> String {
     match v {
         Some(true) => "yes",
@@ -752,6 +955,7 @@ pub fn owned(opts: &Opts, text: &str) -> Vec<String> {
         ("soak", "## Memory"),
         ("instructions", INSTRUCTIONS),
         ("instructions-models", MODEL_ROUTING),
+        ("instructions-streams", STREAM_ACCOUNTING),
         ("streaming", "## Streaming"),
     ] {
         if opts.runs(phase) {
@@ -785,8 +989,10 @@ fn blocks(text: &str) -> Vec<(Option<String>, String)> {
 /// of `old`, its header included, is kept as it was.
 pub fn merge(old: &str, new: &str, owned: &[String]) -> String {
     let mut out = blocks(old);
+    let incoming = blocks(new);
+    let in_new = |h: &str| incoming.iter().any(|(k, _)| k.as_deref() == Some(h));
     let mut anchor: Option<usize> = None;
-    for (key, body) in blocks(new) {
+    for (key, body) in incoming.iter().cloned() {
         let Some(k) = &key else { continue };
         let found = out.iter().position(|(ok, _)| ok.as_ref() == Some(k));
         if owned.contains(k) {
@@ -800,7 +1006,16 @@ pub fn merge(old: &str, new: &str, owned: &[String]) -> String {
                     anchor = Some(i);
                 }
                 None => {
-                    let at = anchor.map_or(out.len(), |a| a + 1);
+                    // After the preceding section and the subsections of `old` that
+                    // follow it and this run did not write (another phase's, kept).
+                    let mut at = anchor.map_or(out.len(), |a| a + 1);
+                    while out
+                        .get(at)
+                        .and_then(|(k, _)| k.as_deref())
+                        .is_some_and(|h| h.starts_with("### ") && !in_new(h))
+                    {
+                        at += 1;
+                    }
                     out.insert(at, (key.clone(), body));
                     anchor = Some(at);
                 }
@@ -937,5 +1152,11 @@ mod tests {
         let both = merge(&again, instr, &[INSTRUCTIONS.to_string()]);
         assert!(both.contains("new table\n\n### Model routing"));
         assert!(both.contains("newer") && both.contains("old cost"));
+        // A new subsection goes after the ones already there that this run did not write.
+        let streams = "## Instructions per request\n\n### Usage accounting: instructions per request, streamed and not\n\nstreams\n\n## Targets\n\nnot measured\n";
+        let three = merge(&both, streams, &[STREAM_ACCOUNTING.to_string()]);
+        assert!(three.contains("new table\n\n### Model routing"));
+        assert!(three.contains("newer\n\n### Usage accounting"));
+        assert!(three.contains("streams\n\n## Targets\n\nold targets"));
     }
 }

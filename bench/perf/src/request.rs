@@ -55,15 +55,63 @@ pub fn raw_with(addr: SocketAddr, body: &str) -> Vec<u8> {
 /// The model the body-size requests name: the fleet-wide name Meridian is configured with.
 pub const CHAT_MODEL: &str = "llama-3.1-70b";
 
+/// How a chat completion asks for its answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// One JSON answer (no `stream`), its `usage` at the top level.
+    Json,
+    /// `"stream": true`: server-sent events, one chunk per token, no usage.
+    Stream,
+    /// `"stream": true` with `"stream_options": {"include_usage": true}`: the same chunks,
+    /// each with `"usage": null`, then a last chunk with the usage.
+    StreamUsage,
+}
+
+impl Answer {
+    pub const ALL: [Answer; 3] = [Answer::Json, Answer::Stream, Answer::StreamUsage];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Answer::Json => "not streamed",
+            Answer::Stream => "streamed",
+            Answer::StreamUsage => "streamed, include_usage",
+        }
+    }
+
+    /// The events of a streamed answer of `tokens` tokens as the mock regions send them:
+    /// one per token, the closing chunk (`finish_reason`), the usage chunk when asked,
+    /// `[DONE]`. `None` when not streamed.
+    pub fn events(self, tokens: u32) -> Option<u32> {
+        match self {
+            Answer::Json => None,
+            Answer::Stream => Some(tokens + 2),
+            Answer::StreamUsage => Some(tokens + 3),
+        }
+    }
+}
+
 /// An OpenAI chat completion of exactly `kib` KiB naming `CHAT_MODEL`, with `messages`
 /// before `model` as the OpenAI SDK sends it, so whoever looks for the model reads the
 /// whole prompt first. The user's turn is plain prose (nothing to escape).
 pub fn chat_body(kib: u32) -> String {
+    chat_request(kib, 16, Answer::Json)
+}
+
+/// As `chat_body`, asking for exactly `tokens` tokens (the mock regions answer with that
+/// many), answered as `answer` says.
+pub fn chat_request(kib: u32, tokens: u32, answer: Answer) -> String {
     const SENTENCE: &str = "The quick brown fox jumps over the lazy dog near the river bank. ";
     let target = kib as usize * 1024;
+    let tail = match answer {
+        Answer::Json => String::new(),
+        Answer::Stream => r#","stream":true"#.to_string(),
+        Answer::StreamUsage => {
+            r#","stream":true,"stream_options":{"include_usage":true}"#.to_string()
+        }
+    };
     let frame = |prompt: &str| {
         format!(
-            r#"{{"messages":[{{"role":"system","content":"You are a helpful assistant."}},{{"role":"user","content":"{prompt}"}}],"model":"{CHAT_MODEL}","max_tokens":16}}"#
+            r#"{{"messages":[{{"role":"system","content":"You are a helpful assistant."}},{{"role":"user","content":"{prompt}"}}],"model":"{CHAT_MODEL}","max_tokens":{tokens}{tail}}}"#
         )
     };
     let room = target.saturating_sub(frame("").len());
@@ -73,6 +121,22 @@ pub fn chat_body(kib: u32) -> String {
 
 /// Reads one HTTP/1.1 response (content-length or chunked body); returns its status.
 pub async fn read_response(conn: &mut TcpStream) -> Result<u16, String> {
+    read_answer(conn).await.map(|a| a.status)
+}
+
+/// One HTTP/1.1 response as read.
+pub struct Reply {
+    pub status: u16,
+    /// The body, a chunked one decoded.
+    pub body: Vec<u8>,
+    /// The chunks of a chunked body (not counting the last, empty one); 0 otherwise. A
+    /// proxy sends on each piece of a region's answer as it reads it, one chunk each, so
+    /// this is how many pieces it read.
+    pub chunks: usize,
+}
+
+/// Reads one HTTP/1.1 response (content-length or chunked body) whole.
+pub async fn read_answer(conn: &mut TcpStream) -> Result<Reply, String> {
     let mut buf = Vec::with_capacity(2048);
     let mut chunk = [0u8; 4096];
     let head_end = loop {
@@ -95,18 +159,102 @@ pub async fn read_response(conn: &mut TcpStream) -> Result<u16, String> {
         .lines()
         .find_map(|l| l.strip_prefix("content-length:"))
         .and_then(|v| v.trim().parse::<usize>().ok());
-    let done = |b: &[u8]| match length {
-        Some(n) => b.len() >= head_end + n,
-        None => b.ends_with(b"0\r\n\r\n"),
+    let mut body = Vec::new();
+    let mut decoder = Dechunk::default();
+    let mut feed = |bytes: &[u8], body: &mut Vec<u8>| -> Result<bool, String> {
+        match length {
+            Some(n) => {
+                body.extend_from_slice(bytes);
+                Ok(body.len() >= n)
+            }
+            None => decoder.feed(bytes, body),
+        }
     };
-    while !done(&buf) {
+    let mut done = feed(&buf[head_end..], &mut body)?;
+    while !done {
         let n = conn.read(&mut chunk).await.map_err(|e| e.to_string())?;
         if n == 0 {
             return Err("closed inside the body".into());
         }
-        buf.extend_from_slice(&chunk[..n]);
+        done = feed(&chunk[..n], &mut body)?;
     }
-    Ok(status)
+    Ok(Reply {
+        status,
+        body,
+        chunks: decoder.chunks,
+    })
+}
+
+/// A chunked body's decoder, fed as the bytes arrive.
+#[derive(Default)]
+struct Dechunk {
+    /// Bytes of a size line (or of the CRLF after a chunk) not complete yet.
+    line: Vec<u8>,
+    /// Data bytes of the current chunk still to come.
+    left: usize,
+    /// The CRLF after a chunk's data is due.
+    crlf: bool,
+    /// The last chunk was seen; its CRLF (no trailers) ends the body.
+    last: bool,
+    /// Chunks with data so far.
+    chunks: usize,
+}
+
+impl Dechunk {
+    /// Appends the data in `bytes` to `body`; true once the body has ended.
+    fn feed(&mut self, mut bytes: &[u8], body: &mut Vec<u8>) -> Result<bool, String> {
+        while !bytes.is_empty() {
+            if self.left > 0 {
+                let n = self.left.min(bytes.len());
+                body.extend_from_slice(&bytes[..n]);
+                self.left -= n;
+                bytes = &bytes[n..];
+                self.crlf = self.left == 0;
+                continue;
+            }
+            let Some(i) = bytes.iter().position(|b| *b == b'\n') else {
+                self.line.extend_from_slice(bytes);
+                return Ok(false);
+            };
+            self.line.extend_from_slice(&bytes[..=i]);
+            bytes = &bytes[i + 1..];
+            let line = std::mem::take(&mut self.line);
+            let text = String::from_utf8_lossy(&line);
+            let text = text.trim_end_matches(['\r', '\n']);
+            if self.crlf {
+                if !text.is_empty() {
+                    return Err("chunk data longer than its size".into());
+                }
+                self.crlf = false;
+                continue;
+            }
+            if self.last {
+                // Trailers are not expected: the empty line ends the body.
+                if text.is_empty() {
+                    return Ok(true);
+                }
+                continue;
+            }
+            let size = text.split(';').next().unwrap_or("").trim();
+            let size = usize::from_str_radix(size, 16)
+                .map_err(|_| format!("bad chunk size line {text:?}"))?;
+            if size == 0 {
+                self.last = true;
+            } else {
+                self.left = size;
+                self.chunks += 1;
+            }
+        }
+        Ok(false)
+    }
+}
+
+/// How often `needle` occurs in `hay`.
+pub fn count(hay: &[u8], needle: &[u8]) -> usize {
+    if needle.is_empty() || hay.len() < needle.len() {
+        return 0;
+    }
+    hay.windows(needle.len()).filter(|w| *w == needle).count()
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -143,8 +291,41 @@ mod tests {
             assert_eq!(v["model"], CHAT_MODEL);
             assert!(b.find("\"messages\"") < b.find("\"model\""));
         }
+        // The streaming requests: the same size, the tokens and stream options asked.
+        assert!(chat_body(1).ends_with(r#""max_tokens":16}"#));
+        for answer in Answer::ALL {
+            let b = chat_request(1, 256, answer);
+            assert_eq!(b.len(), 1024, "{answer:?}");
+            let v: serde_json::Value = serde_json::from_str(&b).expect("json");
+            assert_eq!(v["max_tokens"], 256);
+            assert_eq!(
+                v["stream"].as_bool().unwrap_or(false),
+                answer != Answer::Json
+            );
+            assert_eq!(
+                v["stream_options"]["include_usage"].as_bool(),
+                (answer == Answer::StreamUsage).then_some(true)
+            );
+        }
         let raw =
             String::from_utf8(raw_with("127.0.0.1:1".parse().expect("addr"), "{}")).expect("utf-8");
         assert!(raw.contains("content-length: 2\r\n\r\n{}"));
+    }
+
+    #[test]
+    fn chunked_bodies_are_decoded_however_they_are_cut() {
+        let wire = b"5\r\nhello\r\n1a;ext=1\r\n, world, in two chunks..!!\r\n0\r\n\r\n";
+        for at in 0..wire.len() {
+            let mut d = Dechunk::default();
+            let mut body = Vec::new();
+            let first = d.feed(&wire[..at], &mut body).expect("first part");
+            assert!(!first, "ended early at {at}");
+            assert!(d.feed(&wire[at..], &mut body).expect("second part"));
+            assert_eq!(body, b"hello, world, in two chunks..!!", "cut at {at}");
+            assert_eq!(d.chunks, 2);
+        }
+        let mut d = Dechunk::default();
+        assert!(d.feed(b"2\r\nabc\r\n", &mut Vec::new()).is_err());
+        assert_eq!(count(b"data: a\n\ndata: b\n\n", b"data: "), 2);
     }
 }

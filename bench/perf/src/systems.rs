@@ -88,6 +88,8 @@ pub struct Running {
     pub proc: Option<Proc>,
     /// Client connections it can hold at once, where its configuration caps them.
     pub max_clients: Option<usize>,
+    /// Meridian's admin listener (`/metrics`, `/status`).
+    pub admin: Option<SocketAddr>,
 }
 
 pub fn free_port() -> Result<u16, String> {
@@ -185,22 +187,24 @@ async fn launch(
             addr: first,
             proc: None,
             max_clients: None,
+            admin: None,
         });
     }
     let dir = setup.dir.join(format!("{}-{tag}", kind.name()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let port = free_port()?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut admin = None;
     let (cmd, ready_path, wait) = match kind {
         Kind::Direct => unreachable!("handled above"),
         Kind::Nginx => (nginx(&dir, setup, addr, upstreams)?, "/", 15),
         Kind::Haproxy => (haproxy(&dir, setup, addr, upstreams)?, "/", 15),
         Kind::PingoraRr => (pingora_rr(setup, addr, upstreams), "/", 15),
-        Kind::Meridian => (
-            meridian(&dir, setup, addr, upstreams, models)?,
-            "/health",
-            20,
-        ),
+        Kind::Meridian => {
+            let (cmd, a) = meridian(&dir, setup, addr, upstreams, models)?;
+            admin = Some(a);
+            (cmd, "/health", 20)
+        }
         // It checks every worker's /health before it listens.
         Kind::VllmRouter => (vllm_router(setup, addr, upstreams)?, "/liveness", 60),
         Kind::Litellm => (
@@ -240,6 +244,7 @@ async fn launch(
         addr,
         proc: Some(proc),
         max_clients: (kind == Kind::Haproxy).then(|| haproxy_maxconn(setup) as usize - 50),
+        admin,
     })
 }
 
@@ -346,13 +351,14 @@ fn pingora_rr(setup: &Setup, addr: SocketAddr, upstreams: &[SocketAddr]) -> Comm
 /// The default config with only addresses, paths and the thread count changed, and its
 /// models as `models` says: by default without any (the fixed-answer upstream serves any
 /// model, and the comparison with the other proxies is of routing requests, not models).
+/// Returns the command and the admin listener's address.
 fn meridian(
     dir: &Path,
     setup: &Setup,
     addr: SocketAddr,
     upstreams: &[SocketAddr],
     models: Models,
-) -> Result<Command, String> {
+) -> Result<(Command, SocketAddr), String> {
     let default = &setup.meridian_default;
     let text =
         std::fs::read_to_string(default).map_err(|e| format!("{}: {e}", default.display()))?;
@@ -391,7 +397,7 @@ fn meridian(
     write(&path, &conf)?;
     let mut cmd = Command::new(setup.bin_dir.join("meridian"));
     cmd.arg("-c").arg(&path).env("RUST_LOG", "warn");
-    Ok(cmd)
+    Ok((cmd, admin))
 }
 
 fn litellm(
