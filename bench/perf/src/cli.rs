@@ -65,8 +65,9 @@ pub struct Opts {
     #[arg(long, value_delimiter = ',', default_values_t = [16u32, 256])]
     pub stream_tokens: Vec<u32>,
     /// Requests per callgrind run in the instructions-streams phase, at the smallest
-    /// `--stream-tokens` count; larger counts get proportionally fewer (about the same
-    /// chunks per run), at least a fortieth. The warm-up is a fifth of a run, at least 10.
+    /// `--stream-tokens` count; longer streams get proportionally fewer (about the same
+    /// chunks per run), at least a fortieth; whole answers always this many. The warm-up
+    /// is a fifth of a run, at least 10.
     #[arg(long, default_value_t = 1000)]
     pub stream_requests: u64,
     /// Milliseconds between streamed chunks from the mock regions in the

@@ -487,7 +487,14 @@ pub async fn measure_streams(setup: &Setup, opts: &Opts) -> Result<StreamAccount
             for r in &regions {
                 r.set_token_ms(pace);
             }
-            let requests = per_tokens(opts.stream_requests, smallest, tokens);
+            // Fewer of the longer streams (about the same chunks per run); a whole answer
+            // is one read however long, so as many as at the smallest count.
+            let requests = match answer {
+                Answer::Json => opts.stream_requests,
+                Answer::Stream | Answer::StreamUsage => {
+                    per_tokens(opts.stream_requests, smallest, tokens)
+                }
+            };
             let warmup = (requests / 5).max(10);
             let body = request::chat_request(STREAM_KIB, tokens, answer);
             let chunks = Arc::new(Chunks::new());
