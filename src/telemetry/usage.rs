@@ -10,7 +10,16 @@
 //!   those of an event still incomplete at the end of a chunk, at most [`MAX_EVENT`].
 
 use bytes::Bytes;
+use memchr::memmem::{Finder, FinderRev};
 use serde::Deserialize;
+use std::sync::LazyLock;
+
+// The searchers are built once: `memmem::find` builds one on every call, which cost more
+// than the search itself on a stream's short chunks.
+static USAGE_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"usage\""));
+static USAGE_KEY_REV: LazyLock<FinderRev<'static>> = LazyLock::new(|| FinderRev::new(b"\"usage\""));
+static EVENT_END: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\n\n"));
+static EVENT_END_REV: LazyLock<FinderRev<'static>> = LazyLock::new(|| FinderRev::new(b"\n\n"));
 
 /// The largest JSON answer whose usage is read; a bigger one counts as unknown.
 pub const MAX_JSON: usize = 1 << 20;
@@ -141,7 +150,7 @@ impl UsageReader {
         let cut = if end_of_stream {
             data.len()
         } else {
-            match memchr::memmem::rfind(&data, b"\n\n") {
+            match EVENT_END_REV.rfind(&data) {
                 Some(i) => i + 2,
                 None => {
                     if data.len() > MAX_EVENT {
@@ -190,7 +199,7 @@ impl UsageReader {
                 }
             }
             Mode::Sse { partial } => {
-                let Some(last) = memchr::memmem::rfind(chunk, b"\n\n") else {
+                let Some(last) = EVENT_END_REV.rfind(chunk) else {
                     // No event ends in this chunk: keep it only while an event is open
                     // that could carry usage.
                     partial.extend_from_slice(chunk);
@@ -298,7 +307,7 @@ fn split_events(text: &[u8]) -> impl Iterator<Item = &[u8]> {
         if rest.is_empty() {
             return None;
         }
-        let end = memchr::memmem::find(rest, b"\n\n").map_or(rest.len(), |i| i + 2);
+        let end = EVENT_END.find(rest).map_or(rest.len(), |i| i + 2);
         let (event, tail) = rest.split_at(end);
         rest = tail;
         Some(event)
@@ -325,7 +334,7 @@ fn is_usage_only(event: &[u8]) -> bool {
 /// instructions per byte.
 fn last_usage_object(text: &[u8]) -> Option<Fields> {
     let mut end = text.len();
-    while let Some(i) = memchr::memmem::rfind(&text[..end], b"\"usage\"") {
+    while let Some(i) = USAGE_KEY_REV.rfind(&text[..end]) {
         end = i;
         let escapes = text[..i].iter().rev().take_while(|b| **b == b'\\').count();
         if escapes % 2 == 1 {
@@ -350,7 +359,7 @@ fn last_usage_object(text: &[u8]) -> Option<Fields> {
 /// Whether `text` holds `"usage":` followed by an object (not `null`).
 fn has_usage_object(text: &[u8]) -> bool {
     let mut from = 0;
-    while let Some(i) = memchr::memmem::find(&text[from..], b"\"usage\"") {
+    while let Some(i) = USAGE_KEY.find(&text[from..]) {
         let after = &text[from + i + 7..];
         let mut rest = after.iter().skip_while(|b| b.is_ascii_whitespace());
         if rest.next() == Some(&b':') && rest.find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
