@@ -15,7 +15,8 @@ const MAX_SECONDS: f64 = 3600.0;
 const MAX_RATE: f64 = 2000.0;
 
 /// Routing-quality benchmark: the same open-loop traffic against five mock regions, routed
-/// by Meridian and by four client-side baselines, one policy after the other.
+/// by Meridian, by five client-side baselines and by the capacity-feasible oracle, one
+/// policy after the other.
 #[derive(Parser, Debug)]
 #[command(name = "routing-bench")]
 pub struct Args {
@@ -82,6 +83,10 @@ pub struct Args {
     /// Print the report only.
     #[arg(long)]
     pub no_write: bool,
+    /// Also write what each run looked like from the inside into DIR: every request, the
+    /// regions' sampled load and Meridian's status every 20 ms.
+    #[arg(long, value_name = "DIR")]
+    pub trace: Option<PathBuf>,
 }
 
 pub struct Settings {
@@ -89,6 +94,7 @@ pub struct Settings {
     pub policies: Vec<Policy>,
     pub meridian: PathBuf,
     pub out: Option<PathBuf>,
+    pub trace: Option<PathBuf>,
 }
 
 fn check(ok: bool, what: &str) -> Result<(), String> {
@@ -200,6 +206,7 @@ impl Args {
             policies,
             meridian,
             out,
+            trace: self.trace.clone(),
         })
     }
 }

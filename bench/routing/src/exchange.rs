@@ -20,6 +20,9 @@ const DONE: &[u8] = b"data: [DONE]";
 /// a final error event.
 const TAIL: usize = 512;
 
+/// The most of a body kept for reading its usage; the benchmark's answers are a few KiB.
+const MAX_BODY: usize = 1 << 20;
+
 /// Mirrors Meridian's upstream connect timeout, so a dead region costs every policy alike.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -91,6 +94,19 @@ impl Failure {
     }
 }
 
+/// Tokens an answer reported: OpenAI's `usage.prompt_tokens` and `completion_tokens`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub prompt: u64,
+    pub completion: u64,
+}
+
+impl Usage {
+    pub fn total(self) -> u64 {
+        self.prompt + self.completion
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Exchange {
     pub status: Option<u16>,
@@ -104,6 +120,9 @@ pub struct Exchange {
     pub first_byte: Option<Instant>,
     pub finished: Instant,
     pub failure: Option<Failure>,
+    /// The usage the answer reported: a JSON answer's top-level `usage`, a stream's last
+    /// chunk (asked for with `stream_options.include_usage`). `None` when it reported none.
+    pub usage: Option<Usage>,
 }
 
 impl Exchange {
@@ -121,27 +140,21 @@ pub fn client() -> reqwest::Result<Client> {
         .build()
 }
 
-/// The request's path and body; `model` is the name to send (the default scenario's plain
-/// calls name none, its streams "mock-model").
+/// The request's path and body; `model` is the name to send (the default scenario names
+/// "mock-model", which any region serves). Plain calls are non-streaming chats, so every
+/// request is on a model API whose answers Meridian reads for their usage; streams ask
+/// for their usage chunk, as a client that accounts for tokens does.
 fn body(req: &Planned, max_tokens: u32, model: Option<&str>) -> (&'static str, serde_json::Value) {
-    match req.kind {
-        Kind::Inference => {
-            let mut json = serde_json::json!({ "prompt": PROMPT, "max_tokens": max_tokens });
-            if let Some(model) = model {
-                json["model"] = model.into();
-            }
-            ("/v1/inference", json)
-        }
-        Kind::Stream => (
-            "/v1/chat/completions",
-            serde_json::json!({
-                "model": model.unwrap_or("mock-model"),
-                "stream": true,
-                "max_tokens": max_tokens,
-                "messages": [{ "role": "user", "content": PROMPT }],
-            }),
-        ),
+    let mut json = serde_json::json!({
+        "model": model.unwrap_or("mock-model"),
+        "max_tokens": max_tokens,
+        "messages": [{ "role": "user", "content": PROMPT }],
+    });
+    if req.kind == Kind::Stream {
+        json["stream"] = true.into();
+        json["stream_options"] = serde_json::json!({ "include_usage": true });
     }
+    ("/v1/chat/completions", json)
 }
 
 fn header(resp: &reqwest::Response, name: &str) -> Option<String> {
@@ -185,6 +198,7 @@ pub async fn send(
         first_byte: None,
         finished: started,
         failure: None,
+        usage: None,
     };
     let resp = match builder.send().await {
         Ok(resp) => resp,
@@ -202,6 +216,7 @@ pub async fn send(
 
     // Read to the end even on errors so the connection can be reused.
     let mut tail: Vec<u8> = Vec::with_capacity(TAIL * 2);
+    let mut whole: Vec<u8> = Vec::new();
     let mut chunks = resp.bytes_stream();
     let mut broken = None;
     while let Some(chunk) = chunks.next().await {
@@ -209,6 +224,9 @@ pub async fn send(
             Ok(bytes) => {
                 if ex.first_byte.is_none() && !bytes.is_empty() {
                     ex.first_byte = Some(Instant::now());
+                }
+                if whole.len() + bytes.len() <= MAX_BODY {
+                    whole.extend_from_slice(&bytes);
                 }
                 tail.extend_from_slice(&bytes);
                 if tail.len() > TAIL {
@@ -233,7 +251,43 @@ pub async fn send(
     } else {
         None
     };
+    if ex.failure.is_none() {
+        ex.usage = match req.kind {
+            Kind::Plain => json_usage(&whole),
+            Kind::Stream => stream_usage(&whole),
+        };
+    }
     ex
+}
+
+/// OpenAI's `usage` object: both counts, or nothing.
+fn usage_of(v: &serde_json::Value) -> Option<Usage> {
+    let u = v.get("usage")?;
+    Some(Usage {
+        prompt: u.get("prompt_tokens")?.as_u64()?,
+        completion: u.get("completion_tokens")?.as_u64()?,
+    })
+}
+
+/// The top-level `usage` of a JSON answer.
+fn json_usage(body: &[u8]) -> Option<Usage> {
+    usage_of(&serde_json::from_slice(body).ok()?)
+}
+
+/// The usage of a chat stream: the `data:` event that carries a non-null `usage` (OpenAI
+/// sends it last, with `"choices": []`; every other chunk says `"usage": null` or nothing).
+fn stream_usage(body: &[u8]) -> Option<Usage> {
+    let text = std::str::from_utf8(body).ok()?;
+    text.split("\n\n")
+        .filter_map(|event| {
+            event
+                .lines()
+                .find_map(|l| l.strip_prefix("data:"))
+                .map(str::trim)
+        })
+        .filter(|data| data.contains("\"usage\""))
+        .filter_map(|data| serde_json::from_str::<serde_json::Value>(data).ok())
+        .find_map(|v| usage_of(&v))
 }
 
 fn ends_with_done(tail: &[u8]) -> bool {
@@ -265,6 +319,46 @@ mod tests {
         ));
         assert!(has_error_event(b"event: error\ndata: {}\n\n"));
         assert!(!has_error_event(b"data: {\"choices\":[]}\n\n"));
+    }
+
+    #[test]
+    fn usage_is_read_from_json_answers_and_from_the_last_stream_chunk() {
+        let json = br#"{"choices":[],"usage":{"prompt_tokens":13,"completion_tokens":16,"total_tokens":29}}"#;
+        assert_eq!(
+            json_usage(json),
+            Some(Usage {
+                prompt: 13,
+                completion: 16
+            })
+        );
+        assert_eq!(json_usage(br#"{"choices":[]}"#), None);
+        let stream = b"data: {\"choices\":[{\"delta\":{}}],\"usage\":null}\n\n\
+            data: {\"choices\":[],\"usage\":{\"prompt_tokens\":13,\"completion_tokens\":16}}\n\n\
+            data: [DONE]\n\n";
+        assert_eq!(stream_usage(stream).map(Usage::total), Some(29));
+        assert_eq!(
+            stream_usage(b"data: {\"choices\":[]}\n\ndata: [DONE]\n\n"),
+            None
+        );
+    }
+
+    #[test]
+    fn plain_calls_and_streams_are_chats_and_streams_ask_for_usage() {
+        let req = |kind| Planned {
+            id: 0,
+            at: Duration::ZERO,
+            phase: crate::scenario::Phase::Steady,
+            kind,
+            residency: false,
+            model: None,
+        };
+        let (path, plain) = body(&req(Kind::Plain), 16, None);
+        assert_eq!(path, "/v1/chat/completions");
+        assert!(plain.get("stream").is_none() && plain.get("stream_options").is_none());
+        assert_eq!(plain["model"], "mock-model");
+        let (_, stream) = body(&req(Kind::Stream), 16, Some("qwen-7b"));
+        assert_eq!(stream["stream_options"]["include_usage"], true);
+        assert_eq!(stream["model"], "qwen-7b");
     }
 
     #[test]

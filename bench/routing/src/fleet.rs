@@ -53,6 +53,11 @@ impl Fleet {
         &self.urls
     }
 
+    /// The regions still here, indexed like `REGIONS`.
+    pub fn running(&self) -> Vec<Option<&MockRegion>> {
+        self.regions.iter().map(Option::as_ref).collect()
+    }
+
     /// Hands a region over, e.g. to the task that kills it on schedule.
     pub fn take(&mut self, index: usize) -> Option<MockRegion> {
         self.regions.get_mut(index).and_then(Option::take)

@@ -7,12 +7,14 @@ mod exchange;
 mod fleet;
 mod policy;
 mod probe;
+mod queues;
 mod record;
 mod report;
 mod rng;
 mod runner;
 mod scenario;
 mod stats;
+mod trace;
 
 use std::process::ExitCode;
 
@@ -45,8 +47,19 @@ async fn main() -> ExitCode {
             plan.len(),
             scenario.total().as_secs_f64()
         );
-        match bench::run_policy(policy, scenario, &plan, &settings.meridian).await {
-            Ok(result) => results.push(result),
+        let tracing = settings.trace.is_some();
+        match bench::run_policy(policy, scenario, &plan, &settings.meridian, tracing).await {
+            Ok((result, traced)) => {
+                if let Some(dir) = &settings.trace {
+                    if let Err(e) = trace::write(dir, policy, &result.records, &traced) {
+                        eprintln!(
+                            "routing-bench: cannot write the trace to {}: {e}",
+                            dir.display()
+                        );
+                    }
+                }
+                results.push(result);
+            }
             Err(e) => {
                 eprintln!("routing-bench: {e}");
                 return ExitCode::FAILURE;

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::exchange::{Exchange, Failure};
-use crate::scenario::regions::{REGIONS, RESIDENCY_REGION};
+use crate::exchange::{Exchange, Failure, Usage};
+use crate::scenario::regions::{price, REGIONS, RESIDENCY_REGION};
 use crate::scenario::schedule::{Kind, Planned};
 use crate::scenario::Phase;
 
@@ -14,6 +14,7 @@ pub struct Record {
     /// Scheduled send time, from the start of the run.
     pub at: Duration,
     pub phase: Phase,
+    pub kind: Kind,
     pub residency: bool,
     /// The model asked for (an index into `MODELS`), if any.
     pub model: Option<usize>,
@@ -34,6 +35,10 @@ pub struct Record {
     pub mismatch: bool,
     /// Regions the proxy tried, when it said (`x-meridian-attempts`).
     pub proxy_attempts: Option<u32>,
+    /// The tokens the answer reported; `None` for a failure or an answer without usage.
+    pub usage: Option<Usage>,
+    /// The answer's status, when one came.
+    pub status: Option<u16>,
 }
 
 impl Record {
@@ -54,6 +59,18 @@ impl Record {
         self.region.map(|r| REGIONS[r].cost_per_1k)
     }
 
+    /// An answer that began (2xx) but reported no usage: a stream cut short, say. The
+    /// proxy counts these as answers of unknown usage.
+    pub fn began_without_usage(&self) -> bool {
+        self.status.is_some_and(|s| (200..300).contains(&s)) && self.usage.is_none()
+    }
+
+    /// What the answer cost: its reported tokens at the serving region's prices.
+    pub fn spend(&self) -> Option<f64> {
+        let (region, usage) = (self.region?, self.usage?);
+        Some(price(region).cost(usage.prompt, usage.completion))
+    }
+
     /// A request that never produced an exchange (timed out as a whole, or the router had
     /// nowhere to send it).
     pub fn failed(req: &Planned, t0: Instant, lag: Duration, failure: Failure) -> Record {
@@ -61,6 +78,7 @@ impl Record {
         Record {
             at: req.at,
             phase: req.phase,
+            kind: req.kind,
             residency: req.residency,
             model: req.model,
             region: None,
@@ -71,6 +89,8 @@ impl Record {
             answered_by: Vec::new(),
             mismatch: false,
             proxy_attempts: None,
+            usage: None,
+            status: None,
         }
     }
 
@@ -99,6 +119,7 @@ impl Record {
         Record {
             at: req.at,
             phase: req.phase,
+            kind: req.kind,
             residency: req.residency,
             model: req.model,
             region,
@@ -109,6 +130,8 @@ impl Record {
             answered_by,
             mismatch,
             proxy_attempts: last.meridian_attempts,
+            usage: last.usage,
+            status: last.status,
         }
     }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::record::Record;
-use crate::scenario::regions::REGIONS;
+use crate::scenario::regions::{allowed, REGIONS};
 
 /// The `pct`-th percentile by nearest rank: the smallest sample with at least `pct` % of
 /// the samples at or below it. Integer arithmetic, so 95 % of 20 is rank 19, not 20.
@@ -55,6 +55,23 @@ pub struct Summary {
     pub within_target: Option<f64>,
     /// Successful requests per region, indexed like the region table.
     pub served: Vec<usize>,
+    /// What the successful requests cost: each answer's reported tokens at its region's
+    /// prices.
+    pub spend: f64,
+    /// `spend` per serving region, indexed like the region table.
+    pub region_spend: Vec<f64>,
+    /// Tokens (input and output) the successful requests reported.
+    pub tokens: u64,
+    /// Per failed request, the price per token of the cheapest region it may use, summed:
+    /// what failing saved it, were it served there with the mean tokens of the rest.
+    pub failed_price_sum: f64,
+    /// Successful requests whose answer reported no usage (should be 0).
+    pub without_usage: usize,
+    /// Answers that began (2xx) without reporting usage, failed ones included: streams
+    /// cut short.
+    pub began_without_usage: usize,
+    /// p99 TTFT of each region's successful requests, indexed like the region table.
+    pub region_ttft_p99: Vec<Option<f64>>,
     /// Failures by kind.
     pub failures: BTreeMap<String, usize>,
     /// Successes the harness could not attribute to a region.
@@ -74,9 +91,11 @@ pub fn summarize<'a>(records: impl IntoIterator<Item = &'a Record>, target: Dura
     let mut s = Summary {
         served: vec![0; REGIONS.len()],
         answered: vec![0; REGIONS.len()],
+        region_spend: vec![0.0; REGIONS.len()],
         ..Summary::default()
     };
     let (mut latency, mut ttft, mut lag) = (Vec::new(), Vec::new(), Vec::new());
+    let mut region_ttft: Vec<Vec<f64>> = vec![Vec::new(); REGIONS.len()];
     let (mut cost_sum, mut cost_n, mut within) = (0.0, 0usize, 0usize);
     for r in records {
         s.requests += 1;
@@ -88,7 +107,9 @@ pub fn summarize<'a>(records: impl IntoIterator<Item = &'a Record>, target: Dura
         for &region in &r.answered_by {
             s.answered[region] += 1;
         }
+        s.began_without_usage += usize::from(r.began_without_usage());
         if let Some(f) = r.failure {
+            s.failed_price_sum += cheapest_price_per_token(r);
             s.errors += 1;
             *s.failures.entry(f.label()).or_default() += 1;
             continue;
@@ -102,8 +123,19 @@ pub fn summarize<'a>(records: impl IntoIterator<Item = &'a Record>, target: Dura
                 s.served[region] += 1;
                 cost_sum += cost;
                 cost_n += 1;
+                region_ttft[region].push(ms(r.ttft));
             }
             _ => s.unattributed += 1,
+        }
+        match (r.spend(), r.usage) {
+            (Some(spend), Some(usage)) => {
+                s.spend += spend;
+                if let Some(region) = r.region {
+                    s.region_spend[region] += spend;
+                }
+                s.tokens += usage.total();
+            }
+            _ => s.without_usage += 1,
         }
     }
     s.cost_per_1k = (cost_n > 0).then(|| cost_sum / cost_n as f64);
@@ -112,7 +144,42 @@ pub fn summarize<'a>(records: impl IntoIterator<Item = &'a Record>, target: Dura
     s.latency_ms = Percentiles::of(latency);
     s.ttft_ms = Percentiles::of(ttft);
     s.lag_ms = Percentiles::of(lag);
+    s.region_ttft_p99 = region_ttft
+        .into_iter()
+        .map(|v| Percentiles::of(v).p99)
+        .collect();
     s
+}
+
+/// The price per token of the cheapest region `r` may use.
+fn cheapest_price_per_token(r: &Record) -> f64 {
+    let cheapest = allowed(r.residency, r.model)
+        .into_iter()
+        .map(|region| REGIONS[region].cost_per_1k / 1000.0)
+        .fold(f64::INFINITY, f64::min);
+    if cheapest.is_finite() {
+        cheapest
+    } else {
+        0.0
+    }
+}
+
+impl Summary {
+    /// The spend had every failed request been served at the cheapest region it may use,
+    /// with the mean tokens of the successful ones: failing is never cheaper than that.
+    pub fn spend_with_failures_served(&self) -> f64 {
+        let mean_tokens = if self.ok > 0 {
+            self.tokens as f64 / self.ok as f64
+        } else {
+            0.0
+        };
+        self.spend + self.failed_price_sum * mean_tokens
+    }
+
+    /// Spend per 1,000 reported tokens: the price paid per token, whatever the volume.
+    pub fn spend_per_1k_tokens(&self) -> Option<f64> {
+        (self.tokens > 0).then(|| self.spend / self.tokens as f64 * 1000.0)
+    }
 }
 
 #[cfg(test)]

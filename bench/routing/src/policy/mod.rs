@@ -1,13 +1,18 @@
-//! The routing policies under test: Meridian, and four client-side baselines that talk to
-//! the regions directly. Every baseline gets the residency pre-filter and one retry after a
+//! The routing policies under test: Meridian, five client-side baselines that talk to
+//! the regions directly, and the capacity-feasible oracle, the reference for what routing
+//! can save. Every baseline gets the residency pre-filter and one retry after a
 //! connection error, so the comparison is about choosing regions.
 
 mod attempt;
 mod cheapest_healthy;
+mod cheapest_room;
 mod latency_only;
 mod meridian;
+pub mod oracle;
 mod probe_all;
 mod round_robin;
+
+pub use meridian::Accounting;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -19,6 +24,7 @@ use tokio::time::Instant;
 
 use crate::record::Record;
 use crate::scenario::schedule::Planned;
+use crate::scenario::Scenario;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
 pub enum Policy {
@@ -27,16 +33,20 @@ pub enum Policy {
     NaiveProbeAll,
     LatencyOnly,
     CheapestHealthyFirst,
+    CheapestWithRoom,
+    FeasibleOracle,
 }
 
 impl Policy {
     /// The order the policies run in and are reported in.
-    pub const ALL: [Policy; 5] = [
+    pub const ALL: [Policy; 7] = [
         Policy::Meridian,
         Policy::RoundRobin,
         Policy::NaiveProbeAll,
         Policy::LatencyOnly,
         Policy::CheapestHealthyFirst,
+        Policy::CheapestWithRoom,
+        Policy::FeasibleOracle,
     ];
 
     pub fn name(self) -> &'static str {
@@ -46,7 +56,14 @@ impl Policy {
             Policy::NaiveProbeAll => "naive-probe-all",
             Policy::LatencyOnly => "latency-only",
             Policy::CheapestHealthyFirst => "cheapest-healthy-first",
+            Policy::CheapestWithRoom => "cheapest-with-room",
+            Policy::FeasibleOracle => "feasible-oracle",
         }
+    }
+
+    /// The offline reference, not a policy anyone could run: it knows the future.
+    pub fn is_oracle(self) -> bool {
+        self == Policy::FeasibleOracle
     }
 }
 
@@ -64,6 +81,8 @@ pub enum Router {
     NaiveProbeAll(probe_all::ProbeAll),
     LatencyOnly(latency_only::LatencyOnly),
     CheapestHealthyFirst(cheapest_healthy::CheapestHealthy),
+    CheapestWithRoom(cheapest_room::CheapestWithRoom),
+    FeasibleOracle(oracle::Oracle),
 }
 
 impl Router {
@@ -75,6 +94,8 @@ impl Router {
             Router::NaiveProbeAll(r) => r.route(ctx, req, t0, lag).await,
             Router::LatencyOnly(r) => r.route(ctx, req, t0, lag).await,
             Router::CheapestHealthyFirst(r) => r.route(ctx, req, t0, lag).await,
+            Router::CheapestWithRoom(r) => r.route(ctx, req, t0, lag).await,
+            Router::FeasibleOracle(r) => r.route(ctx, req, t0, lag).await,
         }
     }
 }
@@ -91,13 +112,15 @@ enum Background {
     Task(JoinHandle<()>),
 }
 
-/// Starts `policy`; `models`: Meridian's config declares the multi-model scenario's models.
+/// Starts `policy` for `scenario` (the oracle plans the whole of `plan` here).
 pub async fn start(
     policy: Policy,
     ctx: &Ctx,
     meridian_bin: &Path,
-    models: bool,
+    scenario: &Scenario,
+    plan: &[Planned],
 ) -> Result<Running, String> {
+    let models = scenario.multi_model();
     let (router, background) = match policy {
         Policy::Meridian => {
             let process =
@@ -126,6 +149,17 @@ pub async fn start(
                 Background::Task(prober),
             )
         }
+        Policy::CheapestWithRoom => (
+            Router::CheapestWithRoom(cheapest_room::CheapestWithRoom::new()),
+            Background::Nothing,
+        ),
+        Policy::FeasibleOracle => {
+            let service = oracle::calibrate(ctx, scenario).await?;
+            (
+                Router::FeasibleOracle(oracle::Oracle::new(plan, scenario, service)),
+                Background::Nothing,
+            )
+        }
     };
     Ok(Running {
         router: Arc::new(router),
@@ -134,6 +168,31 @@ pub async fn start(
 }
 
 impl Running {
+    /// The oracle's plan and the service times it was made with.
+    pub fn oracle_plan(&self) -> Option<(oracle::ServiceTimes, Vec<oracle::Assignment>)> {
+        match &*self.router {
+            Router::FeasibleOracle(o) => Some((o.service.clone(), o.plan.clone())),
+            _ => None,
+        }
+    }
+
+    /// Meridian's admin API; `None` for the baselines.
+    pub fn admin_url(&self) -> Option<String> {
+        match &self.background {
+            Background::Process(p) => Some(format!("http://{}", p.admin)),
+            _ => None,
+        }
+    }
+
+    /// Meridian's own accounting of the run, read from its metrics; `None` for the
+    /// baselines.
+    pub async fn accounting(&self, http: &Client) -> Option<Result<Accounting, String>> {
+        match &self.background {
+            Background::Process(p) => Some(p.accounting(http).await),
+            _ => None,
+        }
+    }
+
     pub async fn stop(self) {
         match self.background {
             Background::Nothing => {}

@@ -16,8 +16,8 @@ pub fn render(out: &mut String, all: &[PolicySummary], results: &[PolicyResult])
     let _ = writeln!(
         out,
         "`x-mock-region` disagreements: responses whose region header differs from the \
-         region the harness attributed them to (should be 0). Mock-counted: inference and \
-         chat requests the regions' own counters saw; harness-seen: responses from a region \
+         region the harness attributed them to (should be 0). Mock-counted: chat requests \
+         the regions' own counters saw; harness-seen: responses from a region \
          the harness received. The mocks count a request on arrival, so they may exceed \
          what the harness saw by requests cut off by the kill and, for Meridian, by \
          attempts it retried itself. Send lag: how late requests left against the \

@@ -7,6 +7,7 @@ pub mod machine;
 mod models;
 mod params;
 mod source;
+mod spend;
 mod summaries;
 mod tables;
 mod targets;
@@ -32,10 +33,14 @@ pub fn render(
     tables::per_phase(&mut out, &all);
     tables::region_share(&mut out, &all);
     tables::failures(&mut out, &all);
-    targets::render(&mut out, &all, plan);
+    spend::render(&mut out, &all);
+    spend::oracle_plan(&mut out, results);
+    targets::render(&mut out, &all);
+    spend::reconciliation(&mut out, &all);
     if scenario.multi_model() {
-        models::render(&mut out, &all, plan);
+        models::render(&mut out, &all);
     }
+    spend::queues(&mut out, &all);
     checks::render(&mut out, &all, results);
     out
 }

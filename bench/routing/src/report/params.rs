@@ -6,7 +6,9 @@ use std::path::Path;
 use super::format::{header, row};
 use super::machine::Meta;
 use crate::scenario::models::{BIG, MODELS, SMALL};
-use crate::scenario::regions::{KILLED, REGIONS, RESIDENCY_COUNTRY, RESIDENCY_REGION, TOKEN_MS};
+use crate::scenario::regions::{
+    service_ms, KILLED, REGIONS, RESIDENCY_COUNTRY, RESIDENCY_REGION, TOKEN_MS,
+};
 use crate::scenario::schedule::{Kind, Planned};
 use crate::scenario::Scenario;
 
@@ -114,7 +116,7 @@ pub fn render(out: &mut String, meta: &Meta, s: &Scenario, plan: &[Planned], mer
     let _ = writeln!(out);
 
     // What the regions can absorb, so a reader can tell how hard each phase pushes.
-    let slot_ms = REGIONS[0].work_ms + u64::from(s.max_tokens) * TOKEN_MS;
+    let slot_ms = service_ms(0, s.max_tokens);
     let per_s = |slots: u32| f64::from(slots) * 1000.0 / slot_ms as f64;
     let cheap_slots: u32 = REGIONS
         .iter()
@@ -128,8 +130,8 @@ pub fn render(out: &mut String, meta: &Meta, s: &Scenario, plan: &[Planned], mer
         .map_or(0, |r| r.capacity);
     let _ = writeln!(
         out,
-        "- An inference request holds a capacity slot for work + max_tokens x token = \
-         {slot_ms} ms (streams slightly less), so the priority-1 tier ({cheap_slots} slots) \
+        "- A request holds a capacity slot for work + max_tokens x token = {slot_ms} ms \
+         (plain or streamed), so the priority-1 tier ({cheap_slots} slots) \
          sustains about {:.0} req/s, {KILLED} alone ({killed_slots} slots) about {:.0} req/s, \
          and all regions about {:.0} req/s. Region latency is paid before a slot is taken.",
         per_s(cheap_slots),
@@ -144,13 +146,21 @@ pub fn render(out: &mut String, meta: &Meta, s: &Scenario, plan: &[Planned], mer
     );
     let _ = writeln!(
         out,
-        "- Plain calls: POST /v1/inference, max_tokens {}. Streams: POST \
-         /v1/chat/completions with `\"stream\": true`; a success needs `data: [DONE]`.{}",
+        "- Plain calls: POST /v1/chat/completions, max_tokens {}, answered in one JSON body. \
+         Streams: the same with `\"stream\": true` and `stream_options.include_usage`; a \
+         success needs `data: [DONE]`.{} Every answer reports its usage (prompt and \
+         completion tokens), read by the harness from the JSON body or the stream's last \
+         chunk; a region's price is its cost/1k for every token, input and output{}.",
         s.max_tokens,
         if s.multi_model() {
             " Both carry the model in the body's `model`."
         } else {
-            ""
+            " Both name `mock-model`, which every region serves."
+        },
+        if s.multi_model() {
+            " (Meridian's config gives each model that price per 1M tokens)"
+        } else {
+            " (Meridian's config declares no model, so it prices by cost_per_1k too)"
         }
     );
     let _ = writeln!(
@@ -174,6 +184,14 @@ pub fn render(out: &mut String, meta: &Meta, s: &Scenario, plan: &[Planned], mer
          first, 5 s cooldown after a failure.\n\
          - cheapest-healthy-first: probes every 1 s, cheapest healthy (priority, then \
          cost).\n\
+         - cheapest-with-room: knows the regions' capacities and counts its own requests in \
+         flight to each (from sending to the end of the answer); the cheapest allowed region \
+         below its capacity, else the least loaded (in flight / capacity).\n\
+         - feasible-oracle: offline, knows the schedule and every region's true slots, \
+         latency and service time; in arrival order, the cheapest allowed region with a \
+         slot free when the request arrives there (nothing queues unless no allowed region \
+         has one), nothing to the killed region that would still run at the kill. Planned \
+         before the run from the schedule alone, then run like every other policy.\n\
          - Every baseline routes `{RESIDENCY_COUNTRY}` requests only to {RESIDENCY_REGION} \
          and retries once, on the next candidate, after a connection error.\n"
     );
@@ -181,9 +199,10 @@ pub fn render(out: &mut String, meta: &Meta, s: &Scenario, plan: &[Planned], mer
         let _ = writeln!(
             out,
             "- Models, meridian: the config declares both models (`models:`, {} with alias \
-             {}) and each region's list, with `upstream_name` where the region's name differs; \
-             the client sends the fleet-wide name and Meridian rewrites it for the region it \
-             picks.\n\
+             {}) and each region's list, with `upstream_name` where the region's name differs \
+             and each model's `price` there (input and output per 1M tokens: the region's \
+             cost/1k x 1000); the client sends the fleet-wide name and Meridian rewrites it \
+             for the region it picks.\n\
              - Models, baselines: each knows the catalogue a client of this fleet would know, \
              so it picks only among the regions serving the request's model (residency still \
              applies) and sends the region's own name. Round-robin rotates per model; \

@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 
 use crate::bench::PolicyResult;
 use crate::fleet::ModelCounts;
-use crate::policy::Policy;
+use crate::policy::{Accounting, Policy};
+use crate::queues::QueueStats;
 use crate::scenario::models::MODELS;
 use crate::scenario::{Phase, Scenario};
 use crate::stats::{summarize, Summary};
@@ -22,6 +23,10 @@ pub struct PolicySummary {
     /// Failures, by kind, of requests sent before the kill and still running at it: they
     /// belong to the phase they were sent in, but the outage is what ended them.
     pub cut_by_kill: BTreeMap<String, usize>,
+    /// Each region's own queue over the run, indexed like the region table.
+    pub queues: Vec<QueueStats>,
+    /// Meridian's own account of the run, from its metrics.
+    pub accounting: Option<Result<Accounting, String>>,
 }
 
 pub struct ModelSummary {
@@ -87,6 +92,8 @@ pub fn build(results: &[PolicyResult], scenario: &Scenario) -> Vec<PolicySummary
                     *m.entry(f.label()).or_default() += 1;
                     m
                 }),
+            queues: r.queues.clone(),
+            accounting: r.accounting.clone(),
         })
         .collect()
 }

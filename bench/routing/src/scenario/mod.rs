@@ -65,7 +65,7 @@ pub struct Scenario {
     /// Share of requests for the big model (multi-model scenario only).
     pub big_share: f64,
     pub phases: [PhasePlan; 3],
-    /// Share of requests that are streaming chats; the rest are plain inference calls.
+    /// Share of requests that are streaming chats; the rest are plain (non-streaming) chats.
     pub stream_share: f64,
     /// Share of requests carrying the residency country.
     pub residency_share: f64,

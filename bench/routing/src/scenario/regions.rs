@@ -10,7 +10,7 @@ pub struct RegionDef {
     pub latency_ms: u64,
     /// Time to first token once a capacity slot is free.
     pub work_ms: u64,
-    /// Concurrent inference slots; the rest queue.
+    /// Requests worked on at once; the rest queue.
     pub capacity: u32,
     pub tags: &'static [&'static str],
 }
@@ -81,6 +81,41 @@ pub const REGIONS: [RegionDef; 5] = [
     },
 ];
 
+/// What a region charges per 1M tokens, input and output.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Price {
+    pub input_per_1m: f64,
+    pub output_per_1m: f64,
+}
+
+impl Price {
+    /// What `prompt` input and `completion` output tokens cost, as Meridian prices them:
+    /// `(input x price.input + output x price.output) / 10^6`.
+    pub fn cost(self, prompt: u64, completion: u64) -> f64 {
+        (prompt as f64 * self.input_per_1m + completion as f64 * self.output_per_1m) / 1e6
+    }
+}
+
+/// The price of every token in `region` (an index into `REGIONS`): its `cost_per_1k` per
+/// 1,000 tokens, input and output alike. Meridian's config says the same, as
+/// `cost_per_1k` (which prices every token when a model has no price) and, in the
+/// multi-model scenario, as each model's `price`, so the harness and Meridian price the
+/// same tokens the same way.
+pub fn price(region: usize) -> Price {
+    let per_1m = REGIONS[region].cost_per_1k * 1000.0;
+    Price {
+        input_per_1m: per_1m,
+        output_per_1m: per_1m,
+    }
+}
+
+/// How long one request holds a capacity slot in `region`: the time to first token and
+/// then `token_ms` per token (a stream's chunks are `token_ms` apart and it ends one
+/// `token_ms` after its last, so a stream of `max_tokens` holds its slot just as long).
+pub fn service_ms(region: usize, max_tokens: u32) -> u64 {
+    REGIONS[region].work_ms + u64::from(max_tokens) * TOKEN_MS
+}
+
 /// Index of a region by name.
 pub fn index_of(name: &str) -> Option<usize> {
     REGIONS.iter().position(|r| r.name == name)
@@ -118,6 +153,14 @@ mod tests {
             .expect("eu")
             .tags
             .contains(&"eu"));
+    }
+
+    #[test]
+    fn prices_say_cost_per_1k_for_every_token() {
+        let ap = index_of("ap-south-1").expect("ap");
+        let p = price(ap);
+        assert!((p.cost(13, 16) - 0.32 * 29.0 / 1000.0).abs() < 1e-15);
+        assert_eq!(service_ms(ap, 16), 160);
     }
 
     #[test]

@@ -18,8 +18,8 @@ pub const MAX_REQUESTS: usize = 200_000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
-    /// POST /v1/inference, answered in one body.
-    Inference,
+    /// POST /v1/chat/completions, answered in one JSON body.
+    Plain,
     /// POST /v1/chat/completions with "stream": true.
     Stream,
 }
@@ -52,7 +52,7 @@ pub fn build(s: &Scenario) -> Vec<Planned> {
             let kind = if rng.next_f64() < s.stream_share {
                 Kind::Stream
             } else {
-                Kind::Inference
+                Kind::Plain
             };
             let residency = rng.next_f64() < s.residency_share;
             let model = s.multi_model().then(|| {

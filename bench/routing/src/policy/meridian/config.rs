@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use crate::scenario::models::MODELS;
-use crate::scenario::regions::{REGIONS, RESIDENCY_COUNTRY};
+use crate::scenario::regions::{price, REGIONS, RESIDENCY_COUNTRY};
 
 /// YAML accepts JSON strings, and JSON quoting is safe for any path or URL.
 fn quoted(s: &str) -> String {
@@ -67,6 +67,13 @@ pub fn render(
                 if own != m.name {
                     let _ = writeln!(y, "        upstream_name: {own}");
                 }
+                // The harness prices the same tokens with the same figures.
+                let p = price(i);
+                let _ = writeln!(
+                    y,
+                    "        price: {{input: {}, output: {}}}",
+                    p.input_per_1m, p.output_per_1m
+                );
             }
         }
     }
@@ -125,7 +132,8 @@ mod tests {
         // ap-south-1 serves the small model only, under the fleet's name.
         let ap = y.split("- name: ap-south-1").nth(1).expect("ap");
         let ap = ap.split("\n  - name: ").next().expect("block");
-        assert!(ap.ends_with("models:\n      - name: qwen-7b"));
+        assert!(ap
+            .ends_with("models:\n      - name: qwen-7b\n        price: {input: 320, output: 320}"));
         assert!(!ap.contains("llama"));
     }
 }

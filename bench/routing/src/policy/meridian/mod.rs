@@ -5,7 +5,7 @@
 mod config;
 mod process;
 
-pub use process::Process;
+pub use process::{Accounting, Process};
 
 use std::time::Duration;
 

@@ -123,6 +123,23 @@ impl Process {
         }
     }
 
+    /// What Meridian counted for the run: its `/metrics`, read once the last answer has
+    /// ended.
+    pub async fn accounting(&self, http: &Client) -> Result<Accounting, String> {
+        let url = format!("http://{}/metrics", self.admin);
+        let text = async {
+            let resp = http.get(&url).send().await.ok()?;
+            resp.status().is_success().then_some(())?;
+            resp.text().await.ok()
+        };
+        tokio::time::timeout(POLL * 50, text)
+            .await
+            .ok()
+            .flatten()
+            .map(|t| Accounting::parse(&t))
+            .ok_or_else(|| format!("cannot read {url}"))
+    }
+
     fn log_tail(&self) -> String {
         let text = std::fs::read(self.dir.join("meridian.log")).unwrap_or_default();
         let from = text.len().saturating_sub(LOG_TAIL_BYTES);
@@ -134,6 +151,65 @@ impl Process {
         let _ = self.child.start_kill();
         let _ = tokio::time::timeout(EXIT_TIMEOUT, self.child.wait()).await;
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Meridian's own account of the tokens and money of a run, from its metrics.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Accounting {
+    /// `meridian_spend_total`, summed over regions and models, and per region name.
+    pub spend: f64,
+    pub spend_by_region: Vec<(String, f64)>,
+    /// `meridian_tokens_total` of kinds `input` and `output`.
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    /// `meridian_usage_unknown_total`: answers that reported no usage.
+    pub usage_unknown: u64,
+    /// `meridian_spend_baseline_total{baseline="fastest"}`: what Meridian reckons
+    /// latency-only routing would have paid for the same tokens.
+    pub fastest_baseline: f64,
+}
+
+impl Accounting {
+    /// Reads the Prometheus text format: `name{label="v",...} value` lines.
+    pub fn parse(text: &str) -> Accounting {
+        let mut a = Accounting::default();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let Some((series, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            let Ok(value) = value.trim().parse::<f64>() else {
+                continue;
+            };
+            let (name, labels) = series.split_once('{').unwrap_or((series, ""));
+            let label = |key: &str| {
+                let needle = format!("{key}=\"");
+                let from = labels.find(&needle)? + needle.len();
+                labels[from..].split('"').next()
+            };
+            match name {
+                "meridian_spend_total" => {
+                    a.spend += value;
+                    let region = label("region").unwrap_or("").to_string();
+                    match a.spend_by_region.iter_mut().find(|(r, _)| *r == region) {
+                        Some((_, v)) => *v += value,
+                        None => a.spend_by_region.push((region, value)),
+                    }
+                }
+                // Counters of whole tokens and answers: exact in an f64.
+                "meridian_tokens_total" => match label("kind") {
+                    Some("input") => a.input_tokens += value as u64,
+                    Some("output") => a.output_tokens += value as u64,
+                    _ => {}
+                },
+                "meridian_usage_unknown_total" => a.usage_unknown += value as u64,
+                "meridian_spend_baseline_total" if label("baseline") == Some("fastest") => {
+                    a.fastest_baseline += value
+                }
+                _ => {}
+            }
+        }
+        a
     }
 }
 
@@ -157,4 +233,32 @@ async fn healthy_regions(http: &Client, admin: &str) -> Option<u64> {
         status.get("healthy_regions")?.as_u64()
     };
     tokio::time::timeout(POLL * 10, fetch).await.ok()?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sums_spend_tokens_and_unknown_usage_from_the_metrics() {
+        let text = "# HELP meridian_spend_total x\n\
+            # TYPE meridian_spend_total counter\n\
+            meridian_spend_total{model=\"none\",region=\"ap-south-1\"} 0.25\n\
+            meridian_spend_total{model=\"none\",region=\"eu-west-1\"} 0.5\n\
+            meridian_spend_total{model=\"qwen-7b\",region=\"ap-south-1\"} 0.125\n\
+            meridian_tokens_total{kind=\"input\",model=\"none\",region=\"ap-south-1\"} 130\n\
+            meridian_tokens_total{kind=\"output\",model=\"none\",region=\"ap-south-1\"} 160\n\
+            meridian_tokens_total{kind=\"cached_input\",model=\"none\",region=\"ap-south-1\"} 0\n\
+            meridian_usage_unknown_total{model=\"none\",region=\"ap-south-1\"} 2\n\
+            meridian_spend_baseline_total{baseline=\"fastest\",model=\"none\"} 1.5\n\
+            meridian_spend_baseline_total{baseline=\"priciest\",model=\"none\"} 9\n";
+        let a = Accounting::parse(text);
+        assert!((a.spend - 0.875).abs() < 1e-12);
+        assert_eq!(a.spend_by_region[0], ("ap-south-1".to_string(), 0.375));
+        assert_eq!(
+            (a.input_tokens, a.output_tokens, a.usage_unknown),
+            (130, 160, 2)
+        );
+        assert!((a.fastest_baseline - 1.5).abs() < 1e-12);
+    }
 }
