@@ -1,16 +1,19 @@
 //! Meridian's own ranking of the fleet for one request: regions ordered by [`score`] at pick
 //! time (live latency and load are read from the region state), and each region's
 //! endpoints taken in rotation. [`super::pick`] walks it and applies the per-request
-//! checks; nothing else orders regions.
+//! checks; nothing else orders regions. The ranker also follows each region's [`Flow`]
+//! of Meridian's requests, which tells how many of them are on their way rather than in
+//! a slot there.
 //!
 //! [`score`]: super::score
 
 use super::intent::Intent;
-use super::score::{Scorer, Weights};
+use super::score::{in_transit, Scorer, Weights};
 use crate::regions::{Region, RegionTable};
 use smallvec::SmallVec;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::AcqRel, Ordering::Relaxed};
 use std::sync::Arc;
+use std::time::Instant;
 
 /// One region's place in a walk: which of its endpoints to try.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +28,90 @@ pub struct Ranker {
     weights: Weights,
     /// Where each region's next walk starts among its endpoints.
     rotation: Vec<AtomicUsize>,
+    /// Meridian's requests through each region.
+    flows: Vec<Flow>,
+    /// The zero of the flows' clocks.
+    origin: Instant,
+}
+
+// === impl Flow ===
+
+/// How long a flow window lasts: several slot turnovers of a busy region, short enough to
+/// follow a change of load within a second.
+pub const FLOW_WINDOW_NS: u64 = 250_000_000;
+
+/// Meridian's requests through one region, counted per window: how many it sent there
+/// and how many of its requests there finished (sent less the change in its in-flight
+/// count). Their lesser rate, averaged with the last window's, is the flow: a burst of
+/// sending is not taken for a flow until the requests also finish, and a region that gets
+/// nothing more (skipped as full, say) has no flow after a window or two.
+#[derive(Debug, Default)]
+pub struct Flow {
+    window_start_ns: AtomicU64,
+    sent: AtomicU64,
+    in_flight_at_start: AtomicU64,
+    /// Requests per second, as `f64` bits (0 is 0.0).
+    rate: AtomicU64,
+    /// Until when requests that could go nowhere else (a residency rule allowing only this
+    /// region, a model only it serves) are expected here.
+    sole_until_ns: AtomicU64,
+}
+
+/// How long one request that could use only this region makes the region keep a slot
+/// for more of its kind.
+pub const SOLE_HOLD_NS: u64 = 1_000_000_000;
+
+impl Flow {
+    /// One more request sent to the region at `now_ns`; `sole`: it could go nowhere else.
+    pub fn on_sent(&self, now_ns: u64, sole: bool) {
+        self.sent.fetch_add(1, Relaxed);
+        if sole {
+            self.sole_until_ns
+                .fetch_max(now_ns.saturating_add(SOLE_HOLD_NS), Relaxed);
+        }
+    }
+
+    /// Requests that could go nowhere else came here within the last [`SOLE_HOLD_NS`].
+    pub fn serves_sole(&self, now_ns: u64) -> bool {
+        self.sole_until_ns.load(Relaxed) > now_ns
+    }
+
+    /// Closes the window if it is over, with the region's in-flight count now. Whoever
+    /// closes it first does; everyone else reads the rate as it was.
+    pub fn roll(&self, now_ns: u64, in_flight: u64) {
+        self.roll_with(now_ns, || in_flight);
+    }
+
+    /// [`Flow::roll`], reading the in-flight count only when the window is over.
+    fn roll_with(&self, now_ns: u64, in_flight: impl FnOnce() -> u64) {
+        let start = self.window_start_ns.load(Relaxed);
+        let len = now_ns.saturating_sub(start);
+        if len < FLOW_WINDOW_NS
+            || self
+                .window_start_ns
+                .compare_exchange(start, now_ns, AcqRel, Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let in_flight = in_flight();
+        let sent = self.sent.swap(0, AcqRel);
+        let before = self.in_flight_at_start.swap(in_flight, AcqRel);
+        let finished = (sent + before).saturating_sub(in_flight);
+        // A window stretched over a quiet spell says nothing about the flow now.
+        let rate = if len > 4 * FLOW_WINDOW_NS {
+            0.0
+        } else {
+            sent.min(finished) as f64 / (len as f64 / 1e9)
+        };
+        let last = f64::from_bits(self.rate.load(Relaxed));
+        self.rate.store(((last + rate) / 2.0).to_bits(), Relaxed);
+    }
+
+    /// Requests per second the region takes and finishes.
+    pub fn rate(&self) -> f64 {
+        f64::from_bits(self.rate.load(Relaxed))
+    }
 }
 
 impl Ranker {
@@ -33,7 +120,37 @@ impl Ranker {
             regions: Arc::clone(regions),
             weights,
             rotation: regions.iter().map(|_| AtomicUsize::new(0)).collect(),
+            flows: regions.iter().map(|_| Flow::default()).collect(),
+            origin: Instant::now(),
         }
+    }
+
+    /// Meridian's flow through the region with this id.
+    pub fn flow(&self, region: usize) -> Option<&Flow> {
+        self.flows.get(region)
+    }
+
+    /// `now` on the flows' clock.
+    pub fn clock(&self, now: Instant) -> u64 {
+        u64::try_from(now.saturating_duration_since(self.origin).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Every region's requests in transit, its flow's window closed first if it is over.
+    fn transit(&self, now: Instant) -> SmallVec<[u64; 16]> {
+        let ns = self.clock(now);
+        self.regions
+            .iter()
+            .zip(&self.flows)
+            .map(|(region, flow)| {
+                flow.roll_with(ns, || region.in_flight());
+                // Only a known capacity makes it matter.
+                if region.capacity().is_some() {
+                    in_transit(region, flow.rate())
+                } else {
+                    0
+                }
+            })
+            .collect()
     }
 
     pub fn weights(&self) -> Weights {
@@ -44,7 +161,15 @@ impl Ranker {
     /// latency target: regions expected to meet it, cheapest first, then the rest,
     /// fastest first. A preferred region goes first.
     pub fn ranked(&self, intent: Intent) -> Ranked<'_> {
-        let scorer = Scorer::for_request(&self.regions, self.weights, intent.model, intent.tokens);
+        let now = Instant::now();
+        let scorer = Scorer::at(
+            &self.regions,
+            self.weights,
+            intent.model,
+            intent.tokens,
+            now,
+        )
+        .with_transit(self.transit(now));
         let target = intent.max_latency_ms.map(f64::from);
         let mut first = None;
         let mut left = Ranks::new();
@@ -162,6 +287,16 @@ impl Ranked<'_> {
     /// The scores and latency estimates this ranking was made with.
     pub fn scorer(&self) -> &Scorer {
         &self.scorer
+    }
+
+    /// Meridian's flow through the region with this id.
+    pub fn flow(&self, region: usize) -> Option<&Flow> {
+        self.ranker.flow(region)
+    }
+
+    /// `now` on the flows' clock.
+    pub fn clock(&self, now: Instant) -> u64 {
+        self.ranker.clock(now)
     }
 
     /// The next region in rank order, with its score; its endpoints are not walked.
@@ -315,6 +450,54 @@ mod tests {
         let t2 = |rs: &RegionTable| Scorer::new(rs, w, None).score(&rs[3]);
         regions[2].endpoints[0].set_healthy(true);
         assert_eq!(t2(&regions).round(), (80.0 + 200.0 + 76.0_f64).round());
+    }
+
+    #[test]
+    fn a_cheap_region_with_room_keeps_its_place_until_it_is_full() {
+        let yaml = crate::config::DEFAULT_YAML.replace(
+            "cost_per_1k: 0.32",
+            "cost_per_1k: 0.32\n    max_in_flight: 3",
+        );
+        let config = Config::load_str(&yaml, "test").unwrap();
+        let regions = table(&config);
+        // Far away, so that a load stretch of even a fifth would cost ap more than its lead
+        // over me (16 ms).
+        let now = Instant::now();
+        for (r, ms) in regions.iter().zip([400, 310, 300, 380, 370]) {
+            r.rtt.observe(Duration::from_millis(ms), now);
+        }
+        let ranker = Ranker::new(&regions, Weights::from(&config.selection));
+        assert_eq!(regions[2].name(), "ap-south-1");
+        let _two = [regions[2].start_request(), regions[2].start_request()];
+        assert_eq!(order(&regions, &ranker)[0], "ap-south-1");
+        let _three = regions[2].start_request();
+        assert_eq!(order(&regions, &ranker)[0], "me-south-1");
+    }
+
+    #[test]
+    fn a_flow_is_what_the_region_takes_and_finishes() {
+        const MS: u64 = 1_000_000;
+        let flow = Flow::default();
+        flow.roll(250 * MS, 0);
+        assert_eq!(flow.rate(), 0.0);
+        // Ten sent in a burst, none finished yet: no flow.
+        (0..10).for_each(|_| flow.on_sent(300 * MS, false));
+        flow.roll(500 * MS, 10);
+        assert_eq!(flow.rate(), 0.0);
+        // Ten more sent, and ten finished (still ten in flight): 40/s, averaged with the
+        // window before.
+        (0..10).for_each(|_| flow.on_sent(600 * MS, false));
+        flow.roll(750 * MS, 10);
+        assert!((flow.rate() - 20.0).abs() < 1e-9, "{}", flow.rate());
+        // Within a window nothing changes; a quiet spell counts as no flow.
+        flow.roll(800 * MS, 0);
+        assert!((flow.rate() - 20.0).abs() < 1e-9);
+        flow.roll(3_000 * MS, 0);
+        assert!((flow.rate() - 10.0).abs() < 1e-9);
+        // A request that could go nowhere else marks the region for a second.
+        assert!(!flow.serves_sole(3_000 * MS));
+        flow.on_sent(3_000 * MS, true);
+        assert!(flow.serves_sole(3_999 * MS) && !flow.serves_sole(4_000 * MS));
     }
 
     #[test]

@@ -3,28 +3,43 @@
 //!
 //! ```text
 //! latency_ms = probe_rtt_ewma_ms + work_ewma_ms
-//! load       = (busy / capacity)^4   when the capacity is known, else busy
+//! load       = 0 while busy < capacity, (busy + 1 - capacity) / capacity once it is not,
+//!              when the capacity is known; busy when it is not
 //! score      = latency_ms * (1 + load)
 //!            + tier_weight_ms * (priority + tier_deficit)
 //!            + cost_weight_ms * price_per_1k
 //! ```
 //!
 //! `price_per_1k` is the requested model's price in the region, blended over the request's
-//! expected input and output tokens, or the region's `cost_per_1k` without one:
-//!
-//! ```text
-//! ```
+//! expected input and output tokens, or the region's `cost_per_1k` without one.
 //!
 //! `work_ewma_ms` is what real requests took beyond the round-trip (queueing, prefill); a
 //! region without real samples is assumed to work like the fleet's median, and a region's
 //! estimate drifts to that median over `latency_decay` while it gets no traffic, so an
 //! idle region is neither mistaken for a fast one nor written off for good. `busy` is the
 //! larger of Meridian's own in-flight requests to the region and what the region reports
-//! (in flight + queued). The load stretches the latency term, so under concurrency the
-//! choice spreads instead of flooding the cheapest region: with a known capacity (the
-//! config's `max_in_flight` or the region's reported `max_concurrency`) by utilization to
-//! the fourth, which keeps a cheap region busy until it is nearly full; without one by the
-//! in-flight count, Peak-EWMA's load-aware cost.
+//! (in flight + queued).
+//!
+//! **Capacity.** Where a region's capacity is known (the config's `max_in_flight`, or the
+//! `max_concurrency` its endpoints report) a cheap region keeps its traffic until it is
+//! really full. Below capacity, load does not stretch its latency at all: a region that
+//! slows under load shows it in its measured work time, and queueing is what that
+//! measures. Once Meridian's own count (`busy`) reaches the capacity the latency is
+//! stretched by the excess, the queue a request might meet there, so a neighbour of the
+//! same tier with room for certain goes first; the pick skips the region only once it is
+//! full at its own end ([`in_flight_limit`]), so until then it still goes before a
+//! dearer tier (whose weight is a whole `tier_weight_ms`).
+//!
+//! Full at its own end: Meridian counts a request in flight from the moment it picks the
+//! region until the answer has arrived, but the request holds a slot there only in
+//! between, so about `flow x round-trip` of Meridian's requests to a busy region (Little's
+//! law, the flow being the rate at which the region takes and finishes them, kept by the
+//! ranker) hold none. When requests are long against the round-trip that is less than one
+//! request and changes nothing; when they are short, a region that Meridian's own count
+//! calls full still has free slots. A GPU-utilization report at or above
+//! `gpu_saturation` holds while the region is at least as busy as it was when it made
+//! the report: a report is up to a probe interval old, and once Meridian's requests there
+//! have finished, the slots they freed are free again.
 //!
 //! `tier_deficit` is Envoy's priority spill-over with overprovisioning factor 1.4: a tier
 //! with fewer than 1/1.4 (71 %) of its regions healthy looks up to one tier dearer, so the
@@ -52,7 +67,8 @@ impl From<&crate::config::SelectionSettings> for Weights {
     }
 }
 
-/// Everything a score needs from the fleet as a whole, computed once per ranking.
+/// Everything a score (and the pick's capacity check) needs from the fleet as a whole,
+/// computed once per ranking.
 #[derive(Debug, Clone)]
 pub struct Scorer {
     weights: Weights,
@@ -66,6 +82,9 @@ pub struct Scorer {
     model: Option<ModelId>,
     /// The request's expected tokens, to price it where its model has a price.
     tokens: super::intent::Tokens,
+    /// Per region (by id): Meridian's requests to it still on their way, from the
+    /// ranker's flows; empty when the scorer was made without them (all 0).
+    transit: SmallVec<[u64; 16]>,
 }
 
 impl Scorer {
@@ -79,6 +98,17 @@ impl Scorer {
         weights: Weights,
         model: Option<ModelId>,
         tokens: super::intent::Tokens,
+    ) -> Self {
+        Self::at(regions, weights, model, tokens, Instant::now())
+    }
+
+    /// [`Scorer::for_request`] as of `now`.
+    pub fn at(
+        regions: &[Arc<Region>],
+        weights: Weights,
+        model: Option<ModelId>,
+        tokens: super::intent::Tokens,
+        now: Instant,
     ) -> Self {
         let mut tiers: SmallVec<[(u32, u32, u32); 8]> = SmallVec::new();
         let mut works: SmallVec<[f64; 16]> = SmallVec::new();
@@ -106,10 +136,23 @@ impl Scorer {
             weights,
             fleet_work_ms: median(&mut works),
             tier_deficit,
-            now: Stamp::at(Instant::now()),
+            now: Stamp::at(now),
             model,
             tokens,
+            transit: SmallVec::new(),
         }
+    }
+
+    /// The same scorer, knowing how many of Meridian's requests to each region (by id) are
+    /// still on their way there or back.
+    pub fn with_transit(mut self, transit: SmallVec<[u64; 16]>) -> Self {
+        self.transit = transit;
+        self
+    }
+
+    /// Meridian's requests to `region` that hold no slot there yet (or any longer).
+    pub fn transit(&self, region: &Region) -> u64 {
+        self.transit.get(region.id).copied().unwrap_or(0)
     }
 
     /// The price per 1k tokens this request would pay in `region`: its model's price there,
@@ -135,37 +178,24 @@ impl Scorer {
         region.rtt.estimate_ms().unwrap_or(0.0) + work
     }
 
-    /// What a new request can expect: the latency, stretched by the queue when the region
-    /// is at or over capacity.
+    /// What a new request can expect: the latency, stretched by the queue it might meet
+    /// once Meridian's own count is at the region's capacity.
     pub fn expected_latency_ms(&self, region: &Region) -> f64 {
-        let latency = self.latency_ms(region);
-        let busy = region.busy();
-        match region.capacity() {
-            Some(cap) if cap > 0 && busy >= cap => {
-                latency * (1.0 + (busy + 1 - cap) as f64 / cap as f64)
-            }
-            _ => latency,
-        }
+        self.latency_ms(region) * (1.0 + queue_share(region))
     }
 
-    /// How much load stretches the latency term. With a known capacity it is the
-    /// utilization to the fourth: negligible while there is room (a region that slows
-    /// under load shows it in its measured work time anyway), the whole latency again at
-    /// full, so a cheap region keeps its traffic until it is really filling up. Without
-    /// one it is Peak-EWMA's in-flight count.
-    pub fn load_factor(region: &Region) -> f64 {
-        let busy = region.busy() as f64;
+    /// How much load stretches the latency term. With a known capacity: nothing while
+    /// Meridian's own count is below it, the excess once it is not (see the module's
+    /// "Capacity"). Without one it is Peak-EWMA's in-flight count.
+    pub fn load_factor(&self, region: &Region) -> f64 {
         match region.capacity() {
-            Some(cap) if cap > 0 => {
-                let u = busy / cap as f64;
-                u.powi(4)
-            }
-            _ => busy,
+            Some(cap) if cap > 0 => queue_share(region),
+            _ => region.busy() as f64,
         }
     }
 
     pub fn score(&self, region: &Region) -> f64 {
-        let load = Self::load_factor(region);
+        let load = self.load_factor(region);
         let deficit = self
             .tier_deficit
             .iter()
@@ -174,6 +204,90 @@ impl Scorer {
         self.latency_ms(region) * (1.0 + load)
             + self.weights.tier_weight_ms * (f64::from(region.config.priority) + deficit)
             + self.weights.cost_weight_ms * self.price_per_1k(region)
+    }
+}
+
+/// Meridian's requests to `region` still on their way there or back, with `flow` of them
+/// (per second) taken and finished: `flow x round-trip`, rounded down, and never more
+/// than Meridian has in flight there.
+pub fn in_transit(region: &Region, flow_per_s: f64) -> u64 {
+    if flow_per_s <= 0.0 {
+        return 0;
+    }
+    let rtt_s = region.rtt.estimate_ms().unwrap_or(0.0) / 1000.0;
+    let n = (flow_per_s * rtt_s).floor();
+    if n.is_finite() && n >= 1.0 {
+        (n as u64).min(region.in_flight())
+    } else {
+        0
+    }
+}
+
+/// What the region is busy with at its own end: `busy` less Meridian's requests that are
+/// still on their way (`transit`).
+pub fn occupancy(region: &Region, transit: u64) -> u64 {
+    let ours = region.in_flight();
+    let others = region.busy().saturating_sub(ours);
+    ours.saturating_sub(transit) + others
+}
+
+/// The slots the region reports (`max_concurrency`), when they are its capacity: the
+/// config's `max_in_flight`, when smaller or the same, caps Meridian's own count instead.
+fn reported_slots(region: &Region) -> Option<u64> {
+    let cap = region.capacity()?;
+    region
+        .config
+        .max_in_flight
+        .is_none_or(|own| cap < own)
+        .then_some(cap)
+}
+
+/// How many requests Meridian may have in flight to `region` while it has room: the
+/// config's `max_in_flight` less what others keep it busy with (Meridian's own count
+/// against its own cap), and the slots it reports less the same, plus Meridian's requests
+/// in `transit` (they hold none). `None`: no capacity is known.
+pub fn in_flight_limit(region: &Region, transit: u64) -> Option<u64> {
+    let others = region.busy().saturating_sub(region.in_flight());
+    let own = region
+        .config
+        .max_in_flight
+        .map(|cap| cap.saturating_sub(others));
+    let slots = reported_slots(region).map(|s| s.saturating_add(transit).saturating_sub(others));
+    match (own, slots) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The region has no room for one more request (see [`in_flight_limit`]).
+pub fn at_capacity(region: &Region, transit: u64) -> bool {
+    in_flight_limit(region, transit).is_some_and(|limit| region.in_flight() >= limit)
+}
+
+/// All the region's endpoints report GPU utilization at or above `gpu_saturation`, and it
+/// is still at least as busy as they reported (in flight + queued) when they said so;
+/// once Meridian's requests there have finished, the slots they freed count again.
+pub fn gpu_full(region: &Region, transit: u64, gpu_saturation: f64) -> bool {
+    if !region.gpu_saturated(gpu_saturation) {
+        return false;
+    }
+    // Read only here, on the rare path: a report is behind a lock.
+    let reported = region
+        .endpoints
+        .iter()
+        .try_fold(0u64, |sum, e| Some(sum.saturating_add(e.report().busy()?)));
+    reported.is_none_or(|busy| occupancy(region, transit) >= busy)
+}
+
+/// The queue a new request might join, as a share of the capacity: 0 while Meridian's
+/// own count (`busy`) is below the capacity, the excess once it is not. A region whose
+/// count is at its capacity may still have free slots (some of its requests are in
+/// transit, see [`in_flight_limit`]), but it is the one that might make a request wait.
+fn queue_share(region: &Region) -> f64 {
+    let busy = region.busy();
+    match region.capacity() {
+        Some(cap) if cap > 0 && busy >= cap => (busy + 1 - cap) as f64 / cap as f64,
+        _ => 0.0,
     }
 }
 
@@ -197,5 +311,141 @@ fn median(works: &mut [f64]) -> f64 {
         works[mid]
     } else {
         (works[mid - 1] + works[mid]) / 2.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::regions::{build_table, LoadReport, RegionTable};
+    use std::time::Duration;
+
+    /// Two regions of one tier: ap (cheap, 50 ms) and me (60 ms), with the given extra
+    /// settings on ap.
+    fn fleet(ap: &str) -> RegionTable {
+        let yaml = format!(
+            "
+regions:
+  - {{name: ap, provider: aws, endpoints: [http://127.0.0.1:9001], cost_per_1k: 0.32, priority: 1{ap}}}
+  - {{name: me, provider: aws, endpoints: [http://127.0.0.1:9002], cost_per_1k: 0.35, priority: 1}}
+"
+        );
+        let regions = build_table(&Config::load_str(&yaml, "test").unwrap());
+        let now = Instant::now();
+        for (r, ms) in regions.iter().zip([50, 60]) {
+            r.rtt.observe(Duration::from_millis(ms), now);
+        }
+        regions
+    }
+
+    fn scorer(regions: &RegionTable) -> Scorer {
+        let w = Weights {
+            tier_weight_ms: 100.0,
+            cost_weight_ms: 200.0,
+        };
+        Scorer::new(regions, w, None)
+    }
+
+    /// `ap` reports this `/health` while Meridian has `ours` requests in flight there.
+    fn report(regions: &RegionTable, json: &str, ours: u64) {
+        regions[0].endpoints[0].set_report(LoadReport::parse(json.as_bytes()), ours);
+        regions[0].refresh_load();
+    }
+
+    #[test]
+    fn below_its_capacity_a_region_keeps_its_score() {
+        let regions = fleet(", max_in_flight: 4");
+        let idle = scorer(&regions).score(&regions[0]);
+        let _three: Vec<_> = (0..3).map(|_| regions[0].start_request()).collect();
+        assert_eq!(scorer(&regions).score(&regions[0]), idle);
+        // At its capacity: the latency is stretched by the queue a request might meet.
+        let _fourth = regions[0].start_request();
+        let s = scorer(&regions);
+        let stretched = s.score(&regions[0]) - idle;
+        assert!((stretched - s.latency_ms(&regions[0]) / 4.0).abs() < 1e-9);
+        assert!(
+            (s.expected_latency_ms(&regions[0]) - 1.25 * s.latency_ms(&regions[0])).abs() < 1e-9
+        );
+    }
+
+    #[test]
+    fn without_a_capacity_every_request_in_flight_raises_the_cost() {
+        let regions = fleet("");
+        let _two: Vec<_> = (0..2).map(|_| regions[0].start_request()).collect();
+        assert_eq!(scorer(&regions).load_factor(&regions[0]), 2.0);
+    }
+
+    #[test]
+    fn in_transit_is_the_flow_over_a_round_trip_rounded_down() {
+        let regions = fleet("");
+        let ap = &regions[0];
+        let held: Vec<_> = (0..3).map(|_| ap.start_request()).collect();
+        // 50 ms round trip: 30/s is 1.5 requests on their way, 100/s five, but never
+        // more than Meridian has in flight there.
+        assert_eq!(in_transit(ap, 30.0), 1);
+        assert_eq!(in_transit(ap, 10.0), 0);
+        assert_eq!(in_transit(ap, 100.0), 3);
+        drop(held);
+        assert_eq!(in_transit(ap, 100.0), 0);
+    }
+
+    #[test]
+    fn requests_in_transit_leave_room_in_the_slots_a_region_reports() {
+        let regions = fleet("");
+        let ap = &regions[0];
+        report(
+            &regions,
+            r#"{"in_flight":0,"queue_depth":0,"max_concurrency":6}"#,
+            0,
+        );
+        let _six: Vec<_> = (0..6).map(|_| ap.start_request()).collect();
+        assert!(
+            at_capacity(ap, 0),
+            "six of Meridian's, none known to be on their way"
+        );
+        assert_eq!(in_flight_limit(ap, 2), Some(8));
+        assert!(!at_capacity(ap, 2));
+        assert_eq!(occupancy(ap, 2), 4);
+        // Meridian's own cap is on its own count, whatever is in transit.
+        let capped = fleet(", max_in_flight: 6");
+        report(&capped, r#"{"max_concurrency":6}"#, 0);
+        let _six: Vec<_> = (0..6).map(|_| capped[0].start_request()).collect();
+        assert!(at_capacity(&capped[0], 2));
+    }
+
+    #[test]
+    fn others_load_counts_against_the_slots() {
+        let regions = fleet("");
+        // The region is busy with 5 requests of other clients.
+        report(
+            &regions,
+            r#"{"in_flight":5,"queue_depth":0,"max_concurrency":6}"#,
+            0,
+        );
+        assert_eq!(in_flight_limit(&regions[0], 0), Some(1));
+        assert_eq!(in_flight_limit(&regions[0], 1), Some(2));
+    }
+
+    #[test]
+    fn a_gpu_saturation_report_holds_until_meridians_requests_there_finish() {
+        let regions = fleet("");
+        let ap = &regions[0];
+        let mut held: Vec<_> = (0..2).map(|_| ap.start_request()).collect();
+        report(
+            &regions,
+            r#"{"in_flight":2,"queue_depth":0,"gpu_utilization":1.0}"#,
+            2,
+        );
+        assert!(gpu_full(ap, 0, 0.95));
+        // One of the two finished: the GPU that report saw full has room again.
+        held.pop();
+        assert!(!gpu_full(ap, 0, 0.95));
+        // A report without the load it was made at holds until the next one.
+        report(&regions, r#"{"gpu_utilization":1.0}"#, 1);
+        held.pop();
+        assert!(gpu_full(ap, 0, 0.95));
+        report(&regions, r#"{"in_flight":0,"gpu_utilization":0.5}"#, 0);
+        assert!(!gpu_full(ap, 0, 0.95));
     }
 }
