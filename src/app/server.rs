@@ -9,6 +9,8 @@ use crate::config::Config;
 use crate::proxy::MeridianProxy;
 use crate::runtime::{Runtime, Shared};
 use pingora::apps::http_app::HttpServer;
+use pingora::listeners::tls::TlsSettings;
+use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
 use pingora::services::background::background_service;
@@ -32,6 +34,15 @@ fn server_conf(config: &Config, daemon: bool) -> ServerConf {
         daemon,
         ..ServerConf::default()
     }
+}
+
+/// A client listener's socket settings. No L4 read buffer: Pingora's default puts 64 KiB
+/// in front of every client connection, kept for the connection's whole life, idle or
+/// not, where the HTTP/1 parser reads into buffers of its own anyway (4 KiB for request
+/// headers, its body buffers for bodies). Without it an idle keep-alive connection costs
+/// a fraction of that, and a request is read with one copy fewer.
+fn client_listener(addr: &str) -> ListenerConfig {
+    ListenerConfig::tcp(addr).l4_buffer(L4BufferSettings::default().read(0))
 }
 
 /// Why the server could not be built.
@@ -86,17 +97,19 @@ pub fn build_server(
         Limited::new(app, Arc::clone(&shared), label)
     };
     let mut proxy = Service::new("meridian proxy".to_string(), proxy_app("proxy"));
-    proxy.add_tcp(&proxy_addr);
+    proxy.add_listener(client_listener(&proxy_addr));
     let proxy_tls = match proxy_tls {
         Some(t) => {
             let mut tls =
                 Service::new("meridian proxy (https)".to_string(), proxy_app("proxy_tls"));
             // The files were checked when the config was loaded.
-            tls.add_tls(&t.addr.to_string(), &t.cert_file, &t.key_file)
-                .map_err(|e| ServerError::TlsListener {
+            let settings = TlsSettings::intermediate(&t.cert_file, &t.key_file).map_err(|e| {
+                ServerError::TlsListener {
                     addr: t.addr,
                     why: e.to_string(),
-                })?;
+                }
+            })?;
+            tls.add_listener(client_listener(&t.addr.to_string()).tls(settings));
             Some(tls)
         }
         None => None,
@@ -107,7 +120,7 @@ pub fn build_server(
         "admin",
     );
     let mut admin = Service::new("meridian admin".to_string(), admin_app);
-    admin.add_tcp(&admin_addr);
+    admin.add_listener(client_listener(&admin_addr));
 
     let health = server.add_service(health);
     let proxy = server.add_service(proxy);

@@ -69,6 +69,9 @@ pub struct LimitsFile {
     /// is closed (whole seconds; 0 closes each connection after one response).
     #[serde(with = "humantime_serde")]
     pub keepalive_timeout: Duration,
+    /// Requests one client connection may carry; the last one's response says
+    /// `Connection: close` (nginx's `keepalive_requests`). HTTP/1 only.
+    pub keepalive_requests: u32,
     /// Client connections open at once, per listener; more are closed as soon as they are
     /// accepted, and those in service are not disturbed.
     pub max_connections: usize,
@@ -91,6 +94,8 @@ impl Default for LimitsFile {
             client_read_timeout: Duration::from_secs(30),
             // nginx's default.
             keepalive_timeout: Duration::from_secs(75),
+            // nginx's default.
+            keepalive_requests: 1000,
             // About 1.6 GiB of connection state at Pingora's ~100 KiB each.
             max_connections: 16_384,
         }

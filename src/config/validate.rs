@@ -867,6 +867,12 @@ impl Validator<'_> {
                 ),
             ));
         }
+        if !(1..=1_000_000_000).contains(&l.keepalive_requests) {
+            return Err(self.top(
+                "limits.keepalive_requests",
+                format!("{} must be between 1 and 1000000000", l.keepalive_requests),
+            ));
+        }
         if !(1..=1_000_000).contains(&l.max_connections) {
             return Err(self.top(
                 "limits.max_connections",

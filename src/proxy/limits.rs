@@ -48,6 +48,12 @@ pub fn count(ctx: &mut RequestCtx, chunk: usize) -> Result<(), Failure> {
 
 /// `limits.keepalive_timeout`: how long the connection may sit idle after this request
 /// before the next one, where Pingora's default waits forever. Zero: no keep-alive.
+///
+/// `limits.keepalive_requests`: set on a connection's first request. Pingora counts the
+/// reuses left down on each later one and closes after the request that finds none.
 pub fn keep_alive(session: &mut Session, limits: &Limits) {
     session.set_keepalive(limits.keepalive());
+    if session.get_keepalive_reuses_remaining().is_none() {
+        session.set_keepalive_reuses_remaining(Some(limits.keepalive_requests.saturating_sub(1)));
+    }
 }

@@ -198,6 +198,10 @@ fn out_of_range_settings() {
         &format!("listen:\n  proxy: nowhere\nregions:\n{REGION}"),
         &["line 2", "listen.proxy"],
     );
+    refused(
+        &format!("limits:\n  keepalive_requests: 0\nregions:\n{REGION}"),
+        &["line 2", "limits.keepalive_requests", "between 1 and"],
+    );
 }
 
 #[test]

@@ -201,3 +201,108 @@ async fn interim_100_continue_carries_no_meridian_headers() {
     assert!(last.contains("x-meridian-region: ap-south-1"), "{last}");
     assert!(last.contains("x-meridian-attempts: 1"), "{last}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_carries_at_most_keepalive_requests_then_closes() {
+    let ap = region("ap-south-1", 0).await;
+    let cfg = TestConfig::new()
+        .mock(&ap, 0.30, 1)
+        .section("limits", "  keepalive_requests: 3\n");
+    let m = Meridian::start(&cfg).await;
+    m.wait_health("ap-south-1", true).await;
+
+    let mut conn = TcpStream::connect(m.proxy).await.unwrap();
+    for i in 1..=3 {
+        let reply = exchange(&mut conn).await;
+        assert!(reply.starts_with("HTTP/1.1 200"), "request {i}: {reply}");
+        let head = reply.split("\r\n\r\n").next().unwrap().to_ascii_lowercase();
+        assert_eq!(
+            head.contains("connection: close"),
+            i == 3,
+            "request {i} of 3: {head}"
+        );
+    }
+    assert!(
+        closed_within(&mut conn, Duration::from_secs(5))
+            .await
+            .is_some(),
+        "the connection is closed after its third request"
+    );
+    // A new connection starts its own count.
+    let mut next = TcpStream::connect(m.proxy).await.unwrap();
+    let reply = exchange(&mut next).await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(!reply.to_ascii_lowercase().contains("connection: close"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_idle_connections_stays_under_the_cap_while_requests_are_served() {
+    const CAP: usize = 20;
+    let ap = region("ap-south-1", 0).await;
+    let cfg = TestConfig::new().mock(&ap, 0.30, 1).section(
+        "limits",
+        &format!("  max_connections: {CAP}\n  keepalive_timeout: 2s\n"),
+    );
+    let m = Meridian::start(&cfg).await;
+    m.wait_health("ap-south-1", true).await;
+
+    // Clients in service before the flood.
+    let mut serving = Vec::new();
+    for _ in 0..4 {
+        let mut conn = TcpStream::connect(m.proxy).await.unwrap();
+        assert!(exchange(&mut conn).await.starts_with("HTTP/1.1 200"));
+        serving.push(conn);
+    }
+    // The flood: 200 connections, half of them sending one request and then idling,
+    // half never sending a byte. Whatever the proxy takes, it holds at most CAP.
+    let mut flood = Vec::new();
+    for i in 0..200 {
+        let Ok(mut conn) = TcpStream::connect(m.proxy).await else {
+            continue;
+        };
+        if i % 2 == 0 {
+            let _ = conn.write_all(REQUEST).await;
+        }
+        flood.push(conn);
+    }
+    // The clients in service keep being answered throughout.
+    for round in 0..5 {
+        for conn in &mut serving {
+            let reply = exchange(conn).await;
+            assert!(reply.starts_with("HTTP/1.1 200"), "round {round}: {reply}");
+        }
+        let metrics = m.metrics().await;
+        let open: usize = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("meridian_connections_open{listener=\"proxy\"} "))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("meridian_connections_open for the proxy listener");
+        assert!(open <= CAP, "{open} connections open, cap {CAP}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let metrics = m.metrics().await;
+    let refused: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("meridian_connections_refused_total{listener=\"proxy\"} "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("meridian_connections_refused_total for the proxy listener");
+    assert!(refused >= 200 - CAP as u64, "only {refused} refused");
+    // The flood that got in goes idle and is closed by the keep-alive timeout (those that
+    // sent a request); a new client then gets a place.
+    drop(serving);
+    eventually(Duration::from_secs(10), "a new client is served", || async {
+        let Ok(mut conn) = TcpStream::connect(m.proxy).await else {
+            return false;
+        };
+        if conn.write_all(REQUEST).await.is_err() {
+            return false;
+        }
+        let mut buf = [0u8; 64];
+        matches!(
+            tokio::time::timeout(Duration::from_secs(2), conn.read(&mut buf)).await,
+            Ok(Ok(n)) if n > 0 && buf.starts_with(b"HTTP/1.1 200")
+        )
+    })
+    .await;
+    drop(flood);
+}
