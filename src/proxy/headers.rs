@@ -1,5 +1,7 @@
-//! Header hygiene: `x-meridian-*` belongs to Meridian in both directions.
+//! Header hygiene: `x-meridian-*` belongs to Meridian in both directions; and the request
+//! target an endpoint's URL shape asks for.
 
+use crate::config::UrlShape;
 use crate::regions::{EndpointState, Region};
 use crate::routing::hints::{any_ours, is_ours};
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -15,7 +17,8 @@ fn ours(headers: &HeaderMap) -> Vec<HeaderName> {
 }
 
 /// Client-sent `x-meridian-*` headers never reach a region, nor (with client keys on) the
-/// client's key; `Host` names the endpoint.
+/// client's key; `Host` names the endpoint, and the target goes under the endpoint's path
+/// prefix with its query parameters merged in.
 pub fn prepare_upstream(
     req: &mut RequestHeader,
     endpoint: Option<&EndpointState>,
@@ -29,6 +32,9 @@ pub fn prepare_upstream(
             req.remove_header(name);
         }
     }
+    if let Some(e) = endpoint {
+        shape_target(req, &e.endpoint.shape)?;
+    }
     match endpoint {
         Some(EndpointState {
             host_header: Some(host),
@@ -37,6 +43,24 @@ pub fn prepare_upstream(
         Some(e) => req.insert_header("host", e.endpoint.authority.as_str()),
         None => req.insert_header("host", ""),
     }
+}
+
+/// Prefix and parameters as [`UrlShape::apply`] documents. Each attempt gets a fresh copy
+/// of the client's request header from Pingora, so a retry on another endpoint starts
+/// from the client's own target, never from a previous endpoint's.
+fn shape_target(req: &mut RequestHeader, shape: &UrlShape) -> pingora::Result<()> {
+    if shape.is_plain() {
+        return Ok(());
+    }
+    let raw = req.raw_path();
+    let target = if raw.starts_with(b"/") {
+        shape.apply(raw, true)
+    } else {
+        // Absolute-form (`GET http://host/path`): its path and query.
+        let pq = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        shape.apply(pq.as_bytes(), true)
+    };
+    req.set_raw_path(&target)
 }
 
 /// A held body goes out whole, with its own length: the client's framing (a chunked
