@@ -33,6 +33,7 @@ mod openai_sdk;
 mod reload;
 mod stream_failover;
 mod streaming;
+mod url_shapes;
 mod usage;
 mod versions;
 mod walkthrough;
