@@ -26,6 +26,7 @@ mod latency;
 mod layering;
 mod lifecycle;
 mod limits;
+mod litellm;
 mod load;
 mod models;
 mod netem;
