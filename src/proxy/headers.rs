@@ -153,3 +153,30 @@ pub fn add_final(resp: &mut ResponseHeader, ctx: &super::ctx::RequestCtx) -> pin
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shaped(target: &[u8], shape: &str) -> String {
+        let mut req = RequestHeader::build("POST", target, None).unwrap();
+        shape_target(&mut req, &UrlShape::parse(shape).unwrap()).unwrap();
+        String::from_utf8(req.raw_path().to_vec()).unwrap()
+    }
+
+    #[test]
+    fn the_target_goes_under_the_prefix_with_the_parameters_merged() {
+        let azure = "/openai?api-version=2024-10-21";
+        assert_eq!(
+            shaped(b"/v1/chat/completions?api-version=1&u=a%2Fb", azure),
+            "/openai/v1/chat/completions?api-version=2024-10-21&u=a%2Fb"
+        );
+        // Absolute-form: its path and query.
+        assert_eq!(
+            shaped(b"http://meridian.example/v1/models?x=1", azure),
+            "/openai/v1/models?api-version=2024-10-21&x=1"
+        );
+        // A plain endpoint leaves the client's target byte for byte.
+        assert_eq!(shaped(b"/v1/a%2fb?q=%7e", ""), "/v1/a%2fb?q=%7e");
+    }
+}
