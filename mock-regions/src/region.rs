@@ -37,7 +37,12 @@ pub(crate) struct Settings {
     pub usage: bool,
     /// Prompt tokens reported as read from the cache (capped at the prompt's).
     pub cached_tokens: u64,
+    /// Answer `/health` (off: 404, as a provider without a health endpoint).
+    pub health_route: bool,
 }
+
+/// Request targets kept for [`RegionState::targets`]; older ones are dropped.
+const MAX_TARGETS: usize = 256;
 
 /// How one request is to fail.
 #[derive(Clone, Copy, Debug)]
@@ -60,6 +65,10 @@ pub(crate) struct RegionState {
     last_headers: Mutex<Vec<(String, String)>>,
     // Headers of the last health probe.
     last_probe_headers: Mutex<Vec<(String, String)>>,
+    /// `METHOD target` of recent requests (control excluded), oldest first.
+    targets: Mutex<std::collections::VecDeque<String>>,
+    /// Served under this path prefix (`/openai`), as a gateway mounted under a path is.
+    mount: Mutex<Option<String>>,
     // Watch channels rather than flags so waiting requests and held streams
     // wake as soon as the switch is released instead of polling.
     hold: watch::Sender<bool>,
@@ -96,6 +105,7 @@ impl RegionState {
                 flap_ms: None,
                 usage: true,
                 cached_tokens: 0,
+                health_route: true,
             }),
             model_version: Mutex::new(spec.model_version.clone()),
             models: Mutex::new(spec.models.clone()),
@@ -103,6 +113,8 @@ impl RegionState {
             counts: Mutex::new(Counts::default()),
             last_headers: Mutex::new(Vec::new()),
             last_probe_headers: Mutex::new(Vec::new()),
+            targets: Mutex::new(std::collections::VecDeque::new()),
+            mount: Mutex::new(None),
             hold: watch::Sender::new(false),
             hang: watch::Sender::new(false),
             blackhole: watch::Sender::new(false),
@@ -200,6 +212,32 @@ impl RegionState {
 
     pub fn record_probe_headers(&self, headers: &hyper::HeaderMap) {
         *lock(&self.last_probe_headers) = header_list(headers);
+    }
+
+    pub fn record_target(&self, method: &str, target: &str) {
+        let mut t = lock(&self.targets);
+        if t.len() == MAX_TARGETS {
+            t.pop_front();
+        }
+        t.push_back(format!("{method} {target}"));
+    }
+
+    pub fn targets(&self) -> Vec<String> {
+        lock(&self.targets).iter().cloned().collect()
+    }
+
+    pub fn set_mount(&self, prefix: Option<String>) {
+        *lock(&self.mount) = prefix;
+    }
+
+    /// `path` with the mount prefix removed; `None` when it is outside the mount.
+    pub fn unmounted<'a>(&self, path: &'a str) -> Option<&'a str> {
+        match lock(&self.mount).as_deref() {
+            None => Some(path),
+            Some(prefix) => path
+                .strip_prefix(prefix)
+                .filter(|rest| rest.starts_with('/')),
+        }
     }
 
     pub fn last_probe_headers(&self) -> Vec<(String, String)> {

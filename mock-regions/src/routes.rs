@@ -41,14 +41,23 @@ pub(crate) async fn handle(
 }
 
 async fn route(req: Request<Incoming>, state: &Arc<RegionState>) -> Result<Response<Body>, Reset> {
-    let path = req.uri().path().to_string();
+    let full = req.uri().path().to_string();
     // The control plane must stay usable while the region is told to be slow
     // or broken, and must not disturb the counters tests assert on.
-    if path == "/control" {
+    if full == "/control" {
         return Ok(control::handle(req, state).await);
     }
-
-    let category = category(&path);
+    let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    state.record_target(req.method().as_str(), target);
+    // Under a mount, only what lies beneath it is the API; anything else is unknown.
+    let (path, category) = match state.unmounted(&full) {
+        Some(p) => (p.to_string(), category(p)),
+        None => (full.clone(), Category::Other),
+    };
+    let category = match category {
+        Category::Health if !state.settings().health_route => Category::Other,
+        c => c,
+    };
     // Counted before any waiting so a test can observe a request that is
     // still in flight.
     state.record(category);

@@ -254,6 +254,25 @@ impl MockRegion {
         self.state.last_headers()
     }
 
+    /// `Some("/openai")`: serve the API under that path prefix, as a gateway mounted under
+    /// a path does (`/openai/v1/chat/completions`, `/openai/health`); paths outside it get
+    /// 404. `/control` stays at the root. `None` (the default) serves at the root.
+    pub fn set_mount(&self, prefix: Option<&str>) {
+        self.state
+            .set_mount(prefix.map(|p| p.trim_end_matches('/').to_string()));
+    }
+
+    /// `false`: `/health` answers 404, as from a provider with no health endpoint.
+    pub fn set_health_route(&self, on: bool) {
+        self.state.update(|s| s.health_route = on);
+    }
+
+    /// `METHOD path?query` of the last 256 requests as received (probes included,
+    /// `/control` not), oldest first, so a test can see the exact targets a proxy sent.
+    pub fn targets(&self) -> Vec<String> {
+        self.state.targets()
+    }
+
     /// Headers of the last `/health` request (a probe).
     pub fn last_probe_headers(&self) -> Vec<(String, String)> {
         self.state.last_probe_headers()

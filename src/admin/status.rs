@@ -16,8 +16,13 @@ pub fn regions(rt: &Runtime, reload: Option<ReloadReport>) -> Value {
                 .iter()
                 .map(|e| {
                     let report = e.report();
+                    let probe = &r.config.probe;
+                    let target = probe.target(&e.endpoint.shape);
                     json!({
                         "url": e.endpoint.url,
+                        "path_prefix": e.endpoint.shape.prefix(),
+                        "query": e.endpoint.shape.query(),
+                        "probe": format!("{} {}", probe.method.as_str(), String::from_utf8_lossy(&target)),
                         "address": e.endpoint.addr.to_string(),
                         "healthy": e.is_healthy(),
                         "last_probe_ms": e.last_probe_ms(),
@@ -77,6 +82,13 @@ pub fn regions(rt: &Runtime, reload: Option<ReloadReport>) -> Value {
                 "cost_per_1k": r.config.cost_per_1k,
                 "priority": r.config.priority,
                 "tags": r.config.tags,
+                "health_check": {
+                    "method": r.config.probe.method.as_str(),
+                    "path": r.config.probe.path,
+                    "expect_status": r.config.probe.expect_status,
+                    "follow_prefix": r.config.probe.follow_prefix,
+                    "sends_body": r.config.probe.body.is_some(),
+                },
                 "healthy": r.probes_healthy(),
                 "circuit": r.circuit.state(),
                 "latency_ewma_ms": scorer.latency_ms(r),

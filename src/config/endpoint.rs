@@ -1,9 +1,11 @@
-//! Endpoint URLs: `http://host[:port][/]` or `https://host[:port][/]`, resolved once at
-//! load time. HTTPS endpoints are verified against the host name (sent as SNI).
+//! Endpoint URLs: `http[s]://host[:port][/prefix][?query]`, resolved once at load time.
+//! HTTPS endpoints are verified against the host name (sent as SNI). The path prefix and
+//! query parameters are the endpoint's [`UrlShape`].
 //!
 //! Pingora peers take socket addresses and resolve hostnames with a blocking call that panics
 //! on failure, so names are resolved here, where a failure is a clear config error.
 
+pub use super::url_shape::{ShapeError, UrlShape};
 use std::net::{SocketAddr, ToSocketAddrs};
 
 /// Why an endpoint URL was refused; every message starts with the URL.
@@ -13,11 +15,11 @@ pub enum EndpointError {
     Scheme { url: String, scheme: String },
     #[error("'{0}': expected a URL like http://10.0.0.5:8080")]
     NotAUrl(String),
-    #[error("'{url}': endpoint URLs cannot carry a path ('{path}'); requests keep their own path")]
-    Path { url: String, path: String },
+    #[error("'{url}': {why}")]
+    Shape { url: String, why: ShapeError },
     #[error("'{0}': missing host")]
     MissingHost(String),
-    #[error("'{0}': only scheme, host and port are allowed")]
+    #[error("'{0}': user information ('user@') is not allowed; use the region's credentials")]
     ExtraParts(String),
     #[error("'{url}': {why}")]
     Authority { url: String, why: AuthorityError },
@@ -57,6 +59,8 @@ pub struct Endpoint {
     pub tls: bool,
     /// The host name (or IP) the certificate must match, sent as SNI.
     pub sni: String,
+    /// The path prefix and query parameters every request to this endpoint carries.
+    pub shape: UrlShape,
 }
 
 /// How host names in endpoint URLs become addresses.
@@ -86,20 +90,18 @@ pub fn parse_endpoint_with(url: &str, resolution: Resolution) -> Result<Endpoint
         }
         None => return Err(EndpointError::NotAUrl(url.into())),
     };
-    let (authority, path) = match rest.find('/') {
+    let (authority, path) = match rest.find(['/', '?', '#']) {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, ""),
     };
-    if !path.is_empty() && path != "/" {
-        return Err(EndpointError::Path {
-            url: url.into(),
-            path: path.into(),
-        });
-    }
+    let shape = UrlShape::parse(path).map_err(|why| EndpointError::Shape {
+        url: url.into(),
+        why,
+    })?;
     if authority.is_empty() {
         return Err(EndpointError::MissingHost(url.into()));
     }
-    if authority.contains('@') || authority.contains('?') || authority.contains('#') {
+    if authority.contains('@') {
         return Err(EndpointError::ExtraParts(url.into()));
     }
     let default_port = if tls { 443 } else { 80 };
@@ -124,6 +126,7 @@ pub fn parse_endpoint_with(url: &str, resolution: Resolution) -> Result<Endpoint
             addr: SocketAddr::new(ip, port),
             tls,
             sni: host,
+            shape,
         });
     }
     let addr = (host.as_str(), port)
@@ -144,6 +147,7 @@ pub fn parse_endpoint_with(url: &str, resolution: Resolution) -> Result<Endpoint
         addr,
         tls,
         sni: host,
+        shape,
     })
 }
 
@@ -217,6 +221,31 @@ mod tests {
     }
 
     #[test]
+    fn keeps_a_path_prefix_and_query_parameters() {
+        let e = parse_endpoint("https://127.0.0.1:8443/openai/?api-version=2024-10-21").unwrap();
+        assert_eq!(e.authority, "127.0.0.1:8443");
+        assert_eq!(e.shape.prefix(), "/openai");
+        assert_eq!(e.shape.query(), "api-version=2024-10-21");
+        let e = parse_endpoint("http://127.0.0.1:81?key=a%2Fb").unwrap();
+        assert_eq!((e.authority.as_str(), e.addr.port()), ("127.0.0.1:81", 81));
+        assert_eq!(
+            (e.shape.prefix(), e.shape.query().as_str()),
+            ("", "key=a%2Fb")
+        );
+        assert!(parse_endpoint("http://127.0.0.1:82/")
+            .unwrap()
+            .shape
+            .is_plain());
+        let err = parse_endpoint("http://127.0.0.1:80/v1#top").unwrap_err();
+        assert!(matches!(err, EndpointError::Shape { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("'http://127.0.0.1:80/v1#top': a fragment"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn rejects_bad_urls() {
         for bad in [
             "127.0.0.1:8000",
@@ -224,8 +253,9 @@ mod tests {
             "http://",
             "http://127.0.0.1:0",
             "http://127.0.0.1:99999",
-            "http://127.0.0.1:80/v1",
             "http://user@127.0.0.1:80",
+            "http://127.0.0.1:80/v1#top",
+            "http://127.0.0.1:80/v1?a=1&a=2",
             "http://no-such-host.invalid:80",
         ] {
             assert!(parse_endpoint(bad).is_err(), "{bad} should be refused");

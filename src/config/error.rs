@@ -121,3 +121,26 @@ pub fn field_line(text: &str, name_line: Option<usize>, field: &str) -> Option<u
     }
     None
 }
+
+/// The line of `key:` nested under the key on `parent_line` (1-based): the first such line
+/// indented deeper than the parent, before the parent's block ends.
+pub fn nested_line(text: &str, parent_line: Option<usize>, key: &str) -> Option<usize> {
+    let lines: Vec<&str> = text.lines().collect();
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let parent_idx = parent_line?.checked_sub(1)?;
+    let parent_indent = indent(lines.get(parent_idx)?);
+    let key = format!("{key}:");
+    for (i, l) in lines.iter().enumerate().skip(parent_idx + 1) {
+        let trimmed = l.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        if indent(l) <= parent_indent {
+            return None;
+        }
+        if trimmed.trim_start_matches("- ").starts_with(&key) {
+            return Some(i + 1);
+        }
+    }
+    None
+}

@@ -178,6 +178,45 @@ pub struct HealthCheckFile {
     pub timeout: Duration,
     pub failure_threshold: usize,
     pub success_threshold: usize,
+    /// The probe's method; default GET.
+    pub method: Option<ProbeMethodFile>,
+    /// The statuses that count as healthy; default 200.
+    pub expect_status: Option<StatusesFile>,
+    /// The body of a POST probe (sent as `application/json`).
+    pub body: Option<String>,
+    /// Whether the probe goes under each endpoint's path prefix; default true.
+    pub follow_prefix: Option<bool>,
+}
+
+/// A region's own `health_check:`: each key absent inherits the top-level one.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegionHealthCheckFile {
+    pub path: Option<String>,
+    pub method: Option<ProbeMethodFile>,
+    pub expect_status: Option<StatusesFile>,
+    pub body: Option<String>,
+    pub follow_prefix: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeMethodFile {
+    #[serde(rename = "GET", alias = "get")]
+    Get,
+    #[serde(rename = "HEAD", alias = "head")]
+    Head,
+    #[serde(rename = "POST", alias = "post")]
+    Post,
+}
+
+/// `expect_status: 200` or `expect_status: [200, 204]`; anything else is kept so the
+/// validator can say what is wrong in its own words.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(untagged)]
+pub enum StatusesFile {
+    One(i64),
+    Many(Vec<i64>),
+    Other(serde_yaml::Value),
 }
 
 impl Default for HealthCheckFile {
@@ -188,6 +227,10 @@ impl Default for HealthCheckFile {
             timeout: Duration::from_secs(1),
             failure_threshold: 3,
             success_threshold: 2,
+            method: None,
+            expect_status: None,
+            body: None,
+            follow_prefix: None,
         }
     }
 }
@@ -274,6 +317,9 @@ pub struct RegionFile {
     /// The models this region serves; absent: any model (v0.1 behaviour).
     #[serde(default)]
     pub models: Option<Vec<RegionModelFile>>,
+    /// How this region is probed, over the top-level `health_check:`.
+    #[serde(default)]
+    pub health_check: Option<RegionHealthCheckFile>,
 }
 
 /// One entry of the fleet-wide `models:` list.

@@ -9,7 +9,9 @@ pub mod file;
 mod geo_value;
 mod mask;
 mod models;
+mod probe;
 mod tls;
+mod url_shape;
 mod validate;
 mod validate_auth;
 
@@ -21,7 +23,9 @@ pub use mask::{RegionMask, MAX_REGIONS};
 pub use models::{
     is_model_name, CanaryConfig, ModelConfig, ModelId, Models, Price, RegionModel, MAX_MODELS,
 };
+pub use probe::{ProbeConfig, ProbeMethod};
 pub use tls::CaCertificates;
+pub use url_shape::UrlShape;
 
 pub use ipnet::IpNet;
 use std::net::SocketAddr;
@@ -138,6 +142,8 @@ pub struct RegionConfig {
     pub ca: Option<std::sync::Arc<CaCertificates>>,
     /// The models this region serves; `None`: any model.
     pub models: Option<Vec<RegionModel>>,
+    /// How this region's endpoints are probed (the fleet's probe with the region's keys).
+    pub probe: ProbeConfig,
 }
 
 impl RegionConfig {

@@ -1,7 +1,7 @@
 //! From YAML text to a validated [`Config`]. Every message names the file, the line where it
 //! can be found, the region and the field.
 
-use super::error::{field_line, find_line, region_line};
+use super::error::{field_line, find_line, nested_line, region_line};
 use super::file::{
     FileConfig, GeoDefaultFile, GeoFile, ModelDeclFile, RegionFile, RegionModelFile,
     UntrustedHeaderFile,
@@ -33,7 +33,9 @@ pub fn load(
         resolution,
     };
     let models = v.models(&file.models)?;
-    let regions = v.regions(&file.regions, vars, &models)?;
+    let fleet_probe = super::probe::fleet(&file.health_check)
+        .map_err(|e| v.top(&format!("health_check.{}", e.key), e.message))?;
+    let regions = v.regions(&file.regions, vars, &models, &fleet_probe)?;
     let geo = v.geo(&file.geo, &regions)?;
     v.server(&file.server)?;
     v.sections(&file)?;
@@ -287,6 +289,7 @@ impl Validator<'_> {
         files: &[RegionFile],
         vars: &[(String, String)],
         models: &Models,
+        fleet_probe: &super::ProbeConfig,
     ) -> Result<Vec<RegionConfig>, ConfigError> {
         if files.is_empty() {
             return Err(self.top("regions", "at least one region is required"));
@@ -402,6 +405,20 @@ impl Validator<'_> {
                 Some(list) => Some(self.region_models(&r.name, nth, list, models)?),
                 None => None,
             };
+            let probe = match &r.health_check {
+                Some(h) => super::probe::over(fleet_probe, h).map_err(|e| {
+                    let block = field_line(
+                        self.text,
+                        region_line(self.text, &r.name, nth),
+                        "health_check",
+                    );
+                    let line = nested_line(self.text, block, e.key).or(block);
+                    self.in_region(&r.name, nth, "health_check", e.message)
+                        .line(line)
+                        .field(format!("health_check.{}", e.key))
+                })?,
+                None => fleet_probe.clone(),
+            };
             out.push(RegionConfig {
                 name: r.name.clone(),
                 provider: r.provider.clone(),
@@ -417,6 +434,7 @@ impl Validator<'_> {
                 },
                 ca,
                 models: served,
+                probe,
             });
         }
         Ok(out)
@@ -791,13 +809,8 @@ impl Validator<'_> {
                 Ok(())
             }
         };
+        // health_check's probe keys (path, method, ...) are checked in `probe::fleet`.
         let h = &f.health_check;
-        if !h.path.starts_with('/') {
-            return Err(self.top(
-                "health_check.path",
-                format!("'{}' must start with '/'", h.path),
-            ));
-        }
         positive("health_check.interval", h.interval)?;
         positive("health_check.timeout", h.timeout)?;
         for (field, n) in [

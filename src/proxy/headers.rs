@@ -1,5 +1,7 @@
-//! Header hygiene: `x-meridian-*` belongs to Meridian in both directions.
+//! Header hygiene: `x-meridian-*` belongs to Meridian in both directions; and the request
+//! target an endpoint's URL shape asks for.
 
+use crate::config::UrlShape;
 use crate::regions::{EndpointState, Region};
 use crate::routing::hints::{any_ours, is_ours};
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -15,7 +17,8 @@ fn ours(headers: &HeaderMap) -> Vec<HeaderName> {
 }
 
 /// Client-sent `x-meridian-*` headers never reach a region, nor (with client keys on) the
-/// client's key; `Host` names the endpoint.
+/// client's key; `Host` names the endpoint, and the target goes under the endpoint's path
+/// prefix with its query parameters merged in.
 pub fn prepare_upstream(
     req: &mut RequestHeader,
     endpoint: Option<&EndpointState>,
@@ -29,6 +32,9 @@ pub fn prepare_upstream(
             req.remove_header(name);
         }
     }
+    if let Some(e) = endpoint {
+        shape_target(req, &e.endpoint.shape)?;
+    }
     match endpoint {
         Some(EndpointState {
             host_header: Some(host),
@@ -37,6 +43,24 @@ pub fn prepare_upstream(
         Some(e) => req.insert_header("host", e.endpoint.authority.as_str()),
         None => req.insert_header("host", ""),
     }
+}
+
+/// Prefix and parameters as [`UrlShape::apply`] documents. Each attempt gets a fresh copy
+/// of the client's request header from Pingora, so a retry on another endpoint starts
+/// from the client's own target, never from a previous endpoint's.
+fn shape_target(req: &mut RequestHeader, shape: &UrlShape) -> pingora::Result<()> {
+    if shape.is_plain() {
+        return Ok(());
+    }
+    let raw = req.raw_path();
+    let target = if raw.starts_with(b"/") {
+        shape.apply(raw, true)
+    } else {
+        // Absolute-form (`GET http://host/path`): its path and query.
+        let pq = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        shape.apply(pq.as_bytes(), true)
+    };
+    req.set_raw_path(&target)
 }
 
 /// A held body goes out whole, with its own length: the client's framing (a chunked
@@ -128,4 +152,31 @@ pub fn add_final(resp: &mut ResponseHeader, ctx: &super::ctx::RequestCtx) -> pin
         resp.set_reason_phrase(reason.as_deref())?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shaped(target: &[u8], shape: &str) -> String {
+        let mut req = RequestHeader::build("POST", target, None).unwrap();
+        shape_target(&mut req, &UrlShape::parse(shape).unwrap()).unwrap();
+        String::from_utf8(req.raw_path().to_vec()).unwrap()
+    }
+
+    #[test]
+    fn the_target_goes_under_the_prefix_with_the_parameters_merged() {
+        let azure = "/openai?api-version=2024-10-21";
+        assert_eq!(
+            shaped(b"/v1/chat/completions?api-version=1&u=a%2Fb", azure),
+            "/openai/v1/chat/completions?api-version=2024-10-21&u=a%2Fb"
+        );
+        // Absolute-form: its path and query.
+        assert_eq!(
+            shaped(b"http://meridian.example/v1/models?x=1", azure),
+            "/openai/v1/models?api-version=2024-10-21&x=1"
+        );
+        // A plain endpoint leaves the client's target byte for byte.
+        assert_eq!(shaped(b"/v1/a%2fb?q=%7e", ""), "/v1/a%2fb?q=%7e");
+    }
 }

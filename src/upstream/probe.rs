@@ -1,9 +1,11 @@
-//! The probe: `GET <path>` on one endpoint, healthy on a 200 within the timeout. Its
-//! body may report load and model version (see [`LoadReport`]).
+//! The probe: the region's probe request (by default `GET /health`, under the endpoint's
+//! path prefix, with its query parameters) on one endpoint, healthy on an expected status
+//! (by default 200) within the timeout. Its body may report load and model version (see
+//! [`LoadReport`]).
 
 use super::peer::Peers;
-use crate::config::HealthSettings;
-use crate::regions::{LoadReport, Region, RegionTable};
+use crate::config::{HealthSettings, ProbeMethod};
+use crate::regions::{EndpointState, LoadReport, Region, RegionTable};
 use crate::routing::EndpointRef;
 use async_trait::async_trait;
 use pingora::connectors::http::Connector;
@@ -22,7 +24,6 @@ const POOLED_PROBE_IDLE: Duration = Duration::from_secs(60);
 
 pub struct RegionProbe {
     regions: RegionTable,
-    path: String,
     timeout: Duration,
     failure_threshold: usize,
     success_threshold: usize,
@@ -42,7 +43,6 @@ impl RegionProbe {
     ) -> Self {
         Self {
             regions,
-            path: settings.path.clone(),
             timeout: settings.timeout,
             failure_threshold: settings.failure_threshold,
             success_threshold: settings.success_threshold,
@@ -57,17 +57,31 @@ impl RegionProbe {
         Some((self.regions.get(r.region)?, r.endpoint))
     }
 
-    /// One probe; returns the body of a 200 answer.
-    async fn probe(&self, peer: &HttpPeer, authority: &str, region: &Region) -> Result<Vec<u8>> {
+    /// One probe; returns the body of an answer with an expected status.
+    async fn probe(&self, peer: &HttpPeer, ep: &EndpointState, region: &Region) -> Result<Vec<u8>> {
+        let probe = &region.config.probe;
         let (mut session, _reused) = self.connector.get_http_session(peer).await?;
-        let mut req = RequestHeader::build("GET", self.path.as_bytes(), None)?;
-        req.insert_header("host", authority)?;
+        let target = probe.target(&ep.endpoint.shape);
+        let mut req = RequestHeader::build(probe.method.as_str(), &target, None)?;
+        req.insert_header("host", ep.endpoint.authority.as_str())?;
         req.insert_header("user-agent", "meridian-probe")?;
         // A provider's health endpoint may want the same credential as its API.
         if let Some(c) = &region.config.credential {
             req.insert_header(c.header.clone(), c.value.clone())?;
         }
+        let body = match (probe.method, &probe.body) {
+            (ProbeMethod::Post, body) => {
+                let body = body.as_deref().unwrap_or_default();
+                req.insert_header("content-type", "application/json")?;
+                req.insert_header("content-length", body.len())?;
+                Some(bytes::Bytes::copy_from_slice(body.as_bytes()))
+            }
+            _ => None,
+        };
         session.write_request_header(Box::new(req)).await?;
+        if let Some(b) = body.filter(|b| !b.is_empty()) {
+            session.write_request_body(b, true).await?;
+        }
         session.finish_request_body().await?;
         session.read_response_header().await?;
         let status = session
@@ -81,7 +95,7 @@ impl RegionProbe {
             }
             body.extend_from_slice(&chunk);
         }
-        if status != 200 {
+        if !probe.expects(status) {
             return Error::e_explain(
                 ErrorType::CustomCode("probe status", status),
                 format!("probe answered {status}"),
@@ -109,11 +123,7 @@ impl HealthCheck for RegionProbe {
         peer.options.write_timeout = Some(self.timeout);
         let start = Instant::now();
         let in_flight_at_start = region.in_flight();
-        let outcome = tokio::time::timeout(
-            self.timeout,
-            self.probe(&peer, &ep.endpoint.authority, region),
-        )
-        .await;
+        let outcome = tokio::time::timeout(self.timeout, self.probe(&peer, ep, region)).await;
         let now = Instant::now();
         match outcome {
             Ok(Ok(body)) => {

@@ -119,7 +119,15 @@ fn bad_endpoint_url() {
     for (url, why) in [
         ("127.0.0.1:8003", "expected a URL"),
         ("http://127.0.0.1:99999", "invalid port"),
-        ("http://127.0.0.1:8003/v1", "cannot carry a path"),
+        (
+            "http://127.0.0.1:8003/v1#top",
+            "a fragment ('#top') is never sent",
+        ),
+        (
+            "'http://127.0.0.1:8003/v1?a=1&a=2'",
+            "parameter 'a' is given twice",
+        ),
+        ("http://127.0.0.1:8003/v1//x", "empty segment"),
         ("ftp://127.0.0.1:21", "unsupported scheme"),
     ] {
         let yaml = format!("regions:\n{}", REGION.replace("http://127.0.0.1:8003", url));
@@ -133,6 +141,87 @@ fn bad_endpoint_url() {
     refused(
         &format!("regions:\n{REGION}{other}"),
         &["region 'me-south-1'", "already used by region 'ap-south-1'"],
+    );
+}
+
+#[test]
+fn a_path_prefix_and_query_parameters_are_accepted() {
+    let yaml = format!(
+        "regions:\n{}",
+        REGION.replace(
+            "http://127.0.0.1:8003",
+            "'http://127.0.0.1:8003/openai/?api-version=2024-10-21'"
+        )
+    );
+    let (code, stderr, _) = check(&yaml, &[]);
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
+fn bad_region_health_check_names_region_field_and_line() {
+    for (block, line, field, why) in [
+        (
+            "      expect_status: 99\n",
+            "line 8",
+            "health_check.expect_status",
+            "not an HTTP status",
+        ),
+        (
+            "      expect_status: [200, 200]\n",
+            "line 8",
+            "health_check.expect_status",
+            "listed twice",
+        ),
+        (
+            "      expect_status: ok\n",
+            "line 8",
+            "health_check.expect_status",
+            "a status code (200) or a list",
+        ),
+        (
+            "      path: /v1/models\n      body: '{}'\n",
+            "line 9",
+            "health_check.body",
+            "only a POST probe sends a body",
+        ),
+        (
+            "      path: v1/models\n",
+            "line 8",
+            "health_check.path",
+            "must be a path starting with '/'",
+        ),
+        (
+            "      method: PUT\n",
+            "line 8",
+            "health_check.method",
+            "unknown variant `PUT`",
+        ),
+        (
+            "      methd: GET\n",
+            "line 8",
+            "health_check",
+            "unknown field `methd`",
+        ),
+    ] {
+        let yaml = format!("regions:\n{REGION}    health_check:\n{block}");
+        refused(
+            &yaml,
+            &[
+                line,
+                "region 'ap-south-1'",
+                &format!("field '{field}'"),
+                why,
+            ],
+        );
+    }
+    // The fleet's probe is checked on its own, with the same words.
+    refused(
+        &format!("health_check:\n  expect_status: 600\nregions:\n{REGION}"),
+        &[
+            "line 2",
+            "field 'health_check.expect_status'",
+            "600 is not an HTTP status",
+        ],
     );
 }
 
