@@ -41,6 +41,10 @@ pub type CapacitySettings = file::CapacityFile;
 pub type Limits = file::LimitsFile;
 pub type RetrySettings = file::RetryFile;
 pub type ModelSettings = file::ModelFile;
+/// The HTTP version spoken to a region (`regions[].protocol`).
+pub type UpstreamProtocol = file::ProtocolFile;
+/// How a region is probed (`regions[].probe`).
+pub type ProbeKind = file::ProbeFile;
 
 #[derive(Debug)]
 pub struct Config {
@@ -78,6 +82,8 @@ pub struct Listen {
     pub admin_token: Option<Secret>,
     /// The proxy's HTTPS listener, when configured (files checked at load).
     pub proxy_tls: Option<ProxyTls>,
+    /// HTTP/2 with prior knowledge on the plain `proxy` listener.
+    pub h2c: bool,
 }
 
 /// Where the access log goes.
@@ -93,6 +99,8 @@ pub struct ProxyTls {
     pub addr: SocketAddr,
     pub cert_file: String,
     pub key_file: String,
+    /// ALPN offers `h2`.
+    pub http2: bool,
 }
 
 /// A credential: compared in constant time, never printed.
@@ -138,6 +146,8 @@ pub struct RegionConfig {
     pub ca: Option<std::sync::Arc<CaCertificates>>,
     /// The models this region serves; `None`: any model.
     pub models: Option<Vec<RegionModel>>,
+    pub protocol: UpstreamProtocol,
+    pub probe: ProbeKind,
 }
 
 impl RegionConfig {
