@@ -16,6 +16,8 @@
 //! - anything else after the request went out: Pingora's default policy (idempotent
 //!   methods only), and never once the client has received bytes. A POST without
 //!   `Idempotency-Key` is never sent to a second region once it may have been received.
+//! - an upgraded connection (a WebSocket after its `101`) is never retried: its messages
+//!   went both ways and cannot be replayed.
 
 use super::ctx::{Phase, RequestCtx, RetryReason};
 use crate::regions::Region;
@@ -87,6 +89,10 @@ pub fn proxy_failed(
     let upstream = *e.esource() == ErrorSource::Upstream;
     if upstream {
         record_attempt_failure(ctx, &e, "response");
+    }
+    if session.as_ref().was_upgraded() {
+        e.set_retry(false);
+        return e;
     }
     if upstream && before_headers && e.etype() == &ErrorType::ReadTimedout {
         let retry = retry_with_load(ctx, session, RetryReason::FirstByteTimeout);

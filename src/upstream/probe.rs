@@ -1,13 +1,16 @@
 //! The probe: `GET <path>` on one endpoint, healthy on a 200 within the timeout. Its
-//! body may report load and model version (see [`LoadReport`]).
+//! body may report load and model version (see [`LoadReport`]). A region with
+//! `probe: grpc` gets the standard gRPC health check instead ([`super::grpc_health`]).
 
+use super::grpc_health;
 use super::peer::Peers;
-use crate::config::HealthSettings;
+use crate::config::{HealthSettings, ProbeKind};
 use crate::regions::{LoadReport, Region, RegionTable};
 use crate::routing::EndpointRef;
 use async_trait::async_trait;
 use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
+use pingora::protocols::http::client::HttpSession;
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType, Result};
 use pingora_load_balancing::health_check::HealthCheck;
@@ -60,15 +63,27 @@ impl RegionProbe {
     /// One probe; returns the body of a 200 answer.
     async fn probe(&self, peer: &HttpPeer, authority: &str, region: &Region) -> Result<Vec<u8>> {
         let (mut session, _reused) = self.connector.get_http_session(peer).await?;
-        let mut req = RequestHeader::build("GET", self.path.as_bytes(), None)?;
-        req.insert_header("host", authority)?;
-        req.insert_header("user-agent", "meridian-probe")?;
+        let grpc = region.config.probe == ProbeKind::Grpc;
+        let mut req = if grpc {
+            grpc_health::request(authority)?
+        } else {
+            let mut req = RequestHeader::build("GET", self.path.as_bytes(), None)?;
+            req.insert_header("host", authority)?;
+            req.insert_header("user-agent", "meridian-probe")?;
+            req
+        };
         // A provider's health endpoint may want the same credential as its API.
         if let Some(c) = &region.config.credential {
             req.insert_header(c.header.clone(), c.value.clone())?;
         }
         session.write_request_header(Box::new(req)).await?;
-        session.finish_request_body().await?;
+        if grpc {
+            session
+                .write_request_body(grpc_health::REQUEST_BODY, true)
+                .await?;
+        } else {
+            session.finish_request_body().await?;
+        }
         session.read_response_header().await?;
         let status = session
             .response_header()
@@ -80,6 +95,21 @@ impl RegionProbe {
                 return Error::e_explain(ErrorType::InvalidHTTPHeader, "probe body too large");
             }
             body.extend_from_slice(&chunk);
+        }
+        if grpc {
+            let trailers = match &mut session {
+                HttpSession::H2(h2) => h2.read_trailers().await?,
+                _ => None,
+            };
+            let header = session.response_header().ok_or_else(|| {
+                Error::explain(ErrorType::InvalidHTTPHeader, "no gRPC response header")
+            })?;
+            grpc_health::check(header, trailers.as_ref(), &body)?;
+            self.connector
+                .release_http_session(session, peer, Some(POOLED_PROBE_IDLE))
+                .await;
+            // A gRPC health answer carries no load report.
+            return Ok(Vec::new());
         }
         if status != 200 {
             return Error::e_explain(
