@@ -21,6 +21,7 @@ mod geo_property;
 mod headers;
 mod health;
 mod hints;
+mod http2;
 mod https;
 mod latency;
 mod layering;
