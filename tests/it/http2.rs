@@ -31,7 +31,7 @@ fn curl(flags: &[&str], url: &str) -> (String, String) {
 }
 
 /// The config's `listen:` block with `extra` lines (indented two spaces) added.
-fn with_listen(
+pub fn with_listen(
     cfg: &TestConfig,
     extra: String,
 ) -> impl Fn(SocketAddr, SocketAddr, &Path) -> String + '_ {

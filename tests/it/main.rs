@@ -18,6 +18,7 @@ mod deploy;
 mod failover;
 mod geo;
 mod geo_property;
+mod grpc;
 mod headers;
 mod health;
 mod hints;
