@@ -146,13 +146,14 @@ fn record_attempt_failure(ctx: &mut RequestCtx, e: &Error, kind: &str) {
 
 /// Response headers arrived. A 429/503 cools the region down and, when allowed, becomes
 /// an error that sends the request to another region; anything else is passed on.
-/// Interim (1xx) responses are passed on and change nothing.
+/// Interim (1xx) responses are passed on and change nothing; a `101` to an upgrade is the
+/// region's answer.
 pub fn response_started(
     ctx: &mut RequestCtx,
     session: &Session,
     resp: &ResponseHeader,
 ) -> pingora::Result<()> {
-    if resp.status.is_informational() {
+    if super::headers::is_interim(resp) {
         return Ok(());
     }
     let rt = Arc::clone(&ctx.rt);

@@ -67,7 +67,10 @@ pub async fn respond(
 
 fn status_headers(failure: &Failure) -> HeaderMap {
     let mut h = HeaderMap::new();
-    h.insert("grpc-status", HeaderValue::from(u16::from(failure.kind.grpc_status())));
+    h.insert(
+        "grpc-status",
+        HeaderValue::from(u16::from(failure.kind.grpc_status())),
+    );
     let message = format!("{}: {}", failure.kind.as_str(), failure.message);
     // Percent-encoded, so it is always a valid header value.
     if let Ok(v) = HeaderValue::from_str(&percent_encode(&message)) {

@@ -38,3 +38,4 @@ mod streaming;
 mod usage;
 mod versions;
 mod walkthrough;
+mod websocket;
