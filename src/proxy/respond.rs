@@ -73,7 +73,7 @@ pub async fn respond(
     ctx: &RequestCtx,
 ) -> pingora::Result<()> {
     if super::grpc::is_grpc(session.req_header()) {
-        let decision = ctx.decision.as_ref().map(|d| d.as_str());
+        let decision = ctx.decision.as_deref();
         return super::grpc::respond(session, failure, ctx.attempts, decision).await;
     }
     if session.response_written().is_some() {
