@@ -1,6 +1,7 @@
 //! The answers Meridian gives itself instead of a region's: one [`Kind`] per row of the
 //! README's error table, each with its status and `type` string, and the OpenAI-shaped
-//! body `{"error":{"type":..,"message":..}}`.
+//! body `{"error":{"type":..,"message":..}}`; for a gRPC client, the gRPC status code
+//! each kind stands for.
 
 /// Why Meridian answered a request itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +92,40 @@ impl Kind {
         }
     }
 
+    /// The gRPC status code (`grpc-status`) a gRPC client gets for this refusal, chosen
+    /// by meaning; a status Pingora raised maps as gRPC maps HTTP statuses
+    /// (doc/http-grpc-status-mapping.md in the gRPC repository).
+    pub fn grpc_status(self) -> u8 {
+        const INTERNAL: u8 = 13;
+        const UNAVAILABLE: u8 = 14;
+        match self {
+            Kind::InvalidGeoHeader
+            | Kind::InvalidHeader
+            | Kind::BadRequest
+            | Kind::InvalidRequest
+            | Kind::MissingModel => 3, // INVALID_ARGUMENT
+            Kind::ClientTimeout | Kind::UpstreamTimeout => 4, // DEADLINE_EXCEEDED
+            Kind::ModelNotFound => 5,                         // NOT_FOUND
+            Kind::GeoDenied | Kind::UntrustedGeoHeader | Kind::ModelNotAllowed => 7, // PERMISSION_DENIED
+            Kind::RequestTooLarge => 8, // RESOURCE_EXHAUSTED
+            Kind::InternalError => INTERNAL,
+            Kind::NoEligibleRegion
+            | Kind::Overloaded
+            | Kind::AttemptsExhausted
+            | Kind::UpstreamError
+            | Kind::UpstreamStreamError => UNAVAILABLE,
+            Kind::InvalidApiKey => 16, // UNAUTHENTICATED
+            Kind::Proxy(status) => match status {
+                400 => INTERNAL,
+                401 => 16,
+                403 => 7,
+                404 => 12, // UNIMPLEMENTED
+                429 | 502 | 503 | 504 => UNAVAILABLE,
+                _ => 2, // UNKNOWN
+            },
+        }
+    }
+
     /// A refusal by the geo rules (what the access log's `geo` field shows).
     pub fn is_geo(self) -> bool {
         matches!(
@@ -162,6 +197,7 @@ mod tests {
         ];
         for k in kinds {
             assert!((400..600).contains(&k.status()), "{k:?}");
+            assert!((1..=16).contains(&k.grpc_status()), "{k:?} is not OK");
             assert!(k
                 .as_str()
                 .bytes()

@@ -1,6 +1,6 @@
 //! Mock inference regions for trying Meridian locally.
 //!
-//! Each [`MockRegion`] is an HTTP/1.1 server on its own port that answers
+//! Each [`MockRegion`] is an HTTP/1.1 (and, without TLS, h2c) server on its own port that answers
 //! like an inference backend: `GET /health` and `GET /v1/models`, and the
 //! model-carrying `POST` routes `/v1/inference`, `/v1/chat/completions` and
 //! `/v1/completions` (both streamed as server-sent events on `"stream":true`),

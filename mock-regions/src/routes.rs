@@ -34,9 +34,15 @@ pub(crate) async fn handle(
     req: Request<Incoming>,
     state: Arc<RegionState>,
 ) -> Result<Response<Body>, Reset> {
+    // Which HTTP version the balancer spoke to the region, for tests of HTTP/2 upstreams.
+    let version = HeaderValue::from_static(match req.version() {
+        hyper::Version::HTTP_2 => "2",
+        _ => "1.1",
+    });
     let mut resp = route(req, &state).await?;
     resp.headers_mut()
         .insert("x-mock-region", state.header.clone());
+    resp.headers_mut().insert("x-mock-http-version", version);
     Ok(resp)
 }
 

@@ -12,7 +12,8 @@ use bytes::Bytes;
 use hyper::header::HeaderValue;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
@@ -24,7 +25,7 @@ use crate::region::RegionState;
 use crate::routes;
 use crate::spec::RegionSpec;
 
-/// A region serving HTTP/1.1 on its own listener.
+/// A region serving HTTP/1.1 (and h2c, when not TLS) on its own listener.
 ///
 /// Dropping it aborts the server; [`MockRegion::kill`] does the same but also
 /// waits until every socket is closed.
@@ -351,8 +352,10 @@ async fn serve(stream: TcpStream, state: Arc<RegionState>, tls: Option<tokio_rus
     // Connection errors (client resets, malformed requests, failed handshakes) end
     // only this connection and there is no one to report them to.
     match tls {
+        // HTTP/1.1, or HTTP/2 with prior knowledge (h2c) when the client opens with the
+        // HTTP/2 preface, as vLLM and Triton behind an h2c-speaking balancer see it.
         None => {
-            let _ = http1::Builder::new()
+            let _ = auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         }

@@ -1,5 +1,6 @@
 //! `GET /regions/status`: Meridian's view of every region.
 
+use crate::config::ProbeKind;
 use crate::routing::Scorer;
 use crate::runtime::{ReloadReport, Runtime};
 use serde_json::{json, Value};
@@ -22,7 +23,10 @@ pub fn regions(rt: &Runtime, reload: Option<ReloadReport>) -> Value {
                         "url": e.endpoint.url,
                         "path_prefix": e.endpoint.shape.prefix(),
                         "query": e.endpoint.shape.query(),
-                        "probe": format!("{} {}", probe.method.as_str(), String::from_utf8_lossy(&target)),
+                        "probe": match r.config.probe_kind {
+                            ProbeKind::Grpc => "gRPC grpc.health.v1.Health/Check".to_string(),
+                            ProbeKind::Http => format!("{} {}", probe.method.as_str(), String::from_utf8_lossy(&target)),
+                        },
                         "address": e.endpoint.addr.to_string(),
                         "healthy": e.is_healthy(),
                         "last_probe_ms": e.last_probe_ms(),
@@ -83,6 +87,10 @@ pub fn regions(rt: &Runtime, reload: Option<ReloadReport>) -> Value {
                 "priority": r.config.priority,
                 "tags": r.config.tags,
                 "health_check": {
+                    "kind": match r.config.probe_kind {
+                        ProbeKind::Grpc => "grpc",
+                        ProbeKind::Http => "http",
+                    },
                     "method": r.config.probe.method.as_str(),
                     "path": r.config.probe.path,
                     "expect_status": r.config.probe.expect_status,

@@ -5,10 +5,11 @@ use super::connections::Limited;
 use super::health::HealthService;
 use super::reload::ReloadService;
 use crate::admin::AdminApp;
-use crate::config::Config;
+use crate::config::{Config, Listen, ProxyTls};
 use crate::proxy::MeridianProxy;
 use crate::runtime::{Runtime, Shared};
 use pingora::apps::http_app::HttpServer;
+use pingora::apps::HttpServerOptions;
 use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::configuration::{Opt, ServerConf};
@@ -45,6 +46,24 @@ fn client_listener(addr: &str) -> ListenerConfig {
     ListenerConfig::tcp(addr).l4_buffer(L4BufferSettings::default().read(0))
 }
 
+/// How the proxy listeners treat client connections. `h2c` matters only on the plain
+/// listener: Pingora turns it off on TLS connections, where ALPN decides.
+fn server_options(listen: &Listen) -> HttpServerOptions {
+    let mut options = HttpServerOptions::default();
+    options.h2c = listen.h2c;
+    options
+}
+
+/// The HTTPS listener's TLS settings: ALPN offers `h2` then `http/1.1` unless
+/// `proxy_tls.http2` is false.
+fn tls_settings(t: &ProxyTls) -> pingora::Result<TlsSettings> {
+    let mut tls = TlsSettings::intermediate(&t.cert_file, &t.key_file)?;
+    if t.http2 {
+        tls.enable_h2();
+    }
+    Ok(tls)
+}
+
 /// Why the server could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -76,6 +95,7 @@ pub fn build_server(
     let proxy_addr = config.listen.proxy.to_string();
     let admin_addr = config.listen.admin.to_string();
     let proxy_tls = config.listen.proxy_tls.clone();
+    let options = server_options(&config.listen);
     let shared = Shared::new(Runtime::new(config), conf_path);
 
     let health = background_service(
@@ -90,10 +110,11 @@ pub fn build_server(
     );
     // One service per listener, so each has its own limits.max_connections.
     let proxy_app = |label| {
-        let app = pingora::proxy::http_proxy(
+        let mut app = pingora::proxy::http_proxy(
             &server.configuration,
             MeridianProxy::new(Arc::clone(&shared)),
         );
+        app.server_options = Some(options.clone());
         Limited::new(app, Arc::clone(&shared), label)
     };
     let mut proxy = Service::new("meridian proxy".to_string(), proxy_app("proxy"));
@@ -103,11 +124,9 @@ pub fn build_server(
             let mut tls =
                 Service::new("meridian proxy (https)".to_string(), proxy_app("proxy_tls"));
             // The files were checked when the config was loaded.
-            let settings = TlsSettings::intermediate(&t.cert_file, &t.key_file).map_err(|e| {
-                ServerError::TlsListener {
-                    addr: t.addr,
-                    why: e.to_string(),
-                }
+            let settings = tls_settings(&t).map_err(|e| ServerError::TlsListener {
+                addr: t.addr,
+                why: e.to_string(),
             })?;
             tls.add_listener(client_listener(&t.addr.to_string()).tls(settings));
             Some(tls)

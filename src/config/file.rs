@@ -145,6 +145,9 @@ pub struct ListenFile {
     pub admin_token_env: Option<String>,
     /// An HTTPS listener for the proxy, beside `proxy`.
     pub proxy_tls: Option<ProxyTlsFile>,
+    /// HTTP/2 in cleartext (h2c, prior knowledge) on `proxy`, beside HTTP/1.1: a connection
+    /// opening with the HTTP/2 preface speaks HTTP/2.
+    pub h2c: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -155,6 +158,13 @@ pub struct ProxyTlsFile {
     pub cert_file: String,
     /// PEM private key.
     pub key_file: String,
+    /// Offer HTTP/2 through ALPN (`h2`, then `http/1.1`); false: HTTP/1.1 only.
+    #[serde(default = "default_true")]
+    pub http2: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 impl Default for ListenFile {
@@ -164,6 +174,7 @@ impl Default for ListenFile {
             admin: "127.0.0.1:9000".into(),
             admin_token_env: None,
             proxy_tls: None,
+            h2c: false,
         }
     }
 }
@@ -320,6 +331,37 @@ pub struct RegionFile {
     /// How this region is probed, over the top-level `health_check:`.
     #[serde(default)]
     pub health_check: Option<RegionHealthCheckFile>,
+    /// The HTTP version Meridian speaks to this region's endpoints.
+    #[serde(default)]
+    pub protocol: ProtocolFile,
+    /// How the region's health is probed.
+    #[serde(default)]
+    pub probe: ProbeFile,
+}
+
+/// `protocol:` of a region.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProtocolFile {
+    /// HTTP/1.1 (ALPN `http/1.1` on `https://`).
+    #[default]
+    Http1,
+    /// HTTP/2 only: ALPN `h2` on `https://`, prior knowledge (h2c) on `http://`.
+    H2,
+    /// ALPN offers `h2` then `http/1.1` and the region picks; `https://` endpoints only.
+    Auto,
+}
+
+/// `probe:` of a region.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProbeFile {
+    /// `GET health_check.path`, healthy on 200.
+    #[default]
+    Http,
+    /// The standard gRPC health check (`grpc.health.v1.Health/Check`, whole server),
+    /// healthy on `SERVING`; needs `protocol: h2`.
+    Grpc,
 }
 
 /// One entry of the fleet-wide `models:` list.

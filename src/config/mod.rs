@@ -45,6 +45,10 @@ pub type CapacitySettings = file::CapacityFile;
 pub type Limits = file::LimitsFile;
 pub type RetrySettings = file::RetryFile;
 pub type ModelSettings = file::ModelFile;
+/// The HTTP version spoken to a region (`regions[].protocol`).
+pub type UpstreamProtocol = file::ProtocolFile;
+/// How a region is probed (`regions[].probe`).
+pub type ProbeKind = file::ProbeFile;
 
 #[derive(Debug)]
 pub struct Config {
@@ -82,6 +86,8 @@ pub struct Listen {
     pub admin_token: Option<Secret>,
     /// The proxy's HTTPS listener, when configured (files checked at load).
     pub proxy_tls: Option<ProxyTls>,
+    /// HTTP/2 with prior knowledge on the plain `proxy` listener.
+    pub h2c: bool,
 }
 
 /// Where the access log goes.
@@ -97,6 +103,8 @@ pub struct ProxyTls {
     pub addr: SocketAddr,
     pub cert_file: String,
     pub key_file: String,
+    /// ALPN offers `h2`.
+    pub http2: bool,
 }
 
 /// A credential: compared in constant time, never printed.
@@ -144,6 +152,9 @@ pub struct RegionConfig {
     pub models: Option<Vec<RegionModel>>,
     /// How this region's endpoints are probed (the fleet's probe with the region's keys).
     pub probe: ProbeConfig,
+    pub protocol: UpstreamProtocol,
+    /// `probe: grpc`: the standard gRPC health check instead of `probe`'s HTTP request.
+    pub probe_kind: ProbeKind,
 }
 
 impl RegionConfig {

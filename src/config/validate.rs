@@ -11,7 +11,7 @@ use super::{
     env, parse_endpoint_with, Config, ConfigError, GeoAction, GeoConfig, GeoRule, Listen,
     Resolution,
 };
-use super::{tls, ProxyTls, RegionConfig, Secret, ServerSettings};
+use super::{tls, ProbeKind, ProxyTls, RegionConfig, Secret, ServerSettings, UpstreamProtocol};
 use super::{RegionMask, MAX_REGIONS};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -50,6 +50,7 @@ pub fn load(
                 addr: v.addr(&t.addr, "listen.proxy_tls")?,
                 cert_file: t.cert_file.clone(),
                 key_file: t.key_file.clone(),
+                http2: t.http2,
             })
         }
         None => None,
@@ -59,6 +60,7 @@ pub fn load(
         admin,
         admin_token: v.admin_token(admin, file.listen.admin_token_env.as_deref(), vars)?,
         proxy_tls,
+        h2c: file.listen.h2c,
     };
     let taken = [Some(listen.proxy), Some(listen.admin)];
     if let Some(t) = &listen.proxy_tls {
@@ -401,6 +403,20 @@ impl Validator<'_> {
                 Some(path) => Some(tls::load_ca(path).map_err(|e| err("ca_file", e.to_string()))?),
                 None => None,
             };
+            if r.protocol == UpstreamProtocol::Auto && endpoints.iter().any(|e| !e.tls) {
+                return Err(err(
+                    "protocol",
+                    "auto chooses HTTP/2 or HTTP/1.1 through TLS (ALPN), so every endpoint must be \
+                     https://; for HTTP/2 with prior knowledge on http:// use h2"
+                        .into(),
+                ));
+            }
+            if r.probe == ProbeKind::Grpc && r.protocol != UpstreamProtocol::H2 {
+                return Err(err(
+                    "probe",
+                    "grpc probes speak gRPC, which needs protocol: h2".into(),
+                ));
+            }
             let served = match &r.models {
                 Some(list) => Some(self.region_models(&r.name, nth, list, models)?),
                 None => None,
@@ -435,6 +451,8 @@ impl Validator<'_> {
                 ca,
                 models: served,
                 probe,
+                protocol: r.protocol,
+                probe_kind: r.probe,
             });
         }
         Ok(out)

@@ -16,6 +16,8 @@
 //! - anything else after the request went out: Pingora's default policy (idempotent
 //!   methods only), and never once the client has received bytes. A POST without
 //!   `Idempotency-Key` is never sent to a second region once it may have been received.
+//! - an upgraded connection (a WebSocket after its `101`) is never retried: its messages
+//!   went both ways and cannot be replayed.
 
 use super::ctx::{Phase, RequestCtx, RetryReason};
 use crate::regions::Region;
@@ -88,6 +90,10 @@ pub fn proxy_failed(
     if upstream {
         record_attempt_failure(ctx, &e, "response");
     }
+    if session.as_ref().was_upgraded() {
+        e.set_retry(false);
+        return e;
+    }
     if upstream && before_headers && e.etype() == &ErrorType::ReadTimedout {
         let retry = retry_with_load(ctx, session, RetryReason::FirstByteTimeout);
         e.set_retry(retry);
@@ -140,13 +146,14 @@ fn record_attempt_failure(ctx: &mut RequestCtx, e: &Error, kind: &str) {
 
 /// Response headers arrived. A 429/503 cools the region down and, when allowed, becomes
 /// an error that sends the request to another region; anything else is passed on.
-/// Interim (1xx) responses are passed on and change nothing.
+/// Interim (1xx) responses are passed on and change nothing; a `101` to an upgrade is the
+/// region's answer.
 pub fn response_started(
     ctx: &mut RequestCtx,
     session: &Session,
     resp: &ResponseHeader,
 ) -> pingora::Result<()> {
-    if resp.status.is_informational() {
+    if super::headers::is_interim(resp) {
         return Ok(());
     }
     let rt = Arc::clone(&ctx.rt);

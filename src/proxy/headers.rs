@@ -110,6 +110,12 @@ fn add_served(headers: &mut HeaderMap, region: &Region, attempts: usize, price: 
     headers.insert(COST, cost);
 }
 
+/// An interim response (`100 Continue`, `103 Early Hints`): another follows. A `101
+/// Switching Protocols` is the last one of an upgrade (a WebSocket), so it is final.
+pub fn is_interim(resp: &ResponseHeader) -> bool {
+    resp.status.is_informational() && resp.status != http::StatusCode::SWITCHING_PROTOCOLS
+}
+
 /// On the final response only (never a `100 Continue`): which region served it, and the
 /// decision when the request asked for it.
 ///
@@ -121,7 +127,7 @@ fn add_served(headers: &mut HeaderMap, region: &Region, attempts: usize, price: 
 /// standard names title-cased (`Content-Type`), others lowercase, as Envoy does. Header
 /// names are case-insensitive (RFC 9110, section 5.1), and HTTP/2 has only lowercase.
 pub fn add_final(resp: &mut ResponseHeader, ctx: &super::ctx::RequestCtx) -> pingora::Result<()> {
-    if resp.status.is_informational() {
+    if is_interim(resp) {
         return Ok(());
     }
     let region = ctx.served_by.and_then(|id| ctx.rt.regions.get(id));

@@ -1,13 +1,15 @@
 //! The `ProxyHttp` adapter. Each hook is a call into the module that owns the logic: limits
 //! ([`limits`]), admission (geo and hints, [`admit`]), routing ([`route`]), failover and
 //! retries ([`failover`]), headers ([`headers`]), credentials ([`credentials`]), Meridian's
-//! own answers ([`respond`]) and the end of a request ([`finish`]).
+//! own answers ([`respond`], to gRPC clients [`grpc`]) and the end of a request
+//! ([`finish`]).
 
 mod admit;
 mod credentials;
 mod ctx;
 mod failover;
 mod finish;
+mod grpc;
 mod headers;
 mod limits;
 mod model;
@@ -131,6 +133,7 @@ impl ProxyHttp for MeridianProxy {
         req: &mut RequestHeader,
         ctx: &mut Box<RequestCtx>,
     ) -> Result<()> {
+        grpc::restore_te(req)?;
         let Some(attempt) = &ctx.current else {
             return Ok(());
         };

@@ -1,6 +1,6 @@
 //! Meridian's own answers: what to tell the client about an error Pingora surfaced, and
 //! writing it as `{"error":{"type":..,"message":..}}` (or as a final SSE `error` event
-//! when a stream has already started).
+//! when a stream has already started), or as a gRPC status to a gRPC client.
 
 use super::ctx::{End, RequestCtx};
 use crate::failure::{Failure, Kind};
@@ -72,6 +72,10 @@ pub async fn respond(
     failure: &Failure,
     ctx: &RequestCtx,
 ) -> pingora::Result<()> {
+    if super::grpc::is_grpc(session.req_header()) {
+        let decision = ctx.decision.as_deref();
+        return super::grpc::respond(session, failure, ctx.attempts, decision).await;
+    }
     if session.response_written().is_some() {
         if ctx.sse {
             let event = format!("event: error\ndata: {}\n\n", failure.body());

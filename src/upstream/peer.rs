@@ -1,8 +1,11 @@
 //! The Pingora peer for one endpoint: plain or TLS (SNI = the URL's host, certificate
-//! verified against the region's CA file or the system's trust store).
+//! verified against the region's CA file or the system's trust store), speaking the
+//! region's `protocol`.
 
+use crate::config::UpstreamProtocol;
 use crate::regions::{EndpointState, Region, RegionTable};
 use pingora::protocols::tls::CaType;
+use pingora::protocols::ALPN;
 use pingora::upstreams::peer::HttpPeer;
 use pingora::utils::tls::{parse_x509, WrappedX509};
 use std::sync::Arc;
@@ -42,6 +45,18 @@ impl Peers {
         if e.tls {
             peer.options.ca = self.ca.get(region.id).cloned().flatten();
         }
+        peer.options.alpn = alpn(region.config.protocol);
         peer
+    }
+}
+
+/// What the peer offers. On a plain endpoint there is no ALPN: Pingora 0.9.1 speaks
+/// HTTP/2 with prior knowledge when the lowest version allowed is 2 (`ALPN::H2`;
+/// `pingora-core` `connectors/http/v2.rs`, `new_http_session`), HTTP/1.1 otherwise.
+fn alpn(protocol: UpstreamProtocol) -> ALPN {
+    match protocol {
+        UpstreamProtocol::Http1 => ALPN::H1,
+        UpstreamProtocol::H2 => ALPN::H2,
+        UpstreamProtocol::Auto => ALPN::H2H1,
     }
 }

@@ -1,15 +1,18 @@
 //! The probe: the region's probe request (by default `GET /health`, under the endpoint's
 //! path prefix, with its query parameters) on one endpoint, healthy on an expected status
 //! (by default 200) within the timeout. Its body may report load and model version (see
-//! [`LoadReport`]).
+//! [`LoadReport`]). A region with `probe: grpc` gets the standard gRPC health check
+//! instead ([`super::grpc_health`]).
 
+use super::grpc_health;
 use super::peer::Peers;
-use crate::config::{HealthSettings, ProbeMethod};
+use crate::config::{HealthSettings, ProbeKind, ProbeMethod};
 use crate::regions::{EndpointState, LoadReport, Region, RegionTable};
 use crate::routing::EndpointRef;
 use async_trait::async_trait;
 use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
+use pingora::protocols::http::client::HttpSession;
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType, Result};
 use pingora_load_balancing::health_check::HealthCheck;
@@ -61,16 +64,23 @@ impl RegionProbe {
     async fn probe(&self, peer: &HttpPeer, ep: &EndpointState, region: &Region) -> Result<Vec<u8>> {
         let probe = &region.config.probe;
         let (mut session, _reused) = self.connector.get_http_session(peer).await?;
-        let target = probe.target(&ep.endpoint.shape);
-        let mut req = RequestHeader::build(probe.method.as_str(), &target, None)?;
-        req.insert_header("host", ep.endpoint.authority.as_str())?;
-        req.insert_header("user-agent", "meridian-probe")?;
+        let grpc = region.config.probe_kind == ProbeKind::Grpc;
+        let authority = ep.endpoint.authority.as_str();
+        let mut req = if grpc {
+            grpc_health::request(authority)?
+        } else {
+            let target = probe.target(&ep.endpoint.shape);
+            let mut req = RequestHeader::build(probe.method.as_str(), &target, None)?;
+            req.insert_header("host", authority)?;
+            req.insert_header("user-agent", "meridian-probe")?;
+            req
+        };
         // A provider's health endpoint may want the same credential as its API.
         if let Some(c) = &region.config.credential {
             req.insert_header(c.header.clone(), c.value.clone())?;
         }
         let body = match (probe.method, &probe.body) {
-            (ProbeMethod::Post, body) => {
+            (ProbeMethod::Post, body) if !grpc => {
                 let body = body.as_deref().unwrap_or_default();
                 req.insert_header("content-type", "application/json")?;
                 req.insert_header("content-length", body.len())?;
@@ -79,10 +89,16 @@ impl RegionProbe {
             _ => None,
         };
         session.write_request_header(Box::new(req)).await?;
-        if let Some(b) = body.filter(|b| !b.is_empty()) {
-            session.write_request_body(b, true).await?;
+        if grpc {
+            session
+                .write_request_body(grpc_health::REQUEST_BODY, true)
+                .await?;
+        } else {
+            if let Some(b) = body.filter(|b| !b.is_empty()) {
+                session.write_request_body(b, true).await?;
+            }
+            session.finish_request_body().await?;
         }
-        session.finish_request_body().await?;
         session.read_response_header().await?;
         let status = session
             .response_header()
@@ -94,6 +110,21 @@ impl RegionProbe {
                 return Error::e_explain(ErrorType::InvalidHTTPHeader, "probe body too large");
             }
             body.extend_from_slice(&chunk);
+        }
+        if grpc {
+            let trailers = match &mut session {
+                HttpSession::H2(h2) => h2.read_trailers().await?,
+                _ => None,
+            };
+            let header = session.response_header().ok_or_else(|| {
+                Error::explain(ErrorType::InvalidHTTPHeader, "no gRPC response header")
+            })?;
+            grpc_health::check(header, trailers.as_ref(), &body)?;
+            self.connector
+                .release_http_session(session, peer, Some(POOLED_PROBE_IDLE))
+                .await;
+            // A gRPC health answer carries no load report.
+            return Ok(Vec::new());
         }
         if !probe.expects(status) {
             return Error::e_explain(

@@ -516,3 +516,28 @@ fn model_declarations_are_checked() {
         &["region 'ap-south-1'", "field 'models.max_in_flight'"],
     );
 }
+
+#[test]
+fn region_protocol_and_probe_are_checked() {
+    refused(
+        &format!("regions:\n{REGION}    protocol: auto\n"),
+        &["region 'ap-south-1'", "field 'protocol'", "https://"],
+    );
+    refused(
+        &format!("regions:\n{REGION}    probe: grpc\n"),
+        &["region 'ap-south-1'", "field 'probe'", "protocol: h2"],
+    );
+    refused(
+        &format!("regions:\n{REGION}    protocol: http3\n"),
+        &["region 'ap-south-1'", "field 'protocol'", "unknown variant"],
+    );
+    refused(
+        &format!("listen:\n  h2c: yes please\nregions:\n{REGION}"),
+        &["h2c"],
+    );
+    let (code, stderr, _) = check(
+        &format!("listen:\n  h2c: true\nregions:\n{REGION}    protocol: h2\n    probe: grpc\n"),
+        &[],
+    );
+    assert_eq!(code, 0, "{stderr}");
+}

@@ -290,19 +290,23 @@ async fn a_flood_of_idle_connections_stays_under_the_cap_while_requests_are_serv
     // The flood that got in goes idle and is closed by the keep-alive timeout (those that
     // sent a request); a new client then gets a place.
     drop(serving);
-    eventually(Duration::from_secs(10), "a new client is served", || async {
-        let Ok(mut conn) = TcpStream::connect(m.proxy).await else {
-            return false;
-        };
-        if conn.write_all(REQUEST).await.is_err() {
-            return false;
-        }
-        let mut buf = [0u8; 64];
-        matches!(
-            tokio::time::timeout(Duration::from_secs(2), conn.read(&mut buf)).await,
-            Ok(Ok(n)) if n > 0 && buf.starts_with(b"HTTP/1.1 200")
-        )
-    })
+    eventually(
+        Duration::from_secs(10),
+        "a new client is served",
+        || async {
+            let Ok(mut conn) = TcpStream::connect(m.proxy).await else {
+                return false;
+            };
+            if conn.write_all(REQUEST).await.is_err() {
+                return false;
+            }
+            let mut buf = [0u8; 64];
+            matches!(
+                tokio::time::timeout(Duration::from_secs(2), conn.read(&mut buf)).await,
+                Ok(Ok(n)) if n > 0 && buf.starts_with(b"HTTP/1.1 200")
+            )
+        },
+    )
     .await;
     drop(flood);
 }

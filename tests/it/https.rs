@@ -8,13 +8,13 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType}
 use std::process::Command;
 
 /// A CA and a certificate it signs for 127.0.0.1 and localhost, as PEM text.
-struct Pki {
-    ca_pem: String,
-    cert_pem: String,
-    key_pem: String,
+pub struct Pki {
+    pub ca_pem: String,
+    pub cert_pem: String,
+    pub key_pem: String,
 }
 
-fn pki() -> Pki {
+pub fn pki() -> Pki {
     let ca_key = KeyPair::generate().unwrap();
     let mut ca = CertificateParams::new(Vec::new()).unwrap();
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -116,7 +116,15 @@ async fn the_proxy_serves_https_too() {
     .await;
     m.wait_health("ap-south-1", true).await;
     let out = Command::new("curl")
-        .args(["-sS", "--max-time", "10", "-D", "-", "--cacert"])
+        .args([
+            "-sS",
+            "--http1.1",
+            "--max-time",
+            "10",
+            "-D",
+            "-",
+            "--cacert",
+        ])
         .arg(&ca)
         .args([
             "-H",

@@ -3,8 +3,11 @@
 #![allow(dead_code)]
 
 mod load;
+mod python;
 #[allow(unused_imports)]
 pub use load::{failures, load, Load, Outcome};
+#[allow(unused_imports)]
+pub use python::{h2_python, run_json, PyServer};
 
 use mock_regions::{MockRegion, RegionSpec};
 use serde_json::Value;

@@ -1,0 +1,162 @@
+//! HTTP/2 with curl (nghttp2): ALPN `h2` on the HTTPS listener by default, h2c on the plain
+//! listener with `listen.h2c`, HTTP/1.1 beside both, and an SSE stream that stays a stream
+//! over HTTP/2 on both sides (client to Meridian over h2c, Meridian to a `protocol: h2`
+//! region over h2c).
+
+use crate::common::*;
+use crate::https::{pki, Pki};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+/// `curl <flags> <url>` posting a small inference request; (HTTP version, status, headers).
+fn curl(flags: &[&str], url: &str) -> (String, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10", "-o", "/dev/null", "-D", "-"])
+        .args(["-w", "\nversion=%{http_version} status=%{http_code}"])
+        .args(["-H", "content-type: application/json"])
+        .args(["-d", r#"{"prompt":"over h2","max_tokens":2}"#])
+        .args(flags)
+        .arg(url)
+        .output()
+        .expect("curl runs");
+    let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    let tail = text.lines().last().unwrap_or_default().to_string();
+    (
+        tail,
+        format!("{text}{}", String::from_utf8_lossy(&out.stderr)),
+    )
+}
+
+/// The config's `listen:` block with `extra` lines (indented two spaces) added.
+pub fn with_listen(
+    cfg: &TestConfig,
+    extra: String,
+) -> impl Fn(SocketAddr, SocketAddr, &Path) -> String + '_ {
+    move |p, a, d| {
+        cfg.render(p, a, d).replacen(
+            &format!("  admin: {a}\n"),
+            &format!("  admin: {a}\n{extra}"),
+            1,
+        )
+    }
+}
+
+fn write_pki(dir: &Path, pki: &Pki) -> (String, String, String) {
+    let path = |n: &str| dir.join(n).display().to_string();
+    std::fs::write(dir.join("cert.pem"), &pki.cert_pem).unwrap();
+    std::fs::write(dir.join("key.pem"), &pki.key_pem).unwrap();
+    std::fs::write(dir.join("ca.pem"), &pki.ca_pem).unwrap();
+    (path("cert.pem"), path("key.pem"), path("ca.pem"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_offers_h2_by_alpn_and_the_plain_listener_h2c_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key, ca) = write_pki(dir.path(), &pki());
+    let ap = region("ap-south-1", 0).await;
+    let cfg = TestConfig::new().mock(&ap, 0.30, 1);
+    let tls = free_addr();
+    let extra = format!(
+        "  h2c: true\n  proxy_tls:\n    addr: {tls}\n    cert_file: {cert}\n    key_file: {key}\n"
+    );
+    let m = Meridian::start_with(with_listen(&cfg, extra), &[]).await;
+    m.wait_health("ap-south-1", true).await;
+
+    let https = format!("https://127.0.0.1:{}/v1/inference", tls.port());
+    let (got, all) = curl(&["--http2", "--cacert", &ca], &https);
+    assert_eq!(got, "version=2 status=200", "{all}");
+    assert!(all.contains("x-meridian-region: ap-south-1"), "{all}");
+    let (got, all) = curl(&["--http1.1", "--cacert", &ca], &https);
+    assert_eq!(
+        got, "version=1.1 status=200",
+        "HTTP/1.1 still offered: {all}"
+    );
+
+    let plain = m.url("/v1/inference");
+    let (got, all) = curl(&["--http2-prior-knowledge"], &plain);
+    assert_eq!(got, "version=2 status=200", "{all}");
+    assert!(all.contains("x-meridian-region: ap-south-1"), "{all}");
+    let (got, all) = curl(&["--http1.1"], &plain);
+    assert_eq!(got, "version=1.1 status=200", "{all}");
+    // The region was spoken to as before: HTTP/1.1 is every region's default.
+    assert!(all.contains("x-mock-http-version: 1.1"), "{all}");
+    assert_eq!(ap.counts().inference, 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_h2c_the_plain_listener_speaks_http1_only() {
+    let ap = region("ap-south-1", 0).await;
+    let m = Meridian::start(&TestConfig::new().mock(&ap, 0.30, 1)).await;
+    m.wait_health("ap-south-1", true).await;
+    let (got, all) = curl(&["--http2-prior-knowledge"], &m.url("/v1/inference"));
+    assert!(!got.contains("status=200"), "{all}");
+    let (got, all) = curl(&["--http1.1"], &m.url("/v1/inference"));
+    assert_eq!(got, "version=1.1 status=200", "{all}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_streams_over_h2c_from_a_region_spoken_to_over_h2c() {
+    let ap = region("ap-south-1", 5).await;
+    let cfg = TestConfig::new().mock_with(&ap, 0.32, 1, &["protocol: h2"]);
+    let m = Meridian::start_with(with_listen(&cfg, "  h2c: true\n".into()), &[]).await;
+    m.wait_health("ap-south-1", true).await;
+    ap.set_stream_hold(true);
+    let mut child = tokio::process::Command::new("curl")
+        .args([
+            "-sS",
+            "-N",
+            "--http2-prior-knowledge",
+            "--max-time",
+            "20",
+            "-i",
+        ])
+        .args(["-w", "\nversion=%{http_version}\n"])
+        .args(["-H", "content-type: application/json", "-d"])
+        .arg(
+            r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"stream please"}]}"#,
+        )
+        .arg(m.url("/v1/chat/completions"))
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("curl runs");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut head = Vec::new();
+    // The region holds after its first chunk: a buffering proxy would show nothing here.
+    let first = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.starts_with("data: ") {
+                return line;
+            }
+            head.push(line.to_lowercase());
+        }
+        panic!("the stream ended before its first event: {head:?}");
+    })
+    .await
+    .expect("the first event arrives while the region holds the rest");
+    assert!(first.starts_with("data: {"), "{first}");
+    let head = head.join("\n");
+    assert!(head.starts_with("http/2 200"), "{head}");
+    assert!(head.contains("content-type: text/event-stream"), "{head}");
+    assert!(
+        head.contains("x-mock-http-version: 2"),
+        "the region was spoken to over h2c: {head}"
+    );
+
+    ap.set_stream_hold(false);
+    let mut rest = String::new();
+    while let Some(line) = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .await
+        .expect("the stream goes on")
+        .unwrap()
+    {
+        rest.push_str(&line);
+        rest.push('\n');
+    }
+    assert!(rest.contains("data: [DONE]"), "{rest}");
+    assert!(rest.trim_end().ends_with("version=2"), "{rest}");
+    assert!(child.wait().await.unwrap().success());
+}
