@@ -46,7 +46,7 @@ impl AdminApp {
             "/regions/status" => (
                 200,
                 JSON,
-                status::regions(rt, self.shared.last_reload()).to_string(),
+                status::regions(rt, self.shared.last_reload(), &self.shared.names()).to_string(),
             ),
             "/health" => {
                 let (code, body) = crate::telemetry::health::report(&rt.regions);

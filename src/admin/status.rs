@@ -3,9 +3,36 @@
 use crate::config::ProbeKind;
 use crate::routing::Scorer;
 use crate::runtime::{ReloadReport, Runtime};
+use crate::upstream::dns::NameState;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 
-pub fn regions(rt: &Runtime, reload: Option<ReloadReport>) -> Value {
+/// What each of `r`'s endpoint host names resolved to.
+fn names_json(r: &crate::regions::Region, names: &BTreeMap<String, NameState>) -> Vec<Value> {
+    r.config
+        .urls
+        .iter()
+        .filter_map(|u| {
+            let name = u.name()?;
+            let state = names.get(name);
+            Some(json!({
+                "url": u.url,
+                "name": name,
+                "addresses": state.map(|s| s.addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>()).unwrap_or_default(),
+                "source": state.and_then(|s| s.source).map(|s| s.as_str()),
+                "error": state.and_then(|s| s.error.clone()),
+                "resolved_at": state.and_then(|s| s.resolved_at).map(httpdate::fmt_http_date),
+                "next_lookup_in_ms": state.map(|s| s.due.saturating_duration_since(std::time::Instant::now()).as_millis() as u64),
+            }))
+        })
+        .collect()
+}
+
+pub fn regions(
+    rt: &Runtime,
+    reload: Option<ReloadReport>,
+    names: &BTreeMap<String, NameState>,
+) -> Value {
     let now = std::time::Instant::now();
     let scorer = Scorer::new(&rt.regions, rt.ranker.weights(), None);
     let regions: Vec<Value> = rt
@@ -83,6 +110,7 @@ pub fn regions(rt: &Runtime, reload: Option<ReloadReport>) -> Value {
                 "models": models,
                 "provider": r.config.provider,
                 "endpoints": endpoints,
+                "dns": names_json(r, names),
                 "cost_per_1k": r.config.cost_per_1k,
                 "priority": r.config.priority,
                 "tags": r.config.tags,

@@ -20,6 +20,10 @@ impl HealthService {
     }
 
     async fn first_round(&self) {
+        // Names first: an endpoint is probed at the addresses its name has now. One that
+        // does not resolve leaves its region without that endpoint (or unhealthy), and
+        // Meridian starts anyway.
+        self.shared.follow_names(true, false).await;
         if let Err(e) = self.shared.current().pool.first_round().await {
             log::error!("region pool update failed: {e}");
         }

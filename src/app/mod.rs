@@ -1,7 +1,9 @@
 //! Wiring: the Pingora server with its services (health probes, proxy and admin listeners,
-//! SIGHUP reloads), each listener behind its connection limit.
+//! SIGHUP reloads, endpoint names followed in DNS), each listener behind its connection
+//! limit.
 
 mod connections;
+mod dns;
 mod health;
 mod reload;
 mod server;

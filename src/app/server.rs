@@ -102,6 +102,12 @@ pub fn build_server(
         "region health checks",
         HealthService::new(Arc::clone(&shared)),
     );
+    let dns = background_service(
+        "endpoint names",
+        super::dns::DnsService {
+            shared: Arc::clone(&shared),
+        },
+    );
     let reload = background_service(
         "config reload",
         ReloadService {
@@ -149,6 +155,7 @@ pub fn build_server(
     }
     server.add_service(admin);
     server.add_service(reload);
+    server.add_service(dns);
     Ok((server, shared))
 }
 

@@ -1,12 +1,16 @@
-//! Endpoint URLs: `http[s]://host[:port][/prefix][?query]`, resolved once at load time.
-//! HTTPS endpoints are verified against the host name (sent as SNI). The path prefix and
-//! query parameters are the endpoint's [`UrlShape`].
+//! Endpoint URLs: `http[s]://host[:port][/prefix][?query]`. HTTPS endpoints are verified
+//! against the host name (sent as SNI). The path prefix and query parameters are the
+//! endpoint's [`UrlShape`].
 //!
-//! Pingora peers take socket addresses and resolve hostnames with a blocking call that panics
-//! on failure, so names are resolved here, where a failure is a clear config error.
+//! An [`EndpointUrl`] is one entry of a region's `endpoints` as written. Its host is an IP
+//! literal, which makes exactly one [`Endpoint`] at load time, or a name, which makes one
+//! endpoint per address it resolves to; names are resolved at run time, in the
+//! background, and again as their records change (see `upstream::dns`). Pingora peers
+//! take socket addresses (a name there is resolved with a blocking call that panics on
+//! failure), so every peer is built from an [`Endpoint`]'s address.
 
 pub use super::url_shape::{ShapeError, UrlShape};
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr};
 
 /// Why an endpoint URL was refused; every message starts with the URL.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -25,14 +29,6 @@ pub enum EndpointError {
     Authority { url: String, why: AuthorityError },
     #[error("'{url}': host '{host}' is not resolved offline")]
     Offline { url: String, host: String },
-    #[error("'{url}': cannot resolve host '{host}': {why}")]
-    Resolve {
-        url: String,
-        host: String,
-        why: String,
-    },
-    #[error("'{url}': host '{host}' resolved to no address")]
-    NoAddress { url: String, host: String },
 }
 
 /// What is wrong with the `host[:port]` part.
@@ -46,11 +42,62 @@ pub enum AuthorityError {
     MissingHost,
     #[error("invalid port '{0}'")]
     Port(String),
+    #[error("'{0}' is neither an IP address nor a DNS name")]
+    BadName(String),
 }
 
+/// Where an endpoint URL's addresses come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Host {
+    /// An IP literal (or `localhost`, which is 127.0.0.1): one address, fixed.
+    Ip(IpAddr),
+    /// A DNS name (or one from the hosts file): every address it resolves to.
+    Name(String),
+}
+
+/// One entry of a region's `endpoints`, as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointUrl {
+    /// The URL as written (after environment overrides).
+    pub url: String,
+    /// `host:port`, sent as the upstream `Host` header.
+    pub authority: String,
+    pub host: Host,
+    pub port: u16,
+    /// `https://`: TLS with certificate verification.
+    pub tls: bool,
+    /// The host name (or IP) the certificate must match, sent as SNI.
+    pub sni: String,
+    /// The path prefix and query parameters every request to this endpoint carries.
+    pub shape: UrlShape,
+}
+
+impl EndpointUrl {
+    /// The endpoint of this URL at `ip`.
+    pub fn at(&self, ip: IpAddr) -> Endpoint {
+        Endpoint {
+            url: self.url.clone(),
+            authority: self.authority.clone(),
+            addr: SocketAddr::new(ip, self.port),
+            tls: self.tls,
+            sni: self.sni.clone(),
+            shape: self.shape.clone(),
+        }
+    }
+
+    /// The DNS name to resolve, if the host is not an IP literal.
+    pub fn name(&self) -> Option<&str> {
+        match &self.host {
+            Host::Name(n) => Some(n),
+            Host::Ip(_) => None,
+        }
+    }
+}
+
+/// One address of an endpoint URL: what a peer is built from and probes check.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
-    /// The URL as written (after environment overrides).
+    /// The URL it comes from, as written.
     pub url: String,
     /// `host:port`, sent as the upstream `Host` header.
     pub authority: String,
@@ -63,21 +110,24 @@ pub struct Endpoint {
     pub shape: UrlShape,
 }
 
-/// How host names in endpoint URLs become addresses.
+/// Which hosts a config may name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Resolution {
-    /// The system resolver (DNS), once at load time.
+    /// IP literals and names; names are resolved at run time.
     System,
-    /// No lookups: IP literals and `localhost` only. For checking untrusted text (fuzzing)
-    /// without sending anything onto the network.
+    /// IP literals and `localhost` only. For checking untrusted text (fuzzing) and configs
+    /// that must not depend on any resolver.
     Offline,
 }
 
-pub fn parse_endpoint(url: &str) -> Result<Endpoint, EndpointError> {
+pub fn parse_endpoint(url: &str) -> Result<EndpointUrl, EndpointError> {
     parse_endpoint_with(url, Resolution::System)
 }
 
-pub fn parse_endpoint_with(url: &str, resolution: Resolution) -> Result<Endpoint, EndpointError> {
+pub fn parse_endpoint_with(
+    url: &str,
+    resolution: Resolution,
+) -> Result<EndpointUrl, EndpointError> {
     let url = url.trim();
     let (rest, tls) = match url.split_once("://") {
         Some(("http", rest)) => (rest, false),
@@ -110,45 +160,50 @@ pub fn parse_endpoint_with(url: &str, resolution: Resolution) -> Result<Endpoint
             url: url.into(),
             why,
         })?;
-    if resolution == Resolution::Offline {
-        let ip = if host.eq_ignore_ascii_case("localhost") {
-            Ok(std::net::IpAddr::from([127, 0, 0, 1]))
-        } else {
-            host.parse::<std::net::IpAddr>()
-        };
-        let ip = ip.map_err(|_| EndpointError::Offline {
-            url: url.into(),
-            host: host.clone(),
-        })?;
-        return Ok(Endpoint {
-            url: url.to_string(),
-            authority: authority.to_string(),
-            addr: SocketAddr::new(ip, port),
-            tls,
-            sni: host,
-            shape,
-        });
-    }
-    let addr = (host.as_str(), port)
-        .to_socket_addrs()
-        .map_err(|e| EndpointError::Resolve {
-            url: url.into(),
-            host: host.clone(),
-            why: e.to_string(),
-        })?
-        .next()
-        .ok_or_else(|| EndpointError::NoAddress {
-            url: url.into(),
-            host: host.clone(),
-        })?;
-    Ok(Endpoint {
+    let literal = if host.eq_ignore_ascii_case("localhost") {
+        Some(IpAddr::from([127, 0, 0, 1]))
+    } else {
+        host.parse::<IpAddr>().ok()
+    };
+    let kind = match literal {
+        Some(ip) => Host::Ip(ip),
+        None if resolution == Resolution::Offline => {
+            return Err(EndpointError::Offline {
+                url: url.into(),
+                host,
+            })
+        }
+        None if !is_dns_name(&host) => {
+            return Err(EndpointError::Authority {
+                url: url.into(),
+                why: AuthorityError::BadName(host),
+            })
+        }
+        None => Host::Name(host.to_ascii_lowercase()),
+    };
+    Ok(EndpointUrl {
         url: url.to_string(),
         authority: authority.to_string(),
-        addr,
+        host: kind,
+        port,
         tls,
         sni: host,
         shape,
     })
+}
+
+/// Letters, digits, `-`, `_` and dots, in labels of at most 63, at most 253 in all.
+fn is_dns_name(host: &str) -> bool {
+    let name = host.strip_suffix('.').unwrap_or(host);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
 }
 
 fn split_host_port(authority: &str, default_port: u16) -> Result<(String, u16), AuthorityError> {
@@ -179,33 +234,41 @@ fn parse_port(port: &str) -> Result<u16, AuthorityError> {
 mod tests {
     use super::*;
 
+    /// The one address of a URL with an IP literal host.
+    fn addr(url: &str, resolution: Resolution) -> Result<SocketAddr, EndpointError> {
+        let e = parse_endpoint_with(url, resolution)?;
+        match e.host {
+            Host::Ip(ip) => Ok(e.at(ip).addr),
+            Host::Name(n) => panic!("{url}: a name, {n}"),
+        }
+    }
+
     #[test]
     fn parses_loopback_and_ipv6() {
+        let sys = |u| addr(u, Resolution::System).unwrap();
+        assert_eq!(
+            sys("http://127.0.0.1:8003"),
+            "127.0.0.1:8003".parse().unwrap()
+        );
         let e = parse_endpoint("http://127.0.0.1:8003").unwrap();
-        assert_eq!(e.addr, "127.0.0.1:8003".parse().unwrap());
         assert_eq!(e.authority, "127.0.0.1:8003");
-        let e = parse_endpoint("http://[::1]:9/").unwrap();
-        assert_eq!(e.addr, "[::1]:9".parse().unwrap());
-        let e = parse_endpoint("http://localhost").unwrap();
-        assert_eq!(e.addr.port(), 80);
+        assert_eq!(sys("http://[::1]:9/"), "[::1]:9".parse().unwrap());
+        assert_eq!(sys("http://localhost"), "127.0.0.1:80".parse().unwrap());
     }
 
     #[test]
     fn offline_resolution_takes_literals_and_localhost_only() {
-        let off = |u| parse_endpoint_with(u, Resolution::Offline);
+        let off = |u| addr(u, Resolution::Offline);
         assert_eq!(
-            off("http://10.1.2.3:81").unwrap().addr,
+            off("http://10.1.2.3:81").unwrap(),
             "10.1.2.3:81".parse().unwrap()
         );
+        assert_eq!(off("http://[::1]:9").unwrap(), "[::1]:9".parse().unwrap());
         assert_eq!(
-            off("http://[::1]:9").unwrap().addr,
-            "[::1]:9".parse().unwrap()
-        );
-        assert_eq!(
-            off("http://LOCALHOST").unwrap().addr,
+            off("http://LOCALHOST").unwrap(),
             "127.0.0.1:80".parse().unwrap()
         );
-        let err = off("http://example.com:80").unwrap_err();
+        let err = parse_endpoint_with("http://example.com:80", Resolution::Offline).unwrap_err();
         assert!(matches!(err, EndpointError::Offline { .. }), "{err}");
         assert!(err.to_string().contains("not resolved offline"), "{err}");
     }
@@ -214,9 +277,9 @@ mod tests {
     fn https_defaults_to_443_and_keeps_the_host_for_sni() {
         let e = parse_endpoint("https://localhost").unwrap();
         assert!(e.tls);
-        assert_eq!((e.addr.port(), e.sni.as_str()), (443, "localhost"));
+        assert_eq!((e.port, e.sni.as_str()), (443, "localhost"));
         let e = parse_endpoint("https://[::1]:8443/").unwrap();
-        assert_eq!((e.addr.port(), e.sni.as_str()), (8443, "::1"));
+        assert_eq!((e.port, e.sni.as_str()), (8443, "::1"));
         assert!(!parse_endpoint("http://127.0.0.1").unwrap().tls);
     }
 
@@ -227,7 +290,7 @@ mod tests {
         assert_eq!(e.shape.prefix(), "/openai");
         assert_eq!(e.shape.query(), "api-version=2024-10-21");
         let e = parse_endpoint("http://127.0.0.1:81?key=a%2Fb").unwrap();
-        assert_eq!((e.authority.as_str(), e.addr.port()), ("127.0.0.1:81", 81));
+        assert_eq!((e.authority.as_str(), e.port), ("127.0.0.1:81", 81));
         assert_eq!(
             (e.shape.prefix(), e.shape.query().as_str()),
             ("", "key=a%2Fb")
@@ -246,6 +309,20 @@ mod tests {
     }
 
     #[test]
+    fn a_name_is_kept_for_resolving_at_run_time() {
+        let e = parse_endpoint("https://API.Example.com:8443/openai?api-version=1").unwrap();
+        assert_eq!(e.host, Host::Name("api.example.com".into()));
+        assert_eq!(e.name(), Some("api.example.com"));
+        assert_eq!((e.port, e.sni.as_str()), (8443, "API.Example.com"));
+        let at = e.at("10.0.0.7".parse().unwrap());
+        assert_eq!(at.addr, "10.0.0.7:8443".parse().unwrap());
+        assert_eq!(at.authority, "API.Example.com:8443");
+        assert_eq!(at.shape.prefix(), "/openai");
+        // A name that does not resolve is not a config error: it is looked up at run time.
+        assert!(parse_endpoint("http://no-such-host.invalid:80").is_ok());
+    }
+
+    #[test]
     fn rejects_bad_urls() {
         for bad in [
             "127.0.0.1:8000",
@@ -256,7 +333,8 @@ mod tests {
             "http://user@127.0.0.1:80",
             "http://127.0.0.1:80/v1#top",
             "http://127.0.0.1:80/v1?a=1&a=2",
-            "http://no-such-host.invalid:80",
+            "http://bad host:80",
+            "http://a..b:80",
         ] {
             assert!(parse_endpoint(bad).is_err(), "{bad} should be refused");
         }

@@ -40,6 +40,9 @@ pub struct FileConfig {
     /// Token accounting.
     #[serde(default)]
     pub usage: UsageFile,
+    /// How endpoint host names are resolved and followed.
+    #[serde(default)]
+    pub dns: DnsFile,
     /// Client authentication on the proxy listeners; absent: none.
     #[serde(default)]
     pub auth: Option<AuthFile>,
@@ -103,7 +106,7 @@ impl Default for LimitsFile {
 }
 
 /// Pingora's own server settings; only the ones Meridian supports are accepted.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Clone)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerFile {
     pub threads: usize,
@@ -179,7 +182,7 @@ impl Default for ListenFile {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Clone)]
 #[serde(deny_unknown_fields, default)]
 pub struct HealthCheckFile {
     pub path: String,
@@ -246,7 +249,7 @@ impl Default for HealthCheckFile {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Clone)]
 #[serde(deny_unknown_fields, default)]
 pub struct CircuitBreakerFile {
     pub failure_threshold: u32,
@@ -263,7 +266,7 @@ impl Default for CircuitBreakerFile {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Clone)]
 #[serde(deny_unknown_fields, default)]
 pub struct SelectionFile {
     pub tier_weight_ms: f64,
@@ -282,7 +285,7 @@ impl Default for SelectionFile {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Clone)]
 #[serde(deny_unknown_fields, default)]
 pub struct UpstreamFile {
     #[serde(with = "humantime_serde")]
@@ -518,7 +521,7 @@ pub struct GeoRuleFile {
     pub deny: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Clone)]
 #[serde(deny_unknown_fields, default)]
 pub struct CapacityFile {
     /// When every eligible region is saturated: answer 503 (true) or queue on the least
@@ -537,7 +540,7 @@ impl Default for CapacityFile {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Clone)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetryFile {
     /// Retries that add load (after 429/503, after a first-byte timeout) are allowed while
@@ -563,7 +566,7 @@ impl Default for RetryFile {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Clone)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelFile {
     /// When set, only regions serving this model version get traffic (rolling updates).
@@ -623,4 +626,37 @@ pub struct UsageFile {
     /// Ask regions for usage in streams whose client did not (`stream_options.include_usage`),
     /// and take that usage chunk back out of what the client receives.
     pub request_in_streams: bool,
+}
+
+/// `dns:`: endpoint host names are resolved in the background and followed as their
+/// records change.
+#[derive(Debug, Deserialize, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsFile {
+    /// A name is looked up again when its records' TTL runs out, but never later than
+    /// this after the last lookup (names from the hosts file: after exactly this).
+    #[serde(with = "humantime_serde")]
+    pub refresh: Duration,
+    /// ... and never sooner than this, however short the TTL.
+    #[serde(with = "humantime_serde")]
+    pub min_refresh: Duration,
+    /// One lookup may take this long before it counts as failed.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// DNS servers as `ip:port` (or `ip`, port 53); empty: the system's (`/etc/resolv.conf`).
+    pub nameservers: Vec<String>,
+    /// Read before DNS at every lookup round, as the system resolver does.
+    pub hosts_file: String,
+}
+
+impl Default for DnsFile {
+    fn default() -> Self {
+        Self {
+            refresh: Duration::from_secs(30),
+            min_refresh: Duration::from_secs(1),
+            timeout: Duration::from_secs(2),
+            nameservers: Vec::new(),
+            hosts_file: "/etc/hosts".into(),
+        }
+    }
 }

@@ -16,7 +16,7 @@ mod validate;
 mod validate_auth;
 
 pub use auth::{Auth, ClientKey, KeyId};
-pub use endpoint::{parse_endpoint, parse_endpoint_with, Endpoint, Resolution};
+pub use endpoint::{parse_endpoint, parse_endpoint_with, Endpoint, EndpointUrl, Host, Resolution};
 pub use error::ConfigError;
 pub use geo_value::normalize_geo_value;
 pub use mask::{RegionMask, MAX_REGIONS};
@@ -50,7 +50,7 @@ pub type UpstreamProtocol = file::ProtocolFile;
 /// How a region is probed (`regions[].probe`).
 pub type ProbeKind = file::ProbeFile;
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Config {
     /// Where the config came from, for messages.
     pub source: String,
@@ -74,8 +74,20 @@ pub struct Config {
     /// The label of the currency prices are in.
     pub currency: Option<String>,
     pub usage: file::UsageFile,
+    pub dns: DnsSettings,
     /// Non-fatal findings (for example an endpoint override naming no region).
     pub warnings: Vec<String>,
+}
+
+/// How endpoint host names are resolved (`dns:`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsSettings {
+    pub refresh: std::time::Duration,
+    pub min_refresh: std::time::Duration,
+    pub timeout: std::time::Duration,
+    /// Empty: the system's.
+    pub nameservers: Vec<SocketAddr>,
+    pub hosts_file: std::path::PathBuf,
 }
 
 #[derive(Debug, Clone)]
@@ -139,6 +151,10 @@ impl std::fmt::Debug for Secret {
 pub struct RegionConfig {
     pub name: String,
     pub provider: String,
+    /// The region's endpoint URLs, as written.
+    pub urls: Vec<EndpointUrl>,
+    /// One per address: an IP literal's at load time, a name's as it resolves
+    /// ([`Config::with_addresses`]).
     pub endpoints: Vec<Endpoint>,
     pub cost_per_1k: f64,
     pub priority: u32,
@@ -155,6 +171,26 @@ pub struct RegionConfig {
     pub protocol: UpstreamProtocol,
     /// `probe: grpc`: the standard gRPC health check instead of `probe`'s HTTP request.
     pub probe_kind: ProbeKind,
+}
+
+impl Config {
+    /// This config with each region's endpoints at the addresses its URLs' names have now
+    /// (`addrs` of a name; none: not resolved): an IP literal's one endpoint, a name's one
+    /// per address, in URL order.
+    pub fn with_addresses(&self, addrs: impl Fn(&str) -> Vec<std::net::IpAddr>) -> Config {
+        let mut next = self.clone();
+        for region in &mut next.regions {
+            region.endpoints = region
+                .urls
+                .iter()
+                .flat_map(|u| match &u.host {
+                    Host::Ip(ip) => vec![u.at(*ip)],
+                    Host::Name(name) => addrs(name).into_iter().map(|ip| u.at(ip)).collect(),
+                })
+                .collect();
+        }
+        next
+    }
 }
 
 impl RegionConfig {

@@ -8,8 +8,8 @@ use super::file::{
 };
 use super::models::{is_model_name, ModelConfig, Models, RegionModel, MAX_MODELS};
 use super::{
-    env, parse_endpoint_with, Config, ConfigError, GeoAction, GeoConfig, GeoRule, Listen,
-    Resolution,
+    env, parse_endpoint_with, Config, ConfigError, EndpointUrl, GeoAction, GeoConfig, GeoRule,
+    Host, Listen, Resolution,
 };
 use super::{tls, ProbeKind, ProxyTls, RegionConfig, Secret, ServerSettings, UpstreamProtocol};
 use super::{RegionMask, MAX_REGIONS};
@@ -105,6 +105,7 @@ pub fn load(
             c => c.clone(),
         },
         usage: file.usage.clone(),
+        dns: v.dns(&file.dns)?,
         warnings,
     })
 }
@@ -214,6 +215,68 @@ impl Validator<'_> {
             .line(line)
             .region(name)
             .field(field)
+    }
+
+    fn dns(&self, d: &super::file::DnsFile) -> Result<super::DnsSettings, ConfigError> {
+        let within = |key: &str, v: std::time::Duration, lo: u64, hi: u64| {
+            let ms = v.as_millis();
+            if ms < u128::from(lo) || ms > u128::from(hi) {
+                return Err(self.top(
+                    key,
+                    format!(
+                        "{} must be between {} and {}",
+                        humantime::format_duration(v),
+                        humantime::format_duration(std::time::Duration::from_millis(lo)),
+                        humantime::format_duration(std::time::Duration::from_millis(hi)),
+                    ),
+                ));
+            }
+            Ok(())
+        };
+        within("dns.refresh", d.refresh, 100, 86_400_000)?;
+        within("dns.min_refresh", d.min_refresh, 100, 86_400_000)?;
+        within("dns.timeout", d.timeout, 10, 60_000)?;
+        if d.min_refresh > d.refresh {
+            return Err(self.top(
+                "dns.min_refresh",
+                format!(
+                    "{} is longer than dns.refresh ({})",
+                    humantime::format_duration(d.min_refresh),
+                    humantime::format_duration(d.refresh)
+                ),
+            ));
+        }
+        let mut nameservers = Vec::new();
+        for ns in &d.nameservers {
+            let addr = ns
+                .parse::<std::net::SocketAddr>()
+                .or_else(|_| {
+                    ns.parse::<std::net::IpAddr>()
+                        .map(|ip| std::net::SocketAddr::new(ip, 53))
+                })
+                .map_err(|_| {
+                    self.top(
+                        "dns.nameservers",
+                        format!(
+                            "'{ns}' must be an IP address, with an optional port (10.0.0.2:53)"
+                        ),
+                    )
+                })?;
+            nameservers.push(addr);
+        }
+        if d.hosts_file.is_empty() {
+            return Err(self.top(
+                "dns.hosts_file",
+                "must name a file (the default is /etc/hosts)",
+            ));
+        }
+        Ok(super::DnsSettings {
+            refresh: d.refresh,
+            min_refresh: d.min_refresh,
+            timeout: d.timeout,
+            nameservers,
+            hosts_file: d.hosts_file.clone().into(),
+        })
     }
 
     fn addr(&self, value: &str, field: &str) -> Result<std::net::SocketAddr, ConfigError> {
@@ -342,20 +405,26 @@ impl Validator<'_> {
                     "at least one endpoint is required".into(),
                 ));
             }
+            // IP literals are endpoints now; names become endpoints as they resolve.
+            let mut urls = Vec::new();
             let mut endpoints = Vec::new();
             for url in &r.endpoints {
-                let ep = parse_endpoint_with(url, self.resolution)
+                let parsed = parse_endpoint_with(url, self.resolution)
                     .map_err(|e| err(&endpoint_field, e.to_string()))?;
-                if let Some(other) = addrs.insert(ep.addr, r.name.clone()) {
-                    return Err(err(
-                        &endpoint_field,
-                        format!(
-                            "'{url}' resolves to {}, already used by region '{other}'",
-                            ep.addr
-                        ),
-                    ));
+                if let Host::Ip(ip) = parsed.host {
+                    let ep = parsed.at(ip);
+                    if let Some(other) = addrs.insert(ep.addr, r.name.clone()) {
+                        return Err(err(
+                            &endpoint_field,
+                            format!("'{url}' is {}, already used by region '{other}'", ep.addr),
+                        ));
+                    }
+                    endpoints.push(ep);
                 }
-                endpoints.push(ep);
+                if urls.iter().any(|u: &EndpointUrl| u.url == parsed.url) {
+                    return Err(err(&endpoint_field, format!("'{url}' is listed twice")));
+                }
+                urls.push(parsed);
             }
             if !r.cost_per_1k.is_finite() || r.cost_per_1k < 0.0 {
                 return Err(err(
@@ -392,7 +461,7 @@ impl Validator<'_> {
                 }
             }
             let ca = match &r.ca_file {
-                Some(_) if !endpoints.iter().any(|e| e.tls) => {
+                Some(_) if !urls.iter().any(|e| e.tls) => {
                     return Err(err(
                         "ca_file",
                         "is only used by https:// endpoints, and this region has none".into(),
@@ -439,6 +508,7 @@ impl Validator<'_> {
                 name: r.name.clone(),
                 provider: r.provider.clone(),
                 endpoints,
+                urls,
                 cost_per_1k: r.cost_per_1k,
                 priority: r.priority,
                 tags: r.tags.clone(),

@@ -1,18 +1,24 @@
-//! A config reload builds new region objects; a region that is still there with the same
-//! endpoints takes over what was learnt about it, so a reload is invisible to routing.
+//! A config reload (or a name that resolves to other addresses) builds new region
+//! objects; a region that is still there with the same endpoint URLs takes over what was
+//! learnt about it, so a reload is invisible to routing, and so do its endpoints whose
+//! addresses did not change.
 
 use super::Region;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 impl Region {
-    /// Whether `old` is this region before the reload: same name, same endpoints.
+    /// Whether `old` is this region before the reload (or before its names resolved to
+    /// other addresses): same name, same endpoint URLs.
     pub fn same_as(&self, old: &Region) -> bool {
         self.name() == old.name()
-            && self.endpoints.len() == old.endpoints.len()
-            && self.endpoints.iter().zip(&old.endpoints).all(|(a, b)| {
-                a.endpoint.url == b.endpoint.url && a.endpoint.addr == b.endpoint.addr
-            })
+            && self.config.urls.len() == old.config.urls.len()
+            && self
+                .config
+                .urls
+                .iter()
+                .zip(&old.config.urls)
+                .all(|(a, b)| a.url == b.url)
     }
 
     /// Takes over `old`'s latency estimates, circuit, cooldown, probe results and
@@ -29,7 +35,14 @@ impl Region {
                 .unwrap_or(u64::MAX);
             self.cooling_until.store(ns.max(1), Relaxed);
         }
-        for (new, was) in self.endpoints.iter().zip(&old.endpoints) {
+        // An endpoint still there (same URL, same address) keeps its probe results; a
+        // new address is probed before the region with it serves.
+        for new in &self.endpoints {
+            let Some(was) = old.endpoints.iter().find(|o| {
+                o.endpoint.url == new.endpoint.url && o.endpoint.addr == new.endpoint.addr
+            }) else {
+                continue;
+            };
             new.last_probe_us
                 .store(was.last_probe_us.load(Relaxed), Relaxed);
             new.set_report(was.report(), was.in_flight_at_report.load(Relaxed));

@@ -5,7 +5,9 @@
 
 use super::Runtime;
 use crate::config::Config;
+use crate::upstream::dns::{names_of, NameState, Names};
 use arc_swap::ArcSwap;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -25,6 +27,11 @@ pub struct Shared {
     conf_path: Option<PathBuf>,
     generation: tokio::sync::watch::Sender<u64>,
     last: Mutex<Option<ReloadReport>>,
+    /// Endpoint host names and what they resolved to.
+    names: Names,
+    /// Held while a new runtime is made and swapped in (reload, a name's new addresses),
+    /// so one swap never undoes another.
+    swapping: tokio::sync::Mutex<()>,
 }
 
 impl Shared {
@@ -34,6 +41,8 @@ impl Shared {
             conf_path,
             generation: tokio::sync::watch::Sender::new(0),
             last: Mutex::new(None),
+            names: Names::default(),
+            swapping: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -45,6 +54,64 @@ impl Shared {
     /// Fires each time a new runtime is swapped in.
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.generation.subscribe()
+    }
+
+    /// What each endpoint host name resolved to.
+    pub fn names(&self) -> BTreeMap<String, NameState> {
+        self.names.snapshot()
+    }
+
+    /// When the next endpoint host name is due to be looked up (`None`: there are none).
+    pub fn next_lookup(&self) -> Option<std::time::Instant> {
+        self.names.next_due(&names_of(&self.current().config))
+    }
+
+    /// Looks up the host names that are due (`all`: every one) and, when an address set
+    /// changed, swaps in a runtime whose regions have the endpoints at the new addresses,
+    /// (with `probe`) after probing them once, as a reload does. Requests already running
+    /// keep the endpoints they started with.
+    pub async fn follow_names(&self, all: bool, probe: bool) {
+        let _swap = self.swapping.lock().await;
+        let old = self.current();
+        let wanted = names_of(&old.config);
+        if wanted.is_empty() || !self.names.refresh(&old.config.dns, &wanted, all).await {
+            return;
+        }
+        let config = old.config.with_addresses(|name| self.names.addrs(name));
+        let next = old.reloaded(config);
+        if probe {
+            if let Err(e) = next.pool.first_round().await {
+                log::error!("region pool update failed after a DNS change: {e}");
+                return;
+            }
+        }
+        self.current.store(next);
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    /// `config` with its names at their addresses: those already known as they are, new
+    /// ones looked up now.
+    async fn resolved(&self, config: Config) -> Config {
+        let wanted = names_of(&config);
+        if wanted.is_empty() {
+            return config;
+        }
+        let known = self.names.snapshot();
+        let new: std::collections::BTreeSet<String> = wanted
+            .iter()
+            .filter(|n| !known.contains_key(*n))
+            .cloned()
+            .collect();
+        let mut all = known
+            .keys()
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>();
+        all.extend(new.iter().cloned());
+        if !new.is_empty() {
+            // Only the new names are due; the others keep their schedule.
+            self.names.refresh(&config.dns, &all, false).await;
+        }
+        config.with_addresses(|name| self.names.addrs(name))
     }
 
     pub fn last_reload(&self) -> Option<ReloadReport> {
@@ -72,8 +139,9 @@ impl Shared {
                 "running on the built-in config: no file to reload".into(),
             );
         };
+        let _swap = self.swapping.lock().await;
         let config = match Config::load_file(path) {
-            Ok(c) => c,
+            Ok(c) => self.resolved(c).await,
             Err(e) => return self.report(false, e.to_string()),
         };
         let old = self.current();

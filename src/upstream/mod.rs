@@ -3,6 +3,7 @@
 //! write each endpoint's health into the region state, the one place it is kept; a gRPC
 //! region is probed with the gRPC health protocol ([`grpc_health`]).
 
+pub mod dns;
 mod grpc_health;
 pub mod peer;
 pub mod pool;

@@ -15,10 +15,19 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
-fn backend_of(region: usize, endpoint: usize, addr: std::net::SocketAddr) -> Backend {
+/// `ordinal` tells backends apart: pingora-load-balancing keys a backend by address and
+/// weight only, and two endpoints may share an address (two regions' names behind one
+/// cloud load balancer, each with its own `Host`). Meridian selects by its own ranking,
+/// so the weight has no other use.
+fn backend_of(
+    region: usize,
+    endpoint: usize,
+    addr: std::net::SocketAddr,
+    ordinal: usize,
+) -> Backend {
     let mut backend = Backend {
         addr: pingora::protocols::l4::socket::SocketAddr::Inet(addr),
-        weight: 1,
+        weight: ordinal + 1,
         ext: Default::default(),
     };
     backend.ext.insert(EndpointRef { region, endpoint });
@@ -33,8 +42,10 @@ fn backends_of(regions: &RegionTable) -> BTreeSet<Backend> {
             r.endpoints
                 .iter()
                 .enumerate()
-                .map(|(i, e)| backend_of(r.id, i, e.endpoint.addr))
+                .map(move |(i, e)| (r.id, i, e))
         })
+        .enumerate()
+        .map(|(ordinal, (region, i, e))| backend_of(region, i, e.endpoint.addr, ordinal))
         .collect()
 }
 
