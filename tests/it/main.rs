@@ -15,6 +15,7 @@ mod connections;
 mod cooldown;
 mod credentials;
 mod deploy;
+mod dns;
 mod failover;
 mod geo;
 mod geo_property;
