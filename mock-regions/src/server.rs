@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::header::HeaderValue;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -363,7 +362,8 @@ async fn serve(stream: TcpStream, state: Arc<RegionState>, tls: Option<tokio_rus
             if let Ok(Ok(stream)) =
                 tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await
             {
-                let _ = http1::Builder::new()
+                // HTTP/2 when ALPN chose it (the client then opens with the preface).
+                let _ = auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(stream), service)
                     .await;
             }

@@ -73,7 +73,13 @@ impl Dnsmasq {
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("dnsmasq starts");
-            std::thread::sleep(Duration::from_millis(200));
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while std::time::Instant::now() < deadline
+                && child.try_wait().ok().flatten().is_none()
+                && !listens_udp(child.id(), port)
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
             if child.try_wait().ok().flatten().is_none() && listens_udp(child.id(), port) {
                 return Some(Dnsmasq {
                     child,

@@ -160,3 +160,56 @@ async fn sse_streams_over_h2c_from_a_region_spoken_to_over_h2c() {
     assert!(rest.trim_end().ends_with("version=2"), "{rest}");
     assert!(child.wait().await.unwrap().success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_region_over_tls_is_spoken_to_over_http2_as_its_protocol_says() {
+    let pki = pki();
+    let dir = tempfile::tempdir().unwrap();
+    let (_, _, ca) = write_pki(dir.path(), &pki);
+    // Three regions behind TLS that offer h2 and http/1.1 by ALPN, as a cloud endpoint does.
+    let h2 = crate::https::tls_region("ap-south-1", &pki).await;
+    let auto = crate::https::tls_region("me-south-1", &pki).await;
+    let http1 = crate::https::tls_region("us-east-1", &pki).await;
+    let https = |m: &mock_regions::MockRegion| format!("https://{}", m.addr());
+    let ca = format!("ca_file: {ca}");
+    let cfg = TestConfig::new()
+        .region(
+            "ap-south-1",
+            &[https(&h2)],
+            0.3,
+            1,
+            &format!("{ca}\n    protocol: h2"),
+        )
+        .region(
+            "me-south-1",
+            &[https(&auto)],
+            0.3,
+            1,
+            &format!("{ca}\n    protocol: auto"),
+        )
+        .region("us-east-1", &[https(&http1)], 0.3, 1, &ca);
+    let m = Meridian::start(&cfg).await;
+    for name in ["ap-south-1", "me-south-1", "us-east-1"] {
+        m.wait_health(name, true).await;
+    }
+    for (region, version) in [
+        ("ap-south-1", "2"),
+        ("me-south-1", "2"),
+        ("us-east-1", "1.1"),
+    ] {
+        let r = m.infer(&[("x-meridian-prefer-region", region)]).await;
+        assert_eq!(
+            (r.status, r.region.as_deref()),
+            (200, Some(region)),
+            "{}",
+            r.body
+        );
+        let seen = r
+            .headers
+            .get("x-mock-http-version")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        assert_eq!(seen, version, "{region} was spoken to in HTTP/{seen}");
+    }
+}

@@ -35,7 +35,7 @@ pub fn pki() -> Pki {
     }
 }
 
-async fn tls_region(name: &str, pki: &Pki) -> MockRegion {
+pub async fn tls_region(name: &str, pki: &Pki) -> MockRegion {
     let spec = RegionSpec {
         token_ms: 0,
         ..RegionSpec::new(name, 0)
