@@ -341,8 +341,11 @@ impl Ranked<'_> {
                     }
                 }
             };
-            if walk.step < walk.len {
-                let endpoint = (walk.start + walk.step) % walk.len;
+            // A region with no endpoint (its names do not resolve) is still visited once,
+            // at an index with no endpoint, so the pick reports it as unhealthy rather
+            // than passing it over unseen.
+            if walk.step < walk.len.max(1) {
+                let endpoint = (walk.start + walk.step) % walk.len.max(1);
                 walk.step += 1;
                 self.walk = Some(walk);
                 return Some(EndpointRef {
@@ -361,7 +364,7 @@ impl Ranked<'_> {
 
     /// Whether the region last returned by [`Ranked::next_endpoint`] has endpoints left.
     pub fn region_has_more(&self) -> bool {
-        self.walk.is_some_and(|w| w.step < w.len)
+        self.walk.is_some_and(|w| w.step < w.len.max(1))
     }
 
     /// Moves on from the current region without walking the rest of its endpoints.

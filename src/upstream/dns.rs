@@ -229,9 +229,16 @@ impl Resolver {
         let looked = tokio::time::timeout(self.timeout, dns.lookup_ip(format!("{name}.")))
             .await
             .map_err(|_| format!("no answer within {:?}", self.timeout))?;
-        let lookup = looked.map_err(|e| match &self.hosts_error {
-            Some(h) => format!("{e} (and the hosts file could not be read: {h})"),
-            None => e.to_string(),
+        let lookup = looked.map_err(|e| {
+            let why = if e.is_no_records_found() {
+                "no such name, or no address records for it".to_string()
+            } else {
+                e.to_string()
+            };
+            match &self.hosts_error {
+                Some(h) => format!("{why} (and the hosts file could not be read: {h})"),
+                None => why,
+            }
         })?;
         let mut addrs: Vec<IpAddr> = lookup.iter().collect();
         addrs.sort();
