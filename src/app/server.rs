@@ -5,7 +5,7 @@ use super::connections::Limited;
 use super::health::HealthService;
 use super::reload::ReloadService;
 use crate::admin::AdminApp;
-use crate::config::{Config, Listen, ProxyTls};
+use crate::config::{Config, Limits, Listen, ProxyTls};
 use crate::proxy::MeridianProxy;
 use crate::runtime::{Runtime, Shared};
 use pingora::apps::http_app::HttpServer;
@@ -47,10 +47,16 @@ fn client_listener(addr: &str) -> ListenerConfig {
 }
 
 /// How the proxy listeners treat client connections. `h2c` matters only on the plain
-/// listener: Pingora turns it off on TLS connections, where ALPN decides.
-fn server_options(listen: &Listen) -> HttpServerOptions {
+/// listener: Pingora turns it off on TLS connections, where ALPN decides. An HTTP/2
+/// connection with no stream open is closed after `limits.keepalive_timeout`, as an idle
+/// HTTP/1 one is (Pingora's default keeps it forever); with keep-alive off (0s), after 1 s.
+/// Set when the listener starts: a reload does not change it.
+fn server_options(listen: &Listen, limits: &Limits) -> HttpServerOptions {
     let mut options = HttpServerOptions::default();
     options.h2c = listen.h2c;
+    options.h2_idle_timeout = Some(std::time::Duration::from_secs(
+        limits.keepalive().unwrap_or(1),
+    ));
     options
 }
 
@@ -95,7 +101,7 @@ pub fn build_server(
     let proxy_addr = config.listen.proxy.to_string();
     let admin_addr = config.listen.admin.to_string();
     let proxy_tls = config.listen.proxy_tls.clone();
-    let options = server_options(&config.listen);
+    let options = server_options(&config.listen, &config.limits);
     let shared = Shared::new(Runtime::new(config), conf_path);
 
     let health = background_service(

@@ -310,3 +310,46 @@ async fn a_flood_of_idle_connections_stays_under_the_cap_while_requests_are_serv
     .await;
     drop(flood);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_http2_connection_is_closed_after_the_keepalive_timeout() {
+    let ap = region("ap-south-1", 0).await;
+    let cfg = TestConfig::new()
+        .mock(&ap, 0.30, 1)
+        .section("limits", "  keepalive_timeout: 1s\n");
+    let m =
+        Meridian::start_with(crate::http2::with_listen(&cfg, "  h2c: true\n".into()), &[]).await;
+    m.wait_health("ap-south-1", true).await;
+    // An HTTP/2 client (prior knowledge): the preface and an empty SETTINGS frame, then
+    // nothing. The server answers with its SETTINGS and, once idle long enough, closes.
+    let mut conn = TcpStream::connect(m.proxy).await.unwrap();
+    conn.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    let start = Instant::now();
+    let mut frames = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut chunk = [0u8; 4096];
+        loop {
+            match conn.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => frames.extend_from_slice(&chunk[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "the idle HTTP/2 connection is still open after 10 s"
+    );
+    let after = start.elapsed();
+    assert!(
+        after >= Duration::from_millis(500),
+        "closed too early: {after:?}"
+    );
+    // It was an HTTP/2 connection: the server's SETTINGS frame (type 4) came first.
+    assert!(
+        frames.len() >= 9 && frames[3] == 4,
+        "not HTTP/2: {frames:?}"
+    );
+}

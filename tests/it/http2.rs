@@ -44,7 +44,7 @@ pub fn with_listen(
     }
 }
 
-fn write_pki(dir: &Path, pki: &Pki) -> (String, String, String) {
+pub fn write_pki(dir: &Path, pki: &Pki) -> (String, String, String) {
     let path = |n: &str| dir.join(n).display().to_string();
     std::fs::write(dir.join("cert.pem"), &pki.cert_pem).unwrap();
     std::fs::write(dir.join("key.pem"), &pki.key_pem).unwrap();
