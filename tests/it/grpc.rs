@@ -42,13 +42,20 @@ server.start()
 server.wait_for_termination()
 "#;
 
-/// A gRPC client against argv[1]; argv[2] is `full` (every method) or `say` (one call,
-/// with argv[3:] as metadata key=value pairs). Prints what it saw as JSON.
+/// A gRPC client against argv[1]; argv[2] is `full` (every method), `say` (one call,
+/// with argv[3:] as metadata key=value pairs) or `say-tls` (the same over TLS, argv[3]
+/// the CA file). Prints what it saw as JSON.
 const CLIENT: &str = r#"
 import sys, json, grpc
 target, mode = sys.argv[1], sys.argv[2]
-meta = tuple(tuple(kv.split("=", 1)) for kv in sys.argv[3:])
-ch = grpc.insecure_channel(target)
+if mode == "say-tls":
+    # argv[3] is the CA file; the call goes over TLS (ALPN h2) to localhost.
+    ca = open(sys.argv[3], "rb").read()
+    meta = tuple(tuple(kv.split("=", 1)) for kv in sys.argv[4:])
+    ch = grpc.secure_channel(target, grpc.ssl_channel_credentials(root_certificates=ca))
+else:
+    meta = tuple(tuple(kv.split("=", 1)) for kv in sys.argv[3:])
+    ch = grpc.insecure_channel(target)
 out = {}
 def outcome(fn):
     try:
@@ -164,4 +171,46 @@ async fn meridian_s_own_refusals_are_grpc_statuses() {
     let r = m.infer(&[]).await;
     assert_eq!(r.status, 503);
     assert_eq!(r.error_type(), "no_eligible_region");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_over_tls_with_client_keys() {
+    let Some(python) = h2_python() else { return };
+    let server = PyServer::start(&python, SERVER, &["ap-south-1"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key, ca) = crate::http2::write_pki(dir.path(), &crate::https::pki());
+    let tls = free_addr();
+    let cfg = grpc_region(TestConfig::new(), "ap-south-1", &server, 0.3).section(
+        "auth",
+        "  env_keys:\n    - name: ci\n      value_env: GRPC_TEST_KEY\n",
+    );
+    let extra =
+        format!("  proxy_tls:\n    addr: {tls}\n    cert_file: {cert}\n    key_file: {key}\n");
+    let m = Meridian::start_with(
+        with_listen(&cfg, extra),
+        &[("GRPC_TEST_KEY".into(), "sk-grpc-test".into())],
+    )
+    .await;
+    m.wait_health("ap-south-1", true).await;
+    let target = format!("localhost:{}", tls.port());
+    let tls_call = |meta: &'static [&'static str]| {
+        let (python, target, ca) = (python.clone(), target.clone(), ca.clone());
+        async move {
+            let mut args = vec![target.as_str(), "say-tls", ca.as_str()];
+            args.extend_from_slice(meta);
+            run_json(&python, CLIENT, &args).await
+        }
+    };
+    // gRPC clients send the key as metadata: `authorization: Bearer ...`.
+    let out = tls_call(&["authorization=Bearer sk-grpc-test"]).await;
+    let say = &out["say"];
+    assert_eq!(say["code"], "OK", "{out}");
+    assert_eq!(say["trailing"]["x-served-by"], "ap-south-1", "{out}");
+    assert_eq!(say["initial"]["x-meridian-region"], "ap-south-1", "{out}");
+    let out = tls_call(&[]).await;
+    assert_eq!(out["say"]["code"], "UNAUTHENTICATED", "{out}");
+    let details = out["say"]["details"].as_str().unwrap_or_default();
+    assert!(details.starts_with("invalid_api_key: "), "{out}");
+    let out = tls_call(&["authorization=Bearer sk-wrong"]).await;
+    assert_eq!(out["say"]["code"], "UNAUTHENTICATED", "{out}");
 }
