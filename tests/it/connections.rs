@@ -54,6 +54,32 @@ async fn closed_within(conn: &mut TcpStream, limit: Duration) -> Option<Duration
     }
 }
 
+/// Whether a new connection is accepted and answered (not closed at once by the cap).
+async fn a_new_client_is_served(m: &Meridian) -> bool {
+    let Ok(mut conn) = TcpStream::connect(m.proxy).await else {
+        return false;
+    };
+    if conn.write_all(REQUEST).await.is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 64];
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), conn.read(&mut buf)).await,
+        Ok(Ok(n)) if n > 0 && buf.starts_with(b"HTTP/1.1 200")
+    )
+}
+
+/// `series{listener="proxy"}` from /metrics.
+async fn proxy_series(m: &Meridian, series: &str) -> usize {
+    let metrics = m.metrics().await;
+    let prefix = format!("{series}{{listener=\"proxy\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{series} for the proxy listener: {metrics}"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_keep_alive_connection_is_closed_and_a_busy_one_is_not() {
     let ap = region("ap-south-1", 0).await;
@@ -140,18 +166,8 @@ async fn connections_over_the_limit_are_closed_at_once_and_those_in_service_keep
 
     // One leaves; a new connection gets its place.
     drop(held.pop());
-    eventually(Duration::from_secs(5), "a freed place is taken", || async {
-        let Ok(mut conn) = TcpStream::connect(m.proxy).await else {
-            return false;
-        };
-        if conn.write_all(REQUEST).await.is_err() {
-            return false;
-        }
-        let mut buf = [0u8; 64];
-        matches!(
-            tokio::time::timeout(Duration::from_secs(2), conn.read(&mut buf)).await,
-            Ok(Ok(n)) if n > 0 && buf.starts_with(b"HTTP/1.1 200")
-        )
+    eventually(Duration::from_secs(5), "a freed place is taken", || {
+        a_new_client_is_served(&m)
     })
     .await;
 }
@@ -271,42 +287,18 @@ async fn a_flood_of_idle_connections_stays_under_the_cap_while_requests_are_serv
             let reply = exchange(conn).await;
             assert!(reply.starts_with("HTTP/1.1 200"), "round {round}: {reply}");
         }
-        let metrics = m.metrics().await;
-        let open: usize = metrics
-            .lines()
-            .find_map(|l| l.strip_prefix("meridian_connections_open{listener=\"proxy\"} "))
-            .and_then(|v| v.trim().parse().ok())
-            .expect("meridian_connections_open for the proxy listener");
+        let open = proxy_series(&m, "meridian_connections_open").await;
         assert!(open <= CAP, "{open} connections open, cap {CAP}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let metrics = m.metrics().await;
-    let refused: u64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("meridian_connections_refused_total{listener=\"proxy\"} "))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("meridian_connections_refused_total for the proxy listener");
-    assert!(refused >= 200 - CAP as u64, "only {refused} refused");
+    let refused = proxy_series(&m, "meridian_connections_refused_total").await;
+    assert!(refused >= 200 - CAP, "only {refused} refused");
     // The flood that got in goes idle and is closed by the keep-alive timeout (those that
     // sent a request); a new client then gets a place.
     drop(serving);
-    eventually(
-        Duration::from_secs(10),
-        "a new client is served",
-        || async {
-            let Ok(mut conn) = TcpStream::connect(m.proxy).await else {
-                return false;
-            };
-            if conn.write_all(REQUEST).await.is_err() {
-                return false;
-            }
-            let mut buf = [0u8; 64];
-            matches!(
-                tokio::time::timeout(Duration::from_secs(2), conn.read(&mut buf)).await,
-                Ok(Ok(n)) if n > 0 && buf.starts_with(b"HTTP/1.1 200")
-            )
-        },
-    )
+    eventually(Duration::from_secs(10), "a new client is served", || {
+        a_new_client_is_served(&m)
+    })
     .await;
     drop(flood);
 }
