@@ -22,6 +22,14 @@ impl RegionMask {
         RegionMask(self.0 | (1u64 << id))
     }
 
+    /// This mask without `id`.
+    pub fn without(self, id: usize) -> Self {
+        match 1u64.checked_shl(id as u32) {
+            Some(bit) if id < MAX_REGIONS => RegionMask(self.0 & !bit),
+            _ => self,
+        }
+    }
+
     pub fn contains(self, id: usize) -> bool {
         id < MAX_REGIONS && self.0 & (1u64 << id) != 0
     }

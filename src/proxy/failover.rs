@@ -18,6 +18,10 @@
 //!   `Idempotency-Key` is never sent to a second region once it may have been received.
 //! - an upgraded connection (a WebSocket after its `101`) is never retried: its messages
 //!   went both ways and cannot be replayed.
+//! - a pooled connection the region had already closed, found before the request was
+//!   written ([`super::pooled`]): nothing was sent, so any request goes on, to another
+//!   region when one is eligible, else to the same one on a fresh connection. Not a
+//!   failure of the region (servers close idle connections), and not budgeted.
 
 use super::ctx::{Phase, RequestCtx, RetryReason};
 use crate::regions::Region;
@@ -27,6 +31,42 @@ use pingora::proxy::Session;
 use pingora::{Error, ErrorSource, ErrorType};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
+
+/// The error for a pooled connection found closed before the request went out.
+const STALE: ErrorType = ErrorType::Custom("pooled connection closed by the region");
+
+pub fn stale_connection() -> Box<Error> {
+    Error::create(
+        STALE,
+        ErrorSource::Upstream,
+        Some(
+            "the pooled connection was closed by the region before the request was written".into(),
+        ),
+        None,
+    )
+}
+
+/// Nothing was sent: the request goes on, to another region if one is eligible.
+fn retry_stale(ctx: &mut RequestCtx, mut e: Box<Error>) -> Box<Error> {
+    let rt = Arc::clone(&ctx.rt);
+    if let Some(attempt) = ctx.current.take() {
+        let region = attempt.slot.region().id;
+        let others = crate::routing::has_alternative(
+            &rt.regions,
+            &super::route::filter(&rt, ctx),
+            Instant::now(),
+        );
+        if !others {
+            ctx.tried = ctx.tried.without(region);
+        }
+    }
+    let retry = ctx.attempts < rt.config.upstream.max_attempts;
+    if retry {
+        rt.metrics.retry("stale_connection");
+    }
+    e.set_retry(retry);
+    e
+}
 
 pub fn connect_failed(ctx: &mut RequestCtx, mut e: Box<Error>) -> Box<Error> {
     record_attempt_failure(ctx, &e, "connect");
@@ -78,6 +118,9 @@ pub fn proxy_failed(
     mut e: Box<Error>,
     client_reused: bool,
 ) -> Box<Error> {
+    if e.etype() == &STALE {
+        return retry_stale(ctx, e);
+    }
     let phase = ctx.current.as_ref().map(|a| a.phase);
     if phase == Some(Phase::Refused) {
         // Our own error after a 429/503: the retry was decided and budgeted on arrival.

@@ -13,6 +13,7 @@ mod grpc;
 mod headers;
 mod limits;
 mod model;
+mod pooled;
 mod respond;
 pub mod retry_after;
 mod route;
@@ -144,6 +145,21 @@ impl ProxyHttp for MeridianProxy {
             headers::held_body_length(req, body.len())?;
         }
         credentials::apply(req, region)
+    }
+
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        reused: bool,
+        _peer: &HttpPeer,
+        fd: std::os::unix::io::RawFd,
+        _digest: Option<&pingora::protocols::Digest>,
+        _ctx: &mut Box<RequestCtx>,
+    ) -> Result<()> {
+        if reused && pooled::closed_by_peer(fd) {
+            return Err(failover::stale_connection());
+        }
+        Ok(())
     }
 
     fn fail_to_connect(

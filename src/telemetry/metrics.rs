@@ -210,7 +210,7 @@ impl Metrics {
                 "Requests refused by geo rules, by status (400 malformed, 451 denied)",
                 &["status"],
             ),
-            retries: counter(&registry, "meridian_retries_total", "Retry decisions by reason (status, first_byte_timeout, budget_exhausted = refused)", &["reason"]),
+            retries: counter(&registry, "meridian_retries_total", "Retry decisions by reason (status, first_byte_timeout, idempotency_key, stale_connection, budget_exhausted = refused)", &["reason"]),
             cooldowns: counter(&registry, "meridian_cooldowns_total", "429/503 answers that cooled a region down", &["region"]),
             circuit_opens: counter(&registry, "meridian_circuit_opens_total", "Circuit transitions to open", &["region"]),
             circuit_closes: counter(&registry, "meridian_circuit_closes_total", "Circuit transitions back to closed (a good trial)", &["region"]),
