@@ -103,11 +103,13 @@ impl UsageReader {
             .split_once(';')
             .map_or(content_type, |(m, _)| m)
             .trim_ascii();
-        let mode = if mime.eq_ignore_ascii_case("text/event-stream") {
+        // The usual spelling is compared first: a plain comparison of bytes.
+        let is = |name: &str| mime == name || mime.eq_ignore_ascii_case(name);
+        let mode = if is("text/event-stream") {
             Mode::Sse {
                 partial: Vec::new(),
             }
-        } else if mime.eq_ignore_ascii_case("application/json") {
+        } else if is("application/json") {
             Mode::Json {
                 chunks: SmallVec::new(),
                 len: 0,

@@ -368,7 +368,7 @@ mod tests {
         // Prices times token counts, as `cost_of` makes them, and a spread of magnitudes.
         let mut x = 0.123_456_789_f64;
         for i in 0..20_000u32 {
-            x = (x * 7.123_457 + 0.318_309_886) % 1.0;
+            x = (x * 7.123_457 + 0.271_828_3) % 1.0;
             let scale = 10f64.powi(i32::try_from(i % 16).unwrap() - 9);
             values.push(x * scale);
             values.push(f64::from(i) * 0.000_15 + f64::from(i % 7) * 0.000_6);
