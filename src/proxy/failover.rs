@@ -264,8 +264,8 @@ pub fn response_started(
         .flatten()
         .map(|r| {
             // A stream framed by length could not lose a chunk: only chunked ones are cut.
-            let framed = resp.headers.contains_key(http::header::CONTENT_LENGTH);
-            if ctx.ask_stream_usage && !framed {
+            // (The header is looked up only when Meridian asked for the usage.)
+            if ctx.ask_stream_usage && !resp.headers.contains_key(http::header::CONTENT_LENGTH) {
                 r.stripping()
             } else {
                 r

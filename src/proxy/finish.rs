@@ -66,7 +66,12 @@ pub fn record(session: &Session, ctx: &mut RequestCtx) {
     let rt = std::sync::Arc::clone(&ctx.rt);
     let outcome = outcome(session, ctx);
     let served = ctx.served_by.and_then(|id| rt.regions.get(id));
-    let upstream = ctx.current.as_ref().map(|a| a.started.elapsed());
+    // One clock read for both durations (each `elapsed` reads the clock).
+    let now = std::time::Instant::now();
+    let upstream = ctx
+        .current
+        .as_ref()
+        .map(|a| now.saturating_duration_since(a.started));
     let key = ctx
         .key
         .and_then(|k| rt.config.auth.keys()?.get(k))
@@ -144,7 +149,7 @@ pub fn record(session: &Session, ctx: &mut RequestCtx) {
             tried: &tried,
             geo,
             error,
-            latency: Some(ctx.received.elapsed()),
+            latency: Some(now.saturating_duration_since(ctx.received)),
             ttft: ctx.ttft,
             bytes_in: session.body_bytes_read(),
             bytes_out: session.body_bytes_sent(),

@@ -12,12 +12,12 @@
 use bytes::Bytes;
 use memchr::memmem::{Finder, FinderRev};
 use serde::Deserialize;
+use smallvec::SmallVec;
 use std::sync::LazyLock;
 
 // The searchers are built once: `memmem::find` builds one on every call, which cost more
 // than the search itself on a stream's short chunks.
 static USAGE_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"usage\""));
-static USAGE_KEY_REV: LazyLock<FinderRev<'static>> = LazyLock::new(|| FinderRev::new(b"\"usage\""));
 static EVENT_END: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\n\n"));
 static EVENT_END_REV: LazyLock<FinderRev<'static>> = LazyLock::new(|| FinderRev::new(b"\n\n"));
 
@@ -45,8 +45,14 @@ pub enum Dialect {
 
 #[derive(Debug)]
 enum Mode {
-    Json { chunks: Vec<Bytes>, len: usize },
-    Sse { partial: Vec<u8> },
+    /// Most answers arrive in one chunk: kept inline, nothing allocated.
+    Json {
+        chunks: SmallVec<[Bytes; 1]>,
+        len: usize,
+    },
+    Sse {
+        partial: Vec<u8>,
+    },
 }
 
 /// Follows one response body to its usage.
@@ -92,14 +98,20 @@ impl UsageReader {
     /// A reader for a response of `content_type` to a request on `path`; `None` for a
     /// body that cannot carry usage.
     pub fn new(path: &str, content_type: &str) -> Option<UsageReader> {
-        let mime = content_type.split(';').next().unwrap_or("").trim();
-        let mode = if mime.eq_ignore_ascii_case("text/event-stream") {
+        // `content_type` is a header value's text, so ASCII: no Unicode trimming needed.
+        let mime = content_type
+            .split_once(';')
+            .map_or(content_type, |(m, _)| m)
+            .trim_ascii();
+        // The usual spelling is compared first: a plain comparison of bytes.
+        let is = |name: &str| mime == name || mime.eq_ignore_ascii_case(name);
+        let mode = if is("text/event-stream") {
             Mode::Sse {
                 partial: Vec::new(),
             }
-        } else if mime.eq_ignore_ascii_case("application/json") {
+        } else if is("application/json") {
             Mode::Json {
-                chunks: Vec::new(),
+                chunks: SmallVec::new(),
                 len: 0,
             }
         } else {
@@ -334,7 +346,7 @@ fn is_usage_only(event: &[u8]) -> bool {
 /// instructions per byte.
 fn last_usage_object(text: &[u8]) -> Option<Fields> {
     let mut end = text.len();
-    while let Some(i) = USAGE_KEY_REV.rfind(&text[..end]) {
+    while let Some(i) = rfind_usage_key(&text[..end]) {
         end = i;
         let escapes = text[..i].iter().rev().take_while(|b| **b == b'\\').count();
         if escapes % 2 == 1 {
@@ -350,10 +362,325 @@ fn last_usage_object(text: &[u8]) -> Option<Fields> {
         if value[start] != b'{' {
             continue;
         }
-        let mut de = serde_json::Deserializer::from_slice(&value[start..]);
-        return Fields::deserialize(&mut de).ok();
+        return parse_fields(&value[start..]);
     }
     None
+}
+
+/// The start of the last `"usage"` in `text`. Its `g` is searched for backwards (a
+/// vectorised byte search, and a rare letter in what follows a usage object) and the key
+/// checked around it: cheaper than a reverse substring search on an answer's tail.
+fn rfind_usage_key(text: &[u8]) -> Option<usize> {
+    let mut end = text.len();
+    while let Some(g) = memchr::memrchr(b'g', &text[..end]) {
+        end = g;
+        if g >= 4 && text.get(g - 4..g + 3) == Some(b"\"usage\"") {
+            return Some(g - 4);
+        }
+    }
+    None
+}
+
+/// `Fields` from the object at the start of `text`, exactly as serde_json reads it: the
+/// scanner below reads the usual shapes (integer fields, the details objects, other keys
+/// with any JSON value, in any order) and leaves anything else to serde_json, so a usage
+/// object serde_json refuses is refused the same way.
+fn parse_fields(text: &[u8]) -> Option<Fields> {
+    match scan::fields(text) {
+        Some(f) => Some(f),
+        None => {
+            let mut de = serde_json::Deserializer::from_slice(text);
+            Fields::deserialize(&mut de).ok()
+        }
+    }
+}
+
+/// A hand-written reader of the usage object. It accepts only what serde_json accepts,
+/// with the same result; `None` means "not understood here" (serde_json decides then).
+mod scan {
+    use super::{Details, Fields};
+
+    /// Nesting the skipper follows before it leaves the object to serde_json.
+    const MAX_DEPTH: usize = 32;
+
+    struct Cursor<'a> {
+        text: &'a [u8],
+        at: usize,
+    }
+
+    impl<'a> Cursor<'a> {
+        fn peek(&self) -> Option<u8> {
+            self.text.get(self.at).copied()
+        }
+
+        /// JSON's whitespace (RFC 8259: space, tab, line feed, carriage return).
+        fn ws(&mut self) {
+            while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+                self.at += 1;
+            }
+        }
+
+        fn eat(&mut self, b: u8) -> Option<()> {
+            (self.peek()? == b).then(|| self.at += 1)
+        }
+
+        fn literal(&mut self, word: &[u8]) -> Option<()> {
+            let end = self.at.checked_add(word.len())?;
+            (self.text.get(self.at..end)? == word).then(|| self.at = end)
+        }
+
+        /// A key without escapes (a key with one is left to serde_json, which unescapes).
+        /// Keys are short: a plain loop beats setting up a vectorised search.
+        fn key(&mut self) -> Option<&'a [u8]> {
+            self.eat(b'"')?;
+            let start = self.at;
+            let mut ascii = true;
+            loop {
+                match *self.text.get(self.at)? {
+                    b'"' => break,
+                    // serde_json reads a key as a string: no control character.
+                    b'\\' | 0..0x20 => return None,
+                    b => ascii &= b < 0x80,
+                }
+                self.at += 1;
+            }
+            let key = &self.text[start..self.at];
+            self.at += 1;
+            // And valid UTF-8.
+            if !ascii && std::str::from_utf8(key).is_err() {
+                return None;
+            }
+            Some(key)
+        }
+
+        /// An unsigned integer as serde_json reads it into a `u64`, or `null`. Fractions,
+        /// exponents, signs and overflow are left to serde_json.
+        fn opt_u64(&mut self) -> Option<Option<u64>> {
+            if self.peek()? == b'n' {
+                self.literal(b"null")?;
+                return Some(None);
+            }
+            let first = self.peek()?;
+            if !first.is_ascii_digit() {
+                return None;
+            }
+            self.at += 1;
+            let mut n = u64::from(first - b'0');
+            if first != b'0' {
+                while let Some(d @ b'0'..=b'9') = self.peek() {
+                    n = n.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+                    self.at += 1;
+                }
+            }
+            match self.peek()? {
+                b'.' | b'e' | b'E' | b'0'..=b'9' => None,
+                _ => Some(Some(n)),
+            }
+        }
+
+        /// Any JSON value, checked as strictly as serde_json checks a value it ignores.
+        fn skip(&mut self, depth: usize) -> Option<()> {
+            match self.peek()? {
+                b'"' => self.skip_str(),
+                b'{' => {
+                    if depth >= MAX_DEPTH {
+                        return None;
+                    }
+                    self.at += 1;
+                    self.ws();
+                    if self.eat(b'}').is_some() {
+                        return Some(());
+                    }
+                    loop {
+                        self.ws();
+                        self.skip_str()?;
+                        self.ws();
+                        self.eat(b':')?;
+                        self.ws();
+                        self.skip(depth + 1)?;
+                        self.ws();
+                        match self.peek()? {
+                            b',' => self.at += 1,
+                            b'}' => {
+                                self.at += 1;
+                                return Some(());
+                            }
+                            _ => return None,
+                        }
+                    }
+                }
+                b'[' => {
+                    if depth >= MAX_DEPTH {
+                        return None;
+                    }
+                    self.at += 1;
+                    self.ws();
+                    if self.eat(b']').is_some() {
+                        return Some(());
+                    }
+                    loop {
+                        self.ws();
+                        self.skip(depth + 1)?;
+                        self.ws();
+                        match self.peek()? {
+                            b',' => self.at += 1,
+                            b']' => {
+                                self.at += 1;
+                                return Some(());
+                            }
+                            _ => return None,
+                        }
+                    }
+                }
+                b't' => self.literal(b"true"),
+                b'f' => self.literal(b"false"),
+                b'n' => self.literal(b"null"),
+                b'-' | b'0'..=b'9' => self.skip_number(),
+                _ => None,
+            }
+        }
+
+        /// A string: no control character, only JSON's escapes.
+        fn skip_str(&mut self) -> Option<()> {
+            self.eat(b'"')?;
+            loop {
+                let rest = &self.text[self.at..];
+                let i = memchr::memchr2(b'"', b'\\', rest)?;
+                if rest[..i].iter().any(|b| *b < 0x20) {
+                    return None;
+                }
+                self.at += i + 1;
+                if rest[i] == b'"' {
+                    return Some(());
+                }
+                match self.peek()? {
+                    b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => self.at += 1,
+                    b'u' => {
+                        let hex = self.text.get(self.at + 1..self.at + 5)?;
+                        if !hex.iter().all(u8::is_ascii_hexdigit) {
+                            return None;
+                        }
+                        self.at += 5;
+                    }
+                    _ => return None,
+                }
+            }
+        }
+
+        /// A number by JSON's grammar: `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`.
+        fn skip_number(&mut self) -> Option<()> {
+            let digits = |c: &mut Self| {
+                let start = c.at;
+                while let Some(b'0'..=b'9') = c.peek() {
+                    c.at += 1;
+                }
+                (c.at > start).then_some(())
+            };
+            let _ = self.eat(b'-');
+            if self.eat(b'0').is_none() {
+                digits(self)?;
+            }
+            if self.eat(b'.').is_some() {
+                digits(self)?;
+            }
+            if let Some(b'e' | b'E') = self.peek() {
+                self.at += 1;
+                if let Some(b'+' | b'-') = self.peek() {
+                    self.at += 1;
+                }
+                digits(self)?;
+            }
+            // What may follow a number inside an object or array.
+            match self.peek()? {
+                b' ' | b'\t' | b'\n' | b'\r' | b',' | b'}' | b']' => Some(()),
+                _ => None,
+            }
+        }
+
+        /// The members of an object, each handed to `member` with the cursor on its value.
+        fn object(&mut self, mut member: impl FnMut(&mut Self, &[u8]) -> Option<()>) -> Option<()> {
+            self.eat(b'{')?;
+            self.ws();
+            if self.eat(b'}').is_some() {
+                return Some(());
+            }
+            loop {
+                self.ws();
+                let key = self.key()?;
+                self.ws();
+                self.eat(b':')?;
+                self.ws();
+                member(self, key)?;
+                self.ws();
+                match self.peek()? {
+                    b',' => self.at += 1,
+                    b'}' => {
+                        self.at += 1;
+                        return Some(());
+                    }
+                    _ => return None,
+                }
+            }
+        }
+
+        fn details(&mut self) -> Option<Option<Details>> {
+            if self.peek()? == b'n' {
+                self.literal(b"null")?;
+                return Some(None);
+            }
+            let mut cached = None;
+            let mut seen = false;
+            self.object(|c, key| {
+                if key == b"cached_tokens" {
+                    // serde refuses a field given twice.
+                    if std::mem::replace(&mut seen, true) {
+                        return None;
+                    }
+                    cached = c.opt_u64()?;
+                    Some(())
+                } else {
+                    c.skip(2)
+                }
+            })?;
+            Some(Some(Details {
+                cached_tokens: cached,
+            }))
+        }
+    }
+
+    /// The usage object at the start of `text`; what follows it is not read.
+    pub(super) fn fields(text: &[u8]) -> Option<Fields> {
+        let mut c = Cursor { text, at: 0 };
+        let mut f = Fields::default();
+        let mut seen = 0u8;
+        c.object(|c, key| {
+            let bit = match key {
+                b"prompt_tokens" => 0,
+                b"completion_tokens" => 1,
+                b"prompt_tokens_details" => 2,
+                b"input_tokens" => 3,
+                b"output_tokens" => 4,
+                b"input_tokens_details" => 5,
+                b"cache_read_input_tokens" => 6,
+                _ => return c.skip(1),
+            };
+            if seen & (1 << bit) != 0 {
+                return None;
+            }
+            seen |= 1 << bit;
+            match bit {
+                0 => f.prompt_tokens = c.opt_u64()?,
+                1 => f.completion_tokens = c.opt_u64()?,
+                2 => f.prompt_tokens_details = c.details()?,
+                3 => f.input_tokens = c.opt_u64()?,
+                4 => f.output_tokens = c.opt_u64()?,
+                5 => f.input_tokens_details = c.details()?,
+                _ => f.cache_read_input_tokens = c.opt_u64()?,
+            }
+            Some(())
+        })?;
+        Some(f)
+    }
 }
 
 /// Whether `text` holds `"usage":` followed by an object (not `null`).
@@ -546,6 +873,100 @@ mod tests {
                 })
             );
         }
+    }
+
+    /// What both dialects read from a usage object, by the scanner (with its fallback)
+    /// and by serde_json alone.
+    fn both(text: &str) -> (Option<[Usage; 2]>, Option<[Usage; 2]>) {
+        let dialects = |f: Fields| [read(&f, Dialect::OpenAi), read(&f, Dialect::Anthropic)];
+        let ours = parse_fields(text.as_bytes()).map(dialects);
+        let mut de = serde_json::Deserializer::from_slice(text.as_bytes());
+        let theirs = Fields::deserialize(&mut de).ok().map(dialects);
+        (ours, theirs)
+    }
+
+    #[test]
+    fn the_usage_scanner_reads_what_serde_json_reads() {
+        // The shapes the APIs send: read by the scanner itself, not the fallback.
+        let usual = [
+            r#"{"prompt_tokens":3,"completion_tokens":6,"total_tokens":9}"#,
+            r#"{"prompt_tokens":10,"completion_tokens":5,"total_tokens":15,"prompt_tokens_details":{"cached_tokens":4,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}}"#,
+            r#"{"input_tokens":6,"output_tokens":3,"cache_creation_input_tokens":0,"cache_read_input_tokens":4,"service_tier":"standard","server_tool_use":null}"#,
+            r#"{"input_tokens":9,"input_tokens_details":{"cached_tokens":1},"output_tokens":2,"output_tokens_details":{"reasoning_tokens":0},"total_tokens":11}"#,
+            "{ \"prompt_tokens\" :\n 7 ,\t\"total_tokens\": 7\r\n}",
+            r#"{"total_tokens":9,"completion_tokens":6,"prompt_tokens":3}"#,
+            r#"{}"#,
+            r#"{"prompt_tokens":null,"prompt_tokens_details":null}"#,
+            r#"{"prompt_tokens_details":{},"x":[1,-2.5e3,true,false,null,"a\"\\\/\b\f\n\r\tb\u00e9",{"y":[]}],"completion_tokens":0}"#,
+            r#"{"prompt_tokens":18446744073709551615}"#,
+            r#"{"é":{"ü":"東京"},"prompt_tokens":2}"#,
+        ];
+        for text in usual {
+            assert!(scan::fields(text.as_bytes()).is_some(), "{text}");
+            let (ours, theirs) = both(text);
+            assert!(theirs.is_some(), "{text}");
+            assert_eq!(ours, theirs, "{text}");
+        }
+        // Everything else gets serde_json's verdict: refused, or read as it reads it.
+        let unusual = [
+            r#"{"prompt_tokens":3,"prompt_tokens":4}"#,
+            r#"{"prompt_tokens_details":{"cached_tokens":1,"cached_tokens":2}}"#,
+            r#"{"prompt_tokens":3.0}"#,
+            r#"{"prompt_tokens":3e2}"#,
+            r#"{"prompt_tokens":-3}"#,
+            r#"{"prompt_tokens":03}"#,
+            r#"{"prompt_tokens":"3"}"#,
+            r#"{"prompt_tokens":18446744073709551616}"#,
+            r#"{"prompt_tokens_details":[1]}"#,
+            r#"{"prompt_tokens_details":{"cached_tokens":true}}"#,
+            r#"{"prompt\u005ftokens":5}"#,
+            r#"{"x":tru,"prompt_tokens":1}"#,
+            r#"{"x":01,"prompt_tokens":1}"#,
+            r#"{"x":1.,"prompt_tokens":1}"#,
+            r#"{"x":-,"prompt_tokens":1}"#,
+            r#"{"x":"\q","prompt_tokens":1}"#,
+            r#"{"x":"\u12g4","prompt_tokens":1}"#,
+            "{\"x\":\"a\u{1}b\",\"prompt_tokens\":1}",
+            "{\"x\u{1}\":1,\"prompt_tokens\":1}",
+            r#"{"x":[1,],"prompt_tokens":1}"#,
+            r#"{"x":{"a"},"prompt_tokens":1}"#,
+            r#"{"prompt_tokens":1,}"#,
+            r#"{"prompt_tokens":1"#,
+            r#"{"prompt_tokens":"#,
+            r#"{"prompt_tokens" 1}"#,
+            r#"{prompt_tokens:1}"#,
+            "{\"prompt_tokens\":1\u{c}}",
+            r#"{"x":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]],"prompt_tokens":2}"#,
+            r#"{"prompt_tokens":2} trailing text is not read"#,
+            r#"{"prompt_tokens":1}}"#,
+        ];
+        for text in unusual {
+            let (ours, theirs) = both(text);
+            assert_eq!(ours, theirs, "{text}");
+        }
+        // A key that is not UTF-8: serde_json refuses it, and so does the scanner.
+        let latin1 = b"{\"\xe9\":1,\"prompt_tokens\":2}";
+        assert!(scan::fields(latin1).is_none());
+        assert!(parse_fields(latin1).is_none());
+        // Every cut of a usual object: the scanner never reads past the end.
+        for text in usual {
+            for at in (0..text.len()).filter(|at| text.is_char_boundary(*at)) {
+                let (ours, theirs) = both(&text[..at]);
+                assert_eq!(ours, theirs, "{}", &text[..at]);
+            }
+        }
+    }
+
+    #[test]
+    fn the_usage_key_is_found_from_the_end() {
+        let body = br#"{"choices":[{"message":{"content":"a big long message"}}],"usage":{"prompt_tokens":1}}"#;
+        let at = rfind_usage_key(body).unwrap();
+        assert_eq!(&body[at..at + 7], b"\"usage\"");
+        assert_eq!(rfind_usage_key(br#"{"usage":1,"usage":2}"#), Some(11));
+        for miss in [&b""[..], b"g", b"usage\"", b"\"usag\"", b"sage\":{}"] {
+            assert_eq!(rfind_usage_key(miss), None);
+        }
+        assert_eq!(rfind_usage_key(b"\"usage\""), Some(0));
     }
 
     #[test]

@@ -701,6 +701,7 @@ mod tests {
                 status: 200,
                 body: body.as_bytes().to_vec(),
                 chunks: 5,
+                close: false,
             })
         };
         assert!(ok(Answer::Stream, &plain).is_ok());

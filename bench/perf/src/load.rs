@@ -138,7 +138,8 @@ fn parse_oha(text: &str) -> Option<Latency> {
 pub type Check = Arc<dyn Fn(&request::Reply) -> Result<(), String> + Send + Sync>;
 
 /// Exactly `n` requests of `raw` (a whole HTTP/1.1 request) over `connections` keep-alive
-/// connections, one at a time on each, each answer read whole (a chunked one to its last
+/// connections, one at a time on each (a connection the server closes with `Connection:
+/// close` is opened again, as an HTTP client would), each answer read whole (a chunked one to its last
 /// chunk) and its body passed to `check` when there is one; an error when any fails, is
 /// not a 200, fails the check, or all of them take longer than `limit`.
 pub async fn fixed_count(
@@ -165,6 +166,11 @@ pub async fn fixed_count(
                 }
                 if let Some(check) = &check {
                     check(&reply)?;
+                }
+                if reply.close {
+                    conn = TcpStream::connect(addr)
+                        .await
+                        .map_err(|e| format!("connect {addr}: {e}"))?;
                 }
             }
             Ok::<(), String>(())

@@ -133,6 +133,9 @@ pub struct Reply {
     /// proxy sends on each piece of a region's answer as it reads it, one chunk each, so
     /// this is how many pieces it read.
     pub chunks: usize,
+    /// The response said `Connection: close`: the server closes the connection after it
+    /// (Meridian's `limits.keepalive_requests`, say), so the next request needs a new one.
+    pub close: bool,
 }
 
 /// Reads one HTTP/1.1 response (content-length or chunked body) whole.
@@ -159,6 +162,10 @@ pub async fn read_answer(conn: &mut TcpStream) -> Result<Reply, String> {
         .lines()
         .find_map(|l| l.strip_prefix("content-length:"))
         .and_then(|v| v.trim().parse::<usize>().ok());
+    let close = head.lines().any(|l| {
+        l.strip_prefix("connection:")
+            .is_some_and(|v| v.split(',').any(|t| t.trim() == "close"))
+    });
     let mut body = Vec::new();
     let mut decoder = Dechunk::default();
     let mut feed = |bytes: &[u8], body: &mut Vec<u8>| -> Result<bool, String> {
@@ -182,6 +189,7 @@ pub async fn read_answer(conn: &mut TcpStream) -> Result<Reply, String> {
         status,
         body,
         chunks: decoder.chunks,
+        close,
     })
 }
 

@@ -8,9 +8,17 @@ pub use sink::{flush_all, AccessLog};
 use std::io::Write;
 use std::time::{Duration, SystemTime};
 
+/// `,"name":`, the text that starts a member of the line (the first one drops its comma),
+/// built at compile time so a key is one copy.
+macro_rules! k {
+    ($name:literal) => {
+        concat!(",\"", $name, "\":")
+    };
+}
+
 /// A JSON object written field by field straight into a byte buffer: one line costs no
 /// map, no per-key allocation and no intermediate `Value`. Strings go through serde_json's
-/// escaper, so a hostile path cannot break the line.
+/// escaper, so a hostile path cannot break the line. Keys are given as [`k!`] makes them.
 struct Line<'a> {
     out: &'a mut Vec<u8>,
     first: bool,
@@ -22,31 +30,30 @@ impl<'a> Line<'a> {
         Line { out, first: true }
     }
 
-    /// Writes `,"key":` (no comma before the first), with one capacity check.
-    fn key(&mut self, key: &str) -> &mut Vec<u8> {
-        let out = &mut *self.out;
-        out.reserve(key.len() + 4);
-        if !std::mem::replace(&mut self.first, false) {
-            out.push(b',');
-        }
-        out.push(b'"');
-        out.extend_from_slice(key.as_bytes());
-        out.extend_from_slice(b"\":");
-        out
+    /// Writes `key` (`,"name":`, from [`k!`]; no comma before the first member).
+    fn key(&mut self, key: &'static str) -> &mut Vec<u8> {
+        debug_assert!(key.starts_with(",\"") && key.ends_with("\":"));
+        let text = if std::mem::replace(&mut self.first, false) {
+            &key.as_bytes()[1..]
+        } else {
+            key.as_bytes()
+        };
+        self.out.extend_from_slice(text);
+        &mut *self.out
     }
 
-    fn str(&mut self, key: &str, value: &str) {
+    fn str(&mut self, key: &'static str, value: &str) {
         let out = self.key(key);
         json_str(out, value);
     }
 
     /// A string whose characters never need escaping (a timestamp).
-    fn plain_str(&mut self, key: &str, value: impl std::fmt::Display) {
+    fn plain_str(&mut self, key: &'static str, value: impl std::fmt::Display) {
         let _ = write!(self.key(key), "\"{value}\"");
     }
 
     /// As [`Line::plain_str`], for text already formatted.
-    fn plain_bytes(&mut self, key: &str, value: &[u8]) {
+    fn plain_bytes(&mut self, key: &'static str, value: &[u8]) {
         let out = self.key(key);
         out.reserve(value.len() + 2);
         out.push(b'"');
@@ -54,21 +61,21 @@ impl<'a> Line<'a> {
         out.push(b'"');
     }
 
-    fn opt_str(&mut self, key: &str, value: Option<&str>) {
+    fn opt_str(&mut self, key: &'static str, value: Option<&str>) {
         match value {
             Some(v) => self.str(key, v),
             None => self.key(key).extend_from_slice(b"null"),
         }
     }
 
-    fn num(&mut self, key: &str, value: impl itoa::Integer) {
+    fn num(&mut self, key: &'static str, value: impl itoa::Integer) {
         let mut digits = itoa::Buffer::new();
         let text = digits.format(value);
         self.key(key).extend_from_slice(text.as_bytes());
     }
 
     /// Milliseconds with microsecond precision (`12.345`), or null.
-    fn ms(&mut self, key: &str, d: Option<std::time::Duration>) {
+    fn ms(&mut self, key: &'static str, d: Option<std::time::Duration>) {
         let Some(d) = d else {
             self.key(key).extend_from_slice(b"null");
             return;
@@ -83,7 +90,7 @@ impl<'a> Line<'a> {
         out.push(b'0' + (frac % 10) as u8);
     }
 
-    fn str_list<'s>(&mut self, key: &str, values: impl Iterator<Item = &'s str>) {
+    fn str_list<'s>(&mut self, key: &'static str, values: impl Iterator<Item = &'s str>) {
         self.key(key).push(b'[');
         for (i, v) in values.enumerate() {
             if i > 0 {
@@ -94,8 +101,61 @@ impl<'a> Line<'a> {
         self.out.push(b']');
     }
 
+    /// Dollars rounded to nine decimals, as `{}` prints `(cost * 1e9).round() / 1e9`.
+    fn cost(&mut self, key: &'static str, cost: f64) {
+        let out = self.key(key);
+        if !write_nanos(out, cost) {
+            let _ = write!(out, "{}", (cost * 1e9).round() / 1e9);
+        }
+    }
+
     fn end(self) {
         self.out.extend_from_slice(b"}\n");
+    }
+}
+
+/// `cost` rounded to nine decimals, written as `{}` writes that `f64` (the shortest text
+/// that reads back as it, never an exponent), without `core::fmt`'s float formatting:
+/// the integer part, then the nanodollars without trailing zeros. Below 2^21 the `f64`s
+/// are closer together than 1e-9, so the nine-decimal text is the only one of at most
+/// nine decimals that reads back as the rounded value, and thus the shortest. `false`
+/// (nothing written) for anything else (negative, huge, not finite): `{}` writes those.
+fn write_nanos(out: &mut Vec<u8>, cost: f64) -> bool {
+    if !(0.0..2_097_152.0).contains(&cost) || cost.is_sign_negative() {
+        return false;
+    }
+    let nanos = (cost * 1e9).round();
+    // Below 2^21 * 1e9 < 2^52: an exact integer.
+    let nanos = nanos as u64;
+    let (whole, frac) = (nanos / 1_000_000_000, nanos % 1_000_000_000);
+    out.extend_from_slice(itoa::Buffer::new().format(whole).as_bytes());
+    if frac != 0 {
+        let mut digits = [b'0'; 10];
+        digits[0] = b'.';
+        let mut f = frac;
+        for d in digits[1..].iter_mut().rev() {
+            *d = b'0' + (f % 10) as u8;
+            f /= 10;
+        }
+        let len = 10 - frac.trailing_zeros_decimal();
+        out.extend_from_slice(&digits[..len]);
+    }
+    true
+}
+
+/// Trailing zero digits of a number, in decimal.
+trait TrailingZerosDecimal {
+    fn trailing_zeros_decimal(self) -> usize;
+}
+
+impl TrailingZerosDecimal for u64 {
+    fn trailing_zeros_decimal(mut self) -> usize {
+        let mut n = 0;
+        while self != 0 && self % 10 == 0 {
+            self /= 10;
+            n += 1;
+        }
+        n
     }
 }
 
@@ -212,33 +272,33 @@ impl AccessLog {
             let mut line = Line::new(buf);
             let now = SystemTime::now();
             match rfc3339_millis(now) {
-                Some(text) => line.plain_bytes("time", &text),
-                None => line.plain_str("time", humantime::format_rfc3339_millis(now)),
+                Some(text) => line.plain_bytes(k!("time"), &text),
+                None => line.plain_str(k!("time"), humantime::format_rfc3339_millis(now)),
             }
-            line.str("method", e.method);
-            line.str("path", e.path);
-            line.num("status", e.status);
-            line.opt_str("region", e.region);
-            line.num("attempts", e.attempts);
-            line.str_list("tried", e.tried.iter().copied());
-            line.str("geo", e.geo);
-            line.opt_str("error", e.error);
-            line.ms("latency_ms", e.latency);
-            line.ms("ttft_ms", e.ttft);
-            line.num("bytes_in", e.bytes_in);
-            line.num("bytes_out", e.bytes_out);
-            line.opt_str("model", e.model);
-            line.opt_str("upstream_model", e.upstream_model);
-            line.opt_str("key", e.key);
+            line.str(k!("method"), e.method);
+            line.str(k!("path"), e.path);
+            line.num(k!("status"), e.status);
+            line.opt_str(k!("region"), e.region);
+            line.num(k!("attempts"), e.attempts);
+            line.str_list(k!("tried"), e.tried.iter().copied());
+            line.str(k!("geo"), e.geo);
+            line.opt_str(k!("error"), e.error);
+            line.ms(k!("latency_ms"), e.latency);
+            line.ms(k!("ttft_ms"), e.ttft);
+            line.num(k!("bytes_in"), e.bytes_in);
+            line.num(k!("bytes_out"), e.bytes_out);
+            line.opt_str(k!("model"), e.model);
+            line.opt_str(k!("upstream_model"), e.upstream_model);
+            line.opt_str(k!("key"), e.key);
             match e.usage {
-                None => line.key("usage").extend_from_slice(b"null"),
-                Some(None) => line.key("usage").extend_from_slice(b"\"unknown\""),
+                None => line.key(k!("usage")).extend_from_slice(b"null"),
+                Some(None) => line.key(k!("usage")).extend_from_slice(b"\"unknown\""),
                 Some(Some((input, output, cached, cost))) => {
-                    line.key("usage").extend_from_slice(b"\"reported\"");
-                    line.num("tokens_in", input);
-                    line.num("tokens_out", output);
-                    line.num("tokens_cached", cached);
-                    let _ = write!(line.key("cost"), "{}", (cost * 1e9).round() / 1e9);
+                    line.key(k!("usage")).extend_from_slice(b"\"reported\"");
+                    line.num(k!("tokens_in"), input);
+                    line.num(k!("tokens_out"), output);
+                    line.num(k!("tokens_cached"), cached);
+                    line.cost(k!("cost"), cost);
                 }
             }
             line.end();
@@ -256,14 +316,15 @@ mod tests {
     fn a_line_is_one_valid_json_object_whatever_the_strings_hold() {
         let mut buf = Vec::new();
         let mut line = Line::new(&mut buf);
-        line.str("path", "/a\"b\\c\n\u{1}");
-        line.opt_str("region", None);
-        line.num("status", 200);
-        line.ms("latency_ms", Some(Duration::from_micros(12_345)));
-        line.ms("ttft_ms", None);
-        line.ms("tiny_ms", Some(Duration::from_micros(5)));
-        line.str_list("tried", ["x\"", "y"].into_iter());
-        line.str_list("none", std::iter::empty());
+        line.str(k!("path"), "/a\"b\\c\n\u{1}");
+        line.opt_str(k!("region"), None);
+        line.num(k!("status"), 200);
+        line.ms(k!("latency_ms"), Some(Duration::from_micros(12_345)));
+        line.ms(k!("ttft_ms"), None);
+        line.ms(k!("tiny_ms"), Some(Duration::from_micros(5)));
+        line.str_list(k!("tried"), ["x\"", "y"].into_iter());
+        line.str_list(k!("none"), std::iter::empty());
+        line.cost(k!("cost"), 0.000_123_4);
         line.end();
         assert_eq!(buf.last(), Some(&b'\n'));
         assert_eq!(buf.iter().filter(|b| **b == b'\n').count(), 1);
@@ -276,6 +337,48 @@ mod tests {
         assert_eq!(v["tiny_ms"], 0.005);
         assert_eq!(v["tried"], serde_json::json!(["x\"", "y"]));
         assert_eq!(v["none"], serde_json::json!([]));
+        assert_eq!(v["cost"], 0.000_123_4);
+    }
+
+    #[test]
+    fn costs_are_written_as_core_fmt_writes_the_rounded_value() {
+        let mut values = vec![
+            0.0,
+            -0.0,
+            1.0,
+            0.5,
+            1e-9,
+            4e-10,
+            6e-10,
+            1.5e-9,
+            0.000_123_4,
+            0.1 + 0.2,
+            1.0 / 3.0,
+            2.0 / 3.0,
+            123.456_789_012_3,
+            999_999.999_999_999_9,
+            2_097_151.999_999_999,
+            2_097_152.0,
+            1e12,
+            -1.5,
+            f64::NAN,
+            f64::INFINITY,
+            f64::MIN_POSITIVE,
+        ];
+        // Prices times token counts, as `cost_of` makes them, and a spread of magnitudes.
+        let mut x = 0.123_456_789_f64;
+        for i in 0..20_000u32 {
+            x = (x * 7.123_457 + 0.271_828_3) % 1.0;
+            let scale = 10f64.powi(i32::try_from(i % 16).unwrap() - 9);
+            values.push(x * scale);
+            values.push(f64::from(i) * 0.000_15 + f64::from(i % 7) * 0.000_6);
+        }
+        for cost in values {
+            let mut ours = Vec::new();
+            Line::new(&mut ours).cost(k!("cost"), cost);
+            let theirs = format!("{{\"cost\":{}", (cost * 1e9).round() / 1e9);
+            assert_eq!(String::from_utf8(ours).unwrap(), theirs, "{cost:e}");
+        }
     }
 
     #[test]
