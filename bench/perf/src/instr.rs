@@ -152,7 +152,7 @@ impl Callgrind {
         for run in 1..=opts.instr_runs {
             control(&opts.valgrind, "-z", self.pid)?;
             let start = Instant::now();
-            send(n)
+            let reconnects = send(n)
                 .await
                 .map_err(|e| format!("callgrind run {run}: {e}"))?;
             // A proxy logs a request after its answer is out: let the last ones finish.
@@ -161,7 +161,7 @@ impl Callgrind {
             let seconds = start.elapsed().as_secs_f64();
             let per = ir as f64 / n as f64;
             eprintln!(
-                "perf-bench: {} under callgrind, run {run}: {ir} instructions, {per:.0} per request (callgrind.out.{})",
+                "perf-bench: {} under callgrind, run {run}: {ir} instructions, {per:.0} per request, {reconnects} reconnection(s) after Connection: close (callgrind.out.{})",
                 self.label, self.dumps
             );
             runs.push(Run {
@@ -701,6 +701,7 @@ mod tests {
                 status: 200,
                 body: body.as_bytes().to_vec(),
                 chunks: 5,
+                close: false,
             })
         };
         assert!(ok(Answer::Stream, &plain).is_ok());

@@ -140,7 +140,9 @@ pub type Check = Arc<dyn Fn(&request::Reply) -> Result<(), String> + Send + Sync
 /// Exactly `n` requests of `raw` (a whole HTTP/1.1 request) over `connections` keep-alive
 /// connections, one at a time on each, each answer read whole (a chunked one to its last
 /// chunk) and its body passed to `check` when there is one; an error when any fails, is
-/// not a 200, fails the check, or all of them take longer than `limit`.
+/// not a 200, fails the check, or all of them take longer than `limit`. An answer with
+/// `Connection: close` (Meridian's `limits.keepalive_requests`) is followed by a new
+/// connection, as any client does. Returns how many times that happened.
 pub async fn fixed_count(
     addr: SocketAddr,
     raw: Arc<Vec<u8>>,
@@ -148,15 +150,19 @@ pub async fn fixed_count(
     connections: u32,
     limit: Duration,
     check: Option<Check>,
-) -> Result<(), String> {
+) -> Result<u64, String> {
     let next = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for _ in 0..connections.max(1) {
         let (next, raw, check) = (next.clone(), raw.clone(), check.clone());
         tasks.push(tokio::spawn(async move {
-            let mut conn = TcpStream::connect(addr)
-                .await
-                .map_err(|e| format!("connect {addr}: {e}"))?;
+            let connect = || async {
+                TcpStream::connect(addr)
+                    .await
+                    .map_err(|e| format!("connect {addr}: {e}"))
+            };
+            let mut conn = connect().await?;
+            let mut reconnects = 0u64;
             while next.fetch_add(1, Ordering::Relaxed) < n {
                 conn.write_all(&raw).await.map_err(|e| e.to_string())?;
                 let reply = request::read_answer(&mut conn).await?;
@@ -166,16 +172,21 @@ pub async fn fixed_count(
                 if let Some(check) = &check {
                     check(&reply)?;
                 }
+                if reply.close {
+                    conn = connect().await?;
+                    reconnects += 1;
+                }
             }
-            Ok::<(), String>(())
+            Ok::<u64, String>(reconnects)
         }));
     }
     let aborts: Vec<_> = tasks.iter().map(|t| t.abort_handle()).collect();
     let all = async {
+        let mut reconnects = 0;
         for t in tasks {
-            t.await.map_err(|e| e.to_string())??;
+            reconnects += t.await.map_err(|e| e.to_string())??;
         }
-        Ok(())
+        Ok(reconnects)
     };
     let result = tokio::time::timeout(limit, all).await;
     aborts.iter().for_each(|a| a.abort());

@@ -276,7 +276,10 @@ impl Report {
              (all its threads; user-space instructions, not the kernel's), same fixed-answer \
              upstream, config and worker threads as above. After {} warm-up requests, each run \
              zeroes the counters (`callgrind_control -z`), sends exactly {} requests over {} \
-             keep-alive connections and dumps (`callgrind_control -d`). Counted, not timed: \
+             keep-alive connections and dumps (`callgrind_control -d`). An answer with \
+             `Connection: close` is followed by a new connection, as any client does (Meridian \
+             closes one after `limits.keepalive_requests`, 1000 by default; bare Pingora never \
+             does), so the count includes those reconnections. Counted, not timed: \
              the figure does not move with the machine's load. Spread is (max - min) / median \
              over the runs.\n",
             opts.instr_warmup,
