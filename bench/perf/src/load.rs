@@ -134,6 +134,114 @@ fn parse_oha(text: &str) -> Option<Latency> {
     })
 }
 
+/// How oha connects: HTTP/1.1 or HTTP/2 with prior knowledge (`--http2`, h2c on an
+/// http:// URL), over `connections` connections with `parallel` streams in flight on each
+/// (HTTP/2 only; one request at a time on an HTTP/1.1 connection).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OhaClient {
+    pub http2: bool,
+    pub connections: u32,
+    pub parallel: u32,
+}
+
+impl OhaClient {
+    /// The oha arguments that choose it.
+    pub fn args(self) -> Vec<String> {
+        let mut a = vec!["-c".to_string(), self.connections.to_string()];
+        if self.http2 {
+            a.extend(["--http2".into(), "-p".into(), self.parallel.to_string()]);
+        }
+        a
+    }
+
+    /// As a table shows it.
+    pub fn label(self) -> String {
+        if self.http2 {
+            format!(
+                "h2c, {} conn x {} stream{}",
+                self.connections,
+                self.parallel,
+                if self.parallel == 1 { "" } else { "s" }
+            )
+        } else {
+            format!("HTTP/1.1, {} conn", self.connections)
+        }
+    }
+}
+
+/// How much load oha sends: an exact number of requests, or for a number of seconds.
+#[derive(Clone, Copy, Debug)]
+pub enum Amount {
+    Requests(u64),
+    Secs(u64),
+}
+
+/// oha as fast as it goes with the common request, `client` choosing the protocol and
+/// connections; any answer not a 200 or any error is counted in `errors`, and an exact
+/// `Amount::Requests` must all complete. `limit` bounds the whole run.
+pub fn oha_load(
+    addr: SocketAddr,
+    client: OhaClient,
+    amount: Amount,
+    limit: Duration,
+) -> Result<Throughput, String> {
+    let mut cmd = Command::new("timeout");
+    cmd.arg(limit.as_secs().max(1).to_string())
+        .arg("oha")
+        .arg("--no-tui")
+        .arg("--output-format")
+        .arg("json")
+        .args(client.args())
+        .arg("-t")
+        .arg("10s")
+        .arg("-m")
+        .arg("POST")
+        .arg("-d")
+        .arg(request::BODY);
+    match amount {
+        Amount::Requests(n) => cmd.arg("-n").arg(n.to_string()),
+        Amount::Secs(s) => cmd
+            .arg("-z")
+            .arg(format!("{s}s"))
+            .arg("--wait-ongoing-requests-after-deadline"),
+    };
+    for (k, v) in request::headers() {
+        cmd.arg("-H").arg(format!("{k}: {v}"));
+    }
+    cmd.arg(format!("http://{addr}{}", request::PATH));
+    let out = cmd.output().map_err(|e| format!("cannot run oha: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(format!(
+            "oha {} failed: {text}{}",
+            client.label(),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let t = parse_oha_load(&text).ok_or_else(|| format!("unreadable oha output: {text}"))?;
+    if let Amount::Requests(n) = amount {
+        if t.requests != n || t.errors > 0 {
+            return Err(format!(
+                "oha {}: {} of {n} requests answered, {} not a 200 or failed",
+                client.label(),
+                t.requests,
+                t.errors
+            ));
+        }
+    }
+    Ok(t)
+}
+
+fn parse_oha_load(text: &str) -> Option<Throughput> {
+    let v: serde_json::Value = serde_json::from_str(text).ok()?;
+    let l = parse_oha(text)?;
+    Some(Throughput {
+        requests: l.requests,
+        per_s: v["summary"]["requestsPerSec"].as_f64()?,
+        errors: l.errors,
+    })
+}
+
 /// What a client checks in each answer, beyond its 200.
 pub type Check = Arc<dyn Fn(&request::Reply) -> Result<(), String> + Send + Sync>;
 
@@ -211,6 +319,23 @@ mod tests {
         assert_eq!(t.requests, 1234);
         assert_eq!(t.errors, 10);
         assert!((t.per_s - 1233.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn reads_oha_throughput() {
+        let text = r#"{"summary":{"requestsPerSec":1500.5},"latencyPercentiles":{"p50":0.001,"p99":0.003},
+            "statusCodeDistribution":{"200":3000},"errorDistribution":{}}"#;
+        let t = parse_oha_load(text).unwrap();
+        assert_eq!((t.requests, t.errors), (3000, 0));
+        assert!((t.per_s - 1500.5).abs() < 1e-9);
+        let h2 = OhaClient {
+            http2: true,
+            connections: 5,
+            parallel: 10,
+        };
+        assert_eq!(h2.args(), ["-c", "5", "--http2", "-p", "10"]);
+        let h1 = OhaClient { http2: false, ..h2 };
+        assert_eq!(h1.args(), ["-c", "5"]);
     }
 
     #[test]
