@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Meridian's performance harness. Bounded: every step runs under `timeout`.
 #
-#   bench/run.sh            full run (about 15 minutes), writes bench/RESULTS.md
+#   bench/run.sh            full run (about 30 minutes), writes bench/RESULTS.md
 #   bench/run.sh --smoke    seconds per phase, writes target/perf-smoke.md (CI runs this)
 #
 # The full run installs what is missing (nginx, haproxy, wrk, valgrind from Debian; oha
@@ -14,7 +14,8 @@
 # cannot run without (nginx, the upstream and a peer; wrk; valgrind) and builds nothing
 # new: it runs the debug build (`cargo build --workspace`, which CI has just done) and
 # skips the micro-benchmark. HAProxy, LiteLLM and vllm-router run when they are already
-# installed and oha's latency phase when oha is; what it left out is named in its report.
+# installed and oha's latency and http2 phases when oha is; what it left out is named in
+# its report.
 #
 # Other arguments go to perf-bench (see `target/release/perf-bench --help`). With `--only`,
 # perf-bench replaces only the sections of bench/RESULTS.md it measured and keeps the rest.
@@ -27,6 +28,12 @@
 # and per extra streamed chunk; part of the full run and, with at most 32 tokens, the
 # smoke), alone:
 #   target/release/perf-bench --only instructions-streams --systems meridian [--stream-tokens 16,256]
+# HTTP/2 next to HTTP/1.1 (Meridian with listen.h2c and bare Pingora with --h2c, in front of
+# mock regions reached over HTTP/1.1 and over h2c, loaded by oha over HTTP/1.1, h2c, and
+# h2c multiplexed: req/s, proxy CPU per request, and instructions per request under
+# callgrind; part of the full run, and of the smoke when oha is installed; about 12
+# minutes), alone:
+#   target/release/perf-bench --only http2 --systems meridian,pingora-rr [--h2-instr-requests 10000]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

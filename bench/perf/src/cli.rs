@@ -43,7 +43,11 @@ pub struct Opts {
     #[arg(long, value_delimiter = ',')]
     pub systems: Vec<String>,
     /// Phases to run, comma separated: throughput, latency, memory, soak, instructions,
-    /// instructions-models, instructions-streams, streaming (default: all).
+    /// instructions-models, instructions-streams, http2, streaming (default: all).
+    /// `http2` measures Meridian and bare Pingora with h2c on their listener, upstream over
+    /// HTTP/1.1 and over h2c, loaded by oha over HTTP/1.1 and h2c: req/s and proxy CPU
+    /// (`--duration`, `--rounds`, `--connections`), then instructions per request under
+    /// callgrind (`--h2-instr-requests`, `--instr-runs`).
     /// `instructions-models` counts Meridian's instructions per request without and with
     /// models declared, on chat bodies of each `--body-kib` size. `instructions-streams`
     /// counts them for 1 KiB chat completions answered whole, streamed (SSE), and streamed
@@ -106,6 +110,11 @@ pub struct Opts {
     /// Callgrind runs per system, each on counters zeroed just before it.
     #[arg(long, default_value_t = 3)]
     pub instr_runs: u32,
+    /// Requests per callgrind run and client in the http2 phase (each of Meridian and bare
+    /// Pingora, upstream over HTTP/1.1 and over h2c, clients HTTP/1.1, h2c and h2c
+    /// multiplexed); the warm-up is a tenth.
+    #[arg(long, default_value_t = 10_000)]
+    pub h2_instr_requests: u64,
     /// Requests before the first callgrind run (pools, caches, first-request work).
     #[arg(long, default_value_t = 2_000)]
     pub instr_warmup: u64,
@@ -125,7 +134,7 @@ pub struct Opts {
 }
 
 /// Every phase `--only` accepts.
-pub const PHASES: [&str; 8] = [
+pub const PHASES: [&str; 9] = [
     "throughput",
     "latency",
     "memory",
@@ -133,6 +142,7 @@ pub const PHASES: [&str; 8] = [
     "instructions",
     "instructions-models",
     "instructions-streams",
+    "http2",
     "streaming",
 ];
 
@@ -178,6 +188,7 @@ impl Opts {
             self.instr_requests = self.instr_requests.min(200);
             self.instr_runs = self.instr_runs.min(2);
             self.instr_warmup = self.instr_warmup.min(50);
+            self.h2_instr_requests = self.h2_instr_requests.min(200);
             self.stream_requests = self.stream_requests.min(20);
             // Short streams: a debug build under callgrind falls far behind the pace.
             for t in &mut self.stream_tokens {

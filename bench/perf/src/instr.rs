@@ -36,6 +36,32 @@ pub async fn measure(
         .await
 }
 
+/// `kind` (Meridian or bare Pingora) with `h2` under callgrind in front of `upstreams`;
+/// for each of `clients` in turn (oha, HTTP/1.1 or h2c), `warmup` requests then
+/// `opts.instr_runs` runs of `n`. Returns each client's instructions per request by run.
+pub async fn measure_http2(
+    kind: Kind,
+    setup: &Setup,
+    upstreams: &[SocketAddr],
+    h2: systems::Http2,
+    clients: &[load::OhaClient],
+    (warmup, n): (u64, u64),
+    opts: &Opts,
+) -> Result<Vec<Vec<f64>>, String> {
+    let up = if h2.upstream { "h2" } else { "http1" };
+    let tag = format!("http2-up-{up}-callgrind");
+    let dir = setup.dir.join(format!("{}-{tag}", kind.name()));
+    let wrapper = wrapper(&dir, opts)?;
+    let r = systems::start_http2(kind, setup, upstreams, &tag, &wrapper, h2).await?;
+    let label = format!("{} (upstream {up})", kind.name());
+    let mut cg = Callgrind::new(r, dir, label)?;
+    let mut out = Vec::new();
+    for &c in clients {
+        out.push(cg.count_oha(c, warmup, n, opts).await?);
+    }
+    Ok(out)
+}
+
 /// valgrind's command line for a process whose dumps go to `dir`.
 fn wrapper(dir: &Path, opts: &Opts) -> Result<Vec<OsString>, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -152,7 +178,7 @@ impl Callgrind {
         for run in 1..=opts.instr_runs {
             control(&opts.valgrind, "-z", self.pid)?;
             let start = Instant::now();
-            send(n)
+            let reconnects = send(n)
                 .await
                 .map_err(|e| format!("callgrind run {run}: {e}"))?;
             // A proxy logs a request after its answer is out: let the last ones finish.
@@ -161,7 +187,7 @@ impl Callgrind {
             let seconds = start.elapsed().as_secs_f64();
             let per = ir as f64 / n as f64;
             eprintln!(
-                "perf-bench: {} under callgrind, run {run}: {ir} instructions, {per:.0} per request (callgrind.out.{})",
+                "perf-bench: {} under callgrind, run {run}: {ir} instructions, {per:.0} per request, {reconnects} reconnection(s) after Connection: close (callgrind.out.{})",
                 self.label, self.dumps
             );
             runs.push(Run {
@@ -169,6 +195,51 @@ impl Callgrind {
                 seconds,
                 dump: format!("callgrind.out.{}", self.dumps),
             });
+        }
+        Ok(runs)
+    }
+
+    /// `warmup` requests from oha as `client`, then `opts.instr_runs` runs of exactly `n`,
+    /// each between a zeroing and a dump: the same client tool for HTTP/1.1 and HTTP/2.
+    async fn count_oha(
+        &mut self,
+        client: load::OhaClient,
+        warmup: u64,
+        n: u64,
+        opts: &Opts,
+    ) -> Result<Vec<f64>, String> {
+        let addr = self.r.addr;
+        let job = Job::sized(Vec::new(), 1);
+        // Off the runtime's threads: the mock regions answering it run on them.
+        let send = |n: u64| {
+            let limit = job.limit(n);
+            async move {
+                tokio::task::spawn_blocking(move || {
+                    load::oha_load(addr, client, load::Amount::Requests(n), limit)
+                })
+                .await
+                .map_err(|e| e.to_string())?
+            }
+        };
+        send(warmup)
+            .await
+            .map_err(|e| format!("callgrind warm-up: {e}"))?;
+        let mut runs = Vec::new();
+        for run in 1..=opts.instr_runs {
+            control(&opts.valgrind, "-z", self.pid)?;
+            send(n)
+                .await
+                .map_err(|e| format!("callgrind run {run}: {e}"))?;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let ir = self.dump(opts)?;
+            let per = ir as f64 / n as f64;
+            eprintln!(
+                "perf-bench: {}, {} under callgrind, run {run}: {ir} instructions, {per:.0} per request (callgrind.out.{})",
+                self.label,
+                client.label(),
+                self.dumps
+            );
+            runs.push(per);
         }
         Ok(runs)
     }

@@ -134,14 +134,123 @@ fn parse_oha(text: &str) -> Option<Latency> {
     })
 }
 
+/// How oha connects: HTTP/1.1 or HTTP/2 with prior knowledge (`--http2`, h2c on an
+/// http:// URL), over `connections` connections with `parallel` streams in flight on each
+/// (HTTP/2 only; one request at a time on an HTTP/1.1 connection).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OhaClient {
+    pub http2: bool,
+    pub connections: u32,
+    pub parallel: u32,
+}
+
+impl OhaClient {
+    /// The oha arguments that choose it.
+    pub fn args(self) -> Vec<String> {
+        let mut a = vec!["-c".to_string(), self.connections.to_string()];
+        if self.http2 {
+            a.extend(["--http2".into(), "-p".into(), self.parallel.to_string()]);
+        }
+        a
+    }
+
+    /// As a table shows it.
+    pub fn label(self) -> String {
+        if self.http2 {
+            format!(
+                "h2c, {} conn x {} stream{}",
+                self.connections,
+                self.parallel,
+                if self.parallel == 1 { "" } else { "s" }
+            )
+        } else {
+            format!("HTTP/1.1, {} conn", self.connections)
+        }
+    }
+}
+
+/// How much load oha sends: an exact number of requests, or for a number of seconds.
+#[derive(Clone, Copy, Debug)]
+pub enum Amount {
+    Requests(u64),
+    Secs(u64),
+}
+
+/// oha as fast as it goes with the common request, `client` choosing the protocol and
+/// connections; any answer not a 200 or any error is counted in `errors`, and an exact
+/// `Amount::Requests` must all complete. `limit` bounds the whole run.
+pub fn oha_load(
+    addr: SocketAddr,
+    client: OhaClient,
+    amount: Amount,
+    limit: Duration,
+) -> Result<Throughput, String> {
+    let mut cmd = Command::new("timeout");
+    cmd.arg(limit.as_secs().max(1).to_string())
+        .arg("oha")
+        .arg("--no-tui")
+        .arg("--output-format")
+        .arg("json")
+        .args(client.args())
+        .arg("-t")
+        .arg("10s")
+        .arg("-m")
+        .arg("POST")
+        .arg("-d")
+        .arg(request::BODY);
+    match amount {
+        Amount::Requests(n) => cmd.arg("-n").arg(n.to_string()),
+        Amount::Secs(s) => cmd
+            .arg("-z")
+            .arg(format!("{s}s"))
+            .arg("--wait-ongoing-requests-after-deadline"),
+    };
+    for (k, v) in request::headers() {
+        cmd.arg("-H").arg(format!("{k}: {v}"));
+    }
+    cmd.arg(format!("http://{addr}{}", request::PATH));
+    let out = cmd.output().map_err(|e| format!("cannot run oha: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(format!(
+            "oha {} failed: {text}{}",
+            client.label(),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let t = parse_oha_load(&text).ok_or_else(|| format!("unreadable oha output: {text}"))?;
+    if let Amount::Requests(n) = amount {
+        if t.requests != n || t.errors > 0 {
+            return Err(format!(
+                "oha {}: {} of {n} requests answered, {} not a 200 or failed",
+                client.label(),
+                t.requests,
+                t.errors
+            ));
+        }
+    }
+    Ok(t)
+}
+
+fn parse_oha_load(text: &str) -> Option<Throughput> {
+    let v: serde_json::Value = serde_json::from_str(text).ok()?;
+    let l = parse_oha(text)?;
+    Some(Throughput {
+        requests: l.requests,
+        per_s: v["summary"]["requestsPerSec"].as_f64()?,
+        errors: l.errors,
+    })
+}
+
 /// What a client checks in each answer, beyond its 200.
 pub type Check = Arc<dyn Fn(&request::Reply) -> Result<(), String> + Send + Sync>;
 
 /// Exactly `n` requests of `raw` (a whole HTTP/1.1 request) over `connections` keep-alive
-/// connections, one at a time on each (a connection the server closes with `Connection:
-/// close` is opened again, as an HTTP client would), each answer read whole (a chunked one to its last
+/// connections, one at a time on each, each answer read whole (a chunked one to its last
 /// chunk) and its body passed to `check` when there is one; an error when any fails, is
-/// not a 200, fails the check, or all of them take longer than `limit`.
+/// not a 200, fails the check, or all of them take longer than `limit`. An answer with
+/// `Connection: close` (Meridian's `limits.keepalive_requests`) is followed by a new
+/// connection, as any client does. Returns how many times that happened.
 pub async fn fixed_count(
     addr: SocketAddr,
     raw: Arc<Vec<u8>>,
@@ -149,15 +258,19 @@ pub async fn fixed_count(
     connections: u32,
     limit: Duration,
     check: Option<Check>,
-) -> Result<(), String> {
+) -> Result<u64, String> {
     let next = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for _ in 0..connections.max(1) {
         let (next, raw, check) = (next.clone(), raw.clone(), check.clone());
         tasks.push(tokio::spawn(async move {
-            let mut conn = TcpStream::connect(addr)
-                .await
-                .map_err(|e| format!("connect {addr}: {e}"))?;
+            let connect = || async {
+                TcpStream::connect(addr)
+                    .await
+                    .map_err(|e| format!("connect {addr}: {e}"))
+            };
+            let mut conn = connect().await?;
+            let mut reconnects = 0u64;
             while next.fetch_add(1, Ordering::Relaxed) < n {
                 conn.write_all(&raw).await.map_err(|e| e.to_string())?;
                 let reply = request::read_answer(&mut conn).await?;
@@ -168,20 +281,20 @@ pub async fn fixed_count(
                     check(&reply)?;
                 }
                 if reply.close {
-                    conn = TcpStream::connect(addr)
-                        .await
-                        .map_err(|e| format!("connect {addr}: {e}"))?;
+                    conn = connect().await?;
+                    reconnects += 1;
                 }
             }
-            Ok::<(), String>(())
+            Ok::<u64, String>(reconnects)
         }));
     }
     let aborts: Vec<_> = tasks.iter().map(|t| t.abort_handle()).collect();
     let all = async {
+        let mut reconnects = 0;
         for t in tasks {
-            t.await.map_err(|e| e.to_string())??;
+            reconnects += t.await.map_err(|e| e.to_string())??;
         }
-        Ok(())
+        Ok(reconnects)
     };
     let result = tokio::time::timeout(limit, all).await;
     aborts.iter().for_each(|a| a.abort());
@@ -206,6 +319,23 @@ mod tests {
         assert_eq!(t.requests, 1234);
         assert_eq!(t.errors, 10);
         assert!((t.per_s - 1233.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn reads_oha_throughput() {
+        let text = r#"{"summary":{"requestsPerSec":1500.5},"latencyPercentiles":{"p50":0.001,"p99":0.003},
+            "statusCodeDistribution":{"200":3000},"errorDistribution":{}}"#;
+        let t = parse_oha_load(text).unwrap();
+        assert_eq!((t.requests, t.errors), (3000, 0));
+        assert!((t.per_s - 1500.5).abs() < 1e-9);
+        let h2 = OhaClient {
+            http2: true,
+            connections: 5,
+            parallel: 10,
+        };
+        assert_eq!(h2.args(), ["-c", "5", "--http2", "-p", "10"]);
+        let h1 = OhaClient { http2: false, ..h2 };
+        assert_eq!(h1.args(), ["-c", "5"]);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 mod cli;
 mod conns;
+mod http2;
 mod instr;
 mod load;
 mod nginx;
@@ -166,6 +167,9 @@ async fn run(opts: &cli::Opts) -> Result<Report, String> {
     }
     if opts.runs("instructions-streams") {
         instructions_streams(opts, &setup, &kinds, &mut report).await;
+    }
+    if opts.runs("http2") {
+        http2(opts, &setup, &kinds, &mut report).await;
     }
     drop(upstream);
     if !opts.runs("streaming") {
@@ -386,6 +390,60 @@ async fn instructions_streams(
         Ok(s) => report.stream_accounting = Some(s),
         Err(e) => report.problem(Kind::Meridian, e),
     }
+}
+
+/// Meridian and bare Pingora with h2c on their listener, in front of mock regions reached
+/// over HTTP/1.1 and over h2c, each loaded by oha over HTTP/1.1 and over h2c; then the
+/// same under callgrind.
+async fn http2(opts: &cli::Opts, setup: &Setup, kinds: &[Kind], report: &mut Report) {
+    if !kinds
+        .iter()
+        .any(|k| matches!(k, Kind::Meridian | Kind::PingoraRr))
+    {
+        return;
+    }
+    let missing = |program: &std::path::Path, report: &mut Report, what: String| {
+        if systems::found(program) {
+            return false;
+        }
+        if opts.smoke {
+            report.skip(what);
+        } else {
+            report.problems.push(what);
+        }
+        true
+    };
+    if missing(
+        std::path::Path::new("oha"),
+        report,
+        "http2 phase: oha not installed".into(),
+    ) {
+        return;
+    }
+    let counted = !missing(
+        &opts.valgrind,
+        report,
+        format!(
+            "http2 phase's instruction counts: {} not installed",
+            opts.valgrind.display()
+        ),
+    );
+    let regions = match upstream::instant().await {
+        Ok(r) => r,
+        Err(e) => {
+            report.problems.push(format!("http2 phase: {e}"));
+            return;
+        }
+    };
+    let addrs: Vec<_> = regions.iter().map(|r| r.addr()).collect();
+    let mut problems = Vec::new();
+    let r = http2::measure(opts, setup, kinds, &addrs, counted, &mut problems).await;
+    drop(regions);
+    for p in problems {
+        eprintln!("perf-bench: {p}");
+        report.problems.push(p);
+    }
+    report.http2 = Some(r);
 }
 
 async fn memory(opts: &cli::Opts, running: &[Running], report: &mut Report) {

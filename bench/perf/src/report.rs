@@ -1,6 +1,7 @@
 //! Figures gathered during the run and the Markdown written from them.
 
 use crate::cli::Opts;
+use crate::http2::{Case, Http2Results};
 use crate::instr::{ModelRouting, StreamAccounting};
 use crate::load::{Latency, Throughput};
 use crate::request::Answer;
@@ -94,6 +95,8 @@ pub struct Report {
     pub model_routing: Option<ModelRouting>,
     /// Meridian's instructions per request on answers whole and streamed, by tokens.
     pub stream_accounting: Option<StreamAccounting>,
+    /// Meridian and bare Pingora over HTTP/2 next to HTTP/1.1.
+    pub http2: Option<Http2Results>,
 }
 
 impl Report {
@@ -108,6 +111,7 @@ impl Report {
             instructions: Vec::new(),
             model_routing: None,
             stream_accounting: None,
+            http2: None,
         }
     }
 
@@ -162,6 +166,9 @@ impl Report {
         }
         self.request_cost(&mut md, opts);
         self.instructions_table(&mut md, opts);
+        if let Some(h) = &self.http2 {
+            http2_section(&mut md, h, opts);
+        }
         self.latency_table(&mut md, opts);
         self.memory_table(&mut md, opts);
         self.streaming_table(&mut md, opts);
@@ -276,7 +283,10 @@ impl Report {
              (all its threads; user-space instructions, not the kernel's), same fixed-answer \
              upstream, config and worker threads as above. After {} warm-up requests, each run \
              zeroes the counters (`callgrind_control -z`), sends exactly {} requests over {} \
-             keep-alive connections and dumps (`callgrind_control -d`). Counted, not timed: \
+             keep-alive connections and dumps (`callgrind_control -d`). An answer with \
+             `Connection: close` is followed by a new connection, as any client does (Meridian \
+             closes one after `limits.keepalive_requests`, 1000 by default; bare Pingora never \
+             does), so the count includes those reconnections. Counted, not timed: \
              the figure does not move with the machine's load. Spread is (max - min) / median \
              over the runs.\n",
             opts.instr_warmup,
@@ -696,6 +706,125 @@ fn model_routing(md: &mut String, m: &ModelRouting, opts: &Opts) {
     md.push('\n');
 }
 
+const HTTP2: &str = "## HTTP/2 next to HTTP/1.1";
+
+fn http2_section(md: &mut String, h: &Http2Results, opts: &Opts) {
+    let _ = writeln!(
+        md,
+        "{HTTP2}\n\nBare Pingora (`pingora-rr --h2c`) and Meridian (`listen.h2c: true`, the \
+         default config otherwise) with their plain listener taking HTTP/2 with prior \
+         knowledge (h2c) beside HTTP/1.1, in front of five mock regions (mock-regions, \
+         in-process, answering a chat completion whole and at once) reached over HTTP/1.1 or \
+         over h2c (Meridian's regions `protocol: h2`, `pingora-rr --upstream-h2`); the mock \
+         regions take either on the same port. Not the nginx of the tables above: nginx \
+         1.22's h2c port answers Meridian's HTTP/2 health probe with 400 (\"client sent \
+         duplicate host header\": Pingora 0.9.1's HTTP/2 client makes `:authority` of the \
+         probe's `host` and sends `host` too), so every region stays unhealthy. One client \
+         tool for both protocols, oha, with the same request: HTTP/1.1 on N connections, h2c \
+         on N connections with one stream each (the same concurrency), and h2c multiplexed, \
+         N/10 connections with 10 streams each (the same requests in flight). Load: `oha -z \
+         {}s` as fast as it goes, N = {}, {} round(s), cases alternating; medians; proxy CPU \
+         from `/proc` as above. oha and the in-process regions cost more per request than \
+         wrk and nginx, so req/s here are below the request-cost table's; the CPU per request \
+         is the proxy's own. Meridian closes an HTTP/1.1 client connection after 1000 \
+         requests (`limits.keepalive_requests`) and oha reconnects; HTTP/2 connections have \
+         no such cap.\n",
+        opts.duration, opts.connections, opts.rounds
+    );
+    let _ = writeln!(md, "- command: `{}`", command_line());
+    let _ = writeln!(md, "- meridian: {}", binary_source(&opts.bin_dir));
+    md.push('\n');
+    let cpu = |c: &Case| median(c.runs.iter().filter_map(|(_, c)| *c).collect());
+    let per_s = |c: &Case| median(c.runs.iter().map(|(t, _)| t.per_s).collect());
+    let instr = |c: &Case| median(c.instructions.clone());
+    // The HTTP/1.1 row of the same proxy and upstream, and bare Pingora's of the same
+    // upstream and client.
+    let h1_of = |c: &Case| {
+        h.cases
+            .iter()
+            .find(|x| x.kind == c.kind && x.upstream_h2 == c.upstream_h2 && !x.client.http2)
+    };
+    let bare_of = |c: &Case| {
+        h.cases.iter().find(|x| {
+            x.kind == Kind::PingoraRr && x.upstream_h2 == c.upstream_h2 && x.client == c.client
+        })
+    };
+    let up = |c: &Case| if c.upstream_h2 { "h2c" } else { "HTTP/1.1" };
+    let _ = writeln!(
+        md,
+        "| system | upstream | client | req/s | proxy CPU µs/req | vs HTTP/1.1 client | vs bare Pingora | errors |"
+    );
+    let _ = writeln!(md, "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |");
+    for c in h.cases.iter().filter(|c| !c.runs.is_empty()) {
+        let errors: u64 = c.runs.iter().map(|(t, _)| t.errors).sum();
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} | {errors} |",
+            c.kind.name(),
+            up(c),
+            c.client.label(),
+            fmt(per_s(c), 0),
+            fmt(cpu(c), 1),
+            ratio(cpu(c), h1_of(c).and_then(&cpu)),
+            ratio(cpu(c), bare_of(c).and_then(&cpu)),
+        );
+    }
+    md.push('\n');
+    if !h.counted {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "Instructions per request under callgrind, as in the instructions table (whole \
+         process, counters zeroed just before each run and dumped after it), one process per \
+         proxy and upstream protocol, every client in turn: {} warm-up requests, then {} \
+         run(s) of exactly {} requests, each from oha with N = {}. oha's connection set-up \
+         (N connections, HTTP/2's preface and SETTINGS) falls inside each run; spread is \
+         (max - min) / median.\n",
+        h.instr_warmup,
+        opts.instr_runs,
+        h.instr_requests,
+        crate::instr::CONNECTIONS
+    );
+    let runs = h
+        .cases
+        .iter()
+        .map(|c| c.instructions.len())
+        .max()
+        .unwrap_or(0);
+    let mut head = String::from("| system | upstream | client |");
+    let mut rule = String::from("| --- | --- | --- |");
+    for i in 1..=runs {
+        let _ = write!(head, " run {i} |");
+        rule.push_str(" ---: |");
+    }
+    let _ = writeln!(
+        md,
+        "{head} median | spread | vs HTTP/1.1 client | vs bare Pingora |\n{rule} ---: | ---: | ---: | ---: |"
+    );
+    let instr_clients = crate::http2::clients(crate::instr::CONNECTIONS);
+    for c in h.cases.iter().filter(|c| !c.instructions.is_empty()) {
+        let client = instr_clients
+            .iter()
+            .find(|x| x.http2 == c.client.http2 && x.parallel == c.client.parallel)
+            .copied()
+            .unwrap_or(c.client);
+        let mut row = format!("| {} | {} | {} |", c.kind.name(), up(c), client.label());
+        for i in 0..runs {
+            let _ = write!(row, " {} |", fmt(c.instructions.get(i).copied(), 0));
+        }
+        let _ = writeln!(
+            md,
+            "{row} {} | {} | {} | {} |",
+            fmt(instr(c), 0),
+            spread(&c.instructions).map_or("-".into(), |s| format!("{:.2}%", s * 100.0)),
+            ratio(instr(c), h1_of(c).and_then(&instr)),
+            ratio(instr(c), bare_of(c).and_then(&instr)),
+        );
+    }
+    md.push('\n');
+}
+
 const STREAM_ACCOUNTING: &str = "### Usage accounting: instructions per request, streamed and not";
 
 /// The subsection on what reading token usage costs on whole and streamed answers, with its
@@ -956,6 +1085,7 @@ pub fn owned(opts: &Opts, text: &str) -> Vec<String> {
         ("instructions", INSTRUCTIONS),
         ("instructions-models", MODEL_ROUTING),
         ("instructions-streams", STREAM_ACCOUNTING),
+        ("http2", HTTP2),
         ("streaming", "## Streaming"),
     ] {
         if opts.runs(phase) {

@@ -133,8 +133,7 @@ pub struct Reply {
     /// proxy sends on each piece of a region's answer as it reads it, one chunk each, so
     /// this is how many pieces it read.
     pub chunks: usize,
-    /// The response said `Connection: close`: the server closes the connection after it
-    /// (Meridian's `limits.keepalive_requests`, say), so the next request needs a new one.
+    /// The answer said `Connection: close`: the server closes the connection after it.
     pub close: bool,
 }
 
@@ -162,10 +161,10 @@ pub async fn read_answer(conn: &mut TcpStream) -> Result<Reply, String> {
         .lines()
         .find_map(|l| l.strip_prefix("content-length:"))
         .and_then(|v| v.trim().parse::<usize>().ok());
-    let close = head.lines().any(|l| {
-        l.strip_prefix("connection:")
-            .is_some_and(|v| v.split(',').any(|t| t.trim() == "close"))
-    });
+    let close = head
+        .lines()
+        .filter_map(|l| l.strip_prefix("connection:"))
+        .any(|v| v.split(',').any(|t| t.trim() == "close"));
     let mut body = Vec::new();
     let mut decoder = Dechunk::default();
     let mut feed = |bytes: &[u8], body: &mut Vec<u8>| -> Result<bool, String> {

@@ -131,7 +131,48 @@ pub async fn start_wrapped(
     tag: &str,
     wrapper: &[OsString],
 ) -> Result<Running, String> {
-    launch(kind, setup, upstreams, tag, wrapper, Models::None).await
+    launch(
+        kind,
+        setup,
+        upstreams,
+        tag,
+        wrapper,
+        Models::None,
+        Http2::OFF,
+    )
+    .await
+}
+
+/// Which sides of a proxy speak HTTP/2 (Meridian and bare Pingora only; the others ignore
+/// it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Http2 {
+    /// The plain listener accepts HTTP/2 with prior knowledge beside HTTP/1.1: Meridian's
+    /// `listen.h2c: true`, pingora-rr's `--h2c`.
+    pub h2c: bool,
+    /// HTTP/2 with prior knowledge to the upstreams: Meridian's `protocol: h2` on every
+    /// region, pingora-rr's `--upstream-h2`.
+    pub upstream: bool,
+}
+
+impl Http2 {
+    pub const OFF: Http2 = Http2 {
+        h2c: false,
+        upstream: false,
+    };
+}
+
+/// `kind` (Meridian or bare Pingora) with HTTP/2 as `h2` says, under `wrapper` as in
+/// `start_wrapped`.
+pub async fn start_http2(
+    kind: Kind,
+    setup: &Setup,
+    upstreams: &[SocketAddr],
+    tag: &str,
+    wrapper: &[OsString],
+    h2: Http2,
+) -> Result<Running, String> {
+    launch(kind, setup, upstreams, tag, wrapper, Models::None, h2).await
 }
 
 /// Meridian with its models as `models` says, under `wrapper` as in `start_wrapped`.
@@ -142,7 +183,16 @@ pub async fn start_meridian(
     wrapper: &[OsString],
     models: Models,
 ) -> Result<Running, String> {
-    launch(Kind::Meridian, setup, upstreams, tag, wrapper, models).await
+    launch(
+        Kind::Meridian,
+        setup,
+        upstreams,
+        tag,
+        wrapper,
+        models,
+        Http2::OFF,
+    )
+    .await
 }
 
 /// What Meridian's config says about models.
@@ -179,6 +229,7 @@ async fn launch(
     tag: &str,
     wrapper: &[OsString],
     models: Models,
+    h2: Http2,
 ) -> Result<Running, String> {
     let first = *upstreams.first().ok_or("no upstreams")?;
     if kind == Kind::Direct {
@@ -199,9 +250,9 @@ async fn launch(
         Kind::Direct => unreachable!("handled above"),
         Kind::Nginx => (nginx(&dir, setup, addr, upstreams)?, "/", 15),
         Kind::Haproxy => (haproxy(&dir, setup, addr, upstreams)?, "/", 15),
-        Kind::PingoraRr => (pingora_rr(setup, addr, upstreams), "/", 15),
+        Kind::PingoraRr => (pingora_rr(setup, addr, upstreams, h2), "/", 15),
         Kind::Meridian => {
-            let (cmd, a) = meridian(&dir, setup, addr, upstreams, models)?;
+            let (cmd, a) = meridian(&dir, setup, addr, upstreams, models, h2)?;
             admin = Some(a);
             (cmd, "/health", 20)
         }
@@ -338,13 +389,19 @@ fn haproxy_maxconn(setup: &Setup) -> u64 {
     (setup.fd_limit.saturating_sub(200) / 2).clamp(100, 40_000)
 }
 
-fn pingora_rr(setup: &Setup, addr: SocketAddr, upstreams: &[SocketAddr]) -> Command {
+fn pingora_rr(setup: &Setup, addr: SocketAddr, upstreams: &[SocketAddr], h2: Http2) -> Command {
     let mut cmd = Command::new(setup.bin_dir.join("pingora-rr"));
     cmd.arg(addr.to_string());
     for u in upstreams {
         cmd.arg(u.to_string());
     }
     cmd.arg("--threads").arg(setup.threads.to_string());
+    if h2.h2c {
+        cmd.arg("--h2c");
+    }
+    if h2.upstream {
+        cmd.arg("--upstream-h2");
+    }
     cmd
 }
 
@@ -358,11 +415,14 @@ fn meridian(
     addr: SocketAddr,
     upstreams: &[SocketAddr],
     models: Models,
+    h2: Http2,
 ) -> Result<(Command, SocketAddr), String> {
     let default = &setup.meridian_default;
     let text =
         std::fs::read_to_string(default).map_err(|e| format!("{}: {e}", default.display()))?;
-    let mut conf = with_models(&text, models).map_err(|e| format!("{}: {e}", default.display()))?;
+    let mut conf = with_models(&text, models)
+        .and_then(|t| with_http2(&t, h2))
+        .map_err(|e| format!("{}: {e}", default.display()))?;
     let admin = SocketAddr::from(([127, 0, 0, 1], free_port()?));
     let d = dir.display();
     let mut swaps = vec![
@@ -533,6 +593,34 @@ fn with_models(text: &str, models: Models) -> Result<String, String> {
     serde_yaml::to_string(&v).map_err(|e| e.to_string())
 }
 
+/// `text` with `listen.h2c: true` when `h2.h2c`, and `protocol: h2` on every region when
+/// `h2.upstream`; unchanged when neither.
+fn with_http2(text: &str, h2: Http2) -> Result<String, String> {
+    use serde_yaml::Value;
+    if h2 == Http2::OFF {
+        return Ok(text.to_string());
+    }
+    let mut v: Value = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
+    if h2.h2c {
+        let listen = v
+            .get_mut("listen")
+            .and_then(Value::as_mapping_mut)
+            .ok_or("no `listen` mapping")?;
+        listen.insert("h2c".into(), true.into());
+    }
+    if h2.upstream {
+        let regions = v
+            .get_mut("regions")
+            .and_then(Value::as_sequence_mut)
+            .ok_or("no `regions` list")?;
+        for r in regions {
+            let r = r.as_mapping_mut().ok_or("a region is not a mapping")?;
+            r.insert("protocol".into(), "h2".into());
+        }
+    }
+    serde_yaml::to_string(&v).map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -559,6 +647,27 @@ regions:
 
     fn yaml(text: &str) -> serde_yaml::Value {
         serde_yaml::from_str(text).expect("yaml")
+    }
+
+    #[test]
+    fn http2_turns_on_h2c_and_every_regions_protocol() {
+        assert_eq!(with_http2(CONF, Http2::OFF).expect("unchanged"), CONF);
+        let both = Http2 {
+            h2c: true,
+            upstream: true,
+        };
+        let v = yaml(&with_http2(CONF, both).expect("http2"));
+        assert_eq!(v["listen"]["h2c"], true);
+        assert_eq!(v["listen"]["proxy"], "127.0.0.1:8000");
+        for r in v["regions"].as_sequence().expect("regions") {
+            assert_eq!(r["protocol"], "h2");
+        }
+        let listener_only = Http2 {
+            h2c: true,
+            upstream: false,
+        };
+        let v = yaml(&with_http2(CONF, listener_only).expect("h2c"));
+        assert!(v["regions"][0].get("protocol").is_none());
     }
 
     #[test]

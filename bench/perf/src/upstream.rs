@@ -66,6 +66,16 @@ pub async fn streaming(token_ms: u64) -> Result<Vec<MockRegion>, String> {
     Ok(regions)
 }
 
+/// Mock regions answering a chat completion whole and at once, over HTTP/1.1 or h2c as the
+/// client opens (one port each): the upstream of the http2 phase. nginx 1.22's `listen ...
+/// http2` port does not serve there: it answers Meridian's HTTP/2 health probe with 400
+/// ("client sent duplicate host header": Pingora 0.9.1's HTTP/2 client sends `:authority`
+/// from the probe's `host` and keeps the `host` header too), so every region would stay
+/// unhealthy.
+pub async fn instant() -> Result<Vec<MockRegion>, String> {
+    streaming(0).await
+}
+
 /// Mock regions answering at once, each reading every body whole before it answers (nginx's
 /// `return` answers without reading it, which would let a proxy skip sending it). Region `i`
 /// serves `request::CHAT_MODEL` under its own name, `systems::upstream_model(i)`, and

@@ -1,11 +1,16 @@
 //! A bare Pingora round-robin proxy: what any Pingora-based proxy costs before it does
 //! anything of its own. Benchmarks compare Meridian against it.
 //!
-//! `pingora-rr LISTEN UPSTREAM [UPSTREAM ...] [--threads N]`, e.g.
-//! `pingora-rr 127.0.0.1:7000 127.0.0.1:8001 127.0.0.1:8002`
+//! `pingora-rr LISTEN UPSTREAM [UPSTREAM ...] [--threads N] [--h2c] [--upstream-h2]`, e.g.
+//! `pingora-rr 127.0.0.1:7000 127.0.0.1:8001 127.0.0.1:8002`. `--h2c` lets clients speak
+//! HTTP/2 with prior knowledge beside HTTP/1.1 (Pingora's `HttpServerOptions::h2c`, as
+//! Meridian's `listen.h2c`); `--upstream-h2` speaks HTTP/2 with prior knowledge to the
+//! upstreams (ALPN `H2` on a plain peer, as Meridian's `protocol: h2`).
 
 use async_trait::async_trait;
+use pingora::apps::HttpServerOptions;
 use pingora::prelude::*;
+use pingora::protocols::ALPN;
 use pingora::server::configuration::ServerConf;
 use pingora_load_balancing::{selection::RoundRobin, LoadBalancer};
 use std::sync::Arc;
@@ -15,7 +20,10 @@ use std::time::Duration;
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-struct RoundRobinProxy(Arc<LoadBalancer<RoundRobin>>);
+struct RoundRobinProxy {
+    lb: Arc<LoadBalancer<RoundRobin>>,
+    upstream_h2: bool,
+}
 
 #[async_trait]
 impl ProxyHttp for RoundRobinProxy {
@@ -25,19 +33,24 @@ impl ProxyHttp for RoundRobinProxy {
 
     async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut ()) -> Result<Box<HttpPeer>> {
         let backend = self
-            .0
+            .lb
             .select(b"", 256)
             .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(503), "no upstream"))?;
         let mut peer = HttpPeer::new(backend, false, String::new());
         peer.options.connection_timeout = Some(Duration::from_secs(1));
         peer.options.read_timeout = Some(Duration::from_secs(60));
         peer.options.idle_timeout = Some(Duration::from_secs(60));
+        if self.upstream_h2 {
+            peer.options.alpn = ALPN::H2;
+        }
         Ok(Box::new(peer))
     }
 }
 
 fn usage() -> ! {
-    eprintln!("usage: pingora-rr LISTEN UPSTREAM [UPSTREAM ...] [--threads N]");
+    eprintln!(
+        "usage: pingora-rr LISTEN UPSTREAM [UPSTREAM ...] [--threads N] [--h2c] [--upstream-h2]"
+    );
     std::process::exit(2)
 }
 
@@ -52,6 +65,12 @@ fn main() {
             .unwrap_or_else(|| usage());
         args.drain(i..=i + 1);
     }
+    let mut flag = |name: &str| {
+        let at = args.iter().position(|a| a == name);
+        at.map(|i| args.remove(i)).is_some()
+    };
+    let h2c = flag("--h2c");
+    let upstream_h2 = flag("--upstream-h2");
     if args.len() < 2 || args.iter().any(|a| a.starts_with('-')) {
         usage();
     }
@@ -68,7 +87,20 @@ fn main() {
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
-    let mut proxy = http_proxy_service(&server.configuration, RoundRobinProxy(Arc::new(lb)));
+    let mut proxy = http_proxy_service(
+        &server.configuration,
+        RoundRobinProxy {
+            lb: Arc::new(lb),
+            upstream_h2,
+        },
+    );
+    if h2c {
+        let mut options = HttpServerOptions::default();
+        options.h2c = true;
+        if let Some(app) = proxy.app_logic_mut() {
+            app.server_options = Some(options);
+        }
+    }
     proxy.add_tcp(&listen);
     server.add_service(proxy);
     server.run_forever()
