@@ -75,6 +75,9 @@ impl RegionProbe {
             req.insert_header("user-agent", "meridian-probe")?;
             req
         };
+        if matches!(session, HttpSession::H2(_)) {
+            in_h2_form(&mut req, authority, ep.endpoint.tls)?;
+        }
         // A provider's health endpoint may want the same credential as its API.
         if let Some(c) = &region.config.credential {
             req.insert_header(c.header.clone(), c.value.clone())?;
@@ -137,6 +140,31 @@ impl RegionProbe {
             .await;
         Ok(body)
     }
+}
+
+/// An HTTP/2 request names its authority in `:authority`, and many servers (nginx among
+/// them) refuse one that also carries `Host`, which Pingora's HTTP/2 client would send on
+/// as well: the probe puts the authority in the URI instead, as the proxy path does.
+fn in_h2_form(req: &mut RequestHeader, authority: &str, tls: bool) -> Result<()> {
+    let path = req
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
+    let uri = http::Uri::builder()
+        .scheme(if tls { "https" } else { "http" })
+        .authority(authority)
+        .path_and_query(path)
+        .build()
+        .map_err(|e| {
+            Error::explain(
+                ErrorType::InvalidHTTPHeader,
+                format!("probe URI for {authority}: {e}"),
+            )
+        })?;
+    req.set_uri(uri);
+    req.remove_header(&http::header::HOST);
+    Ok(())
 }
 
 #[async_trait]

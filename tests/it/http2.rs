@@ -213,3 +213,96 @@ async fn a_region_over_tls_is_spoken_to_over_http2_as_its_protocol_says() {
         assert_eq!(seen, version, "{region} was spoken to in HTTP/{seen}");
     }
 }
+
+/// nginx serving HTTP/2 with prior knowledge (h2c) on a free port: `/health` and an
+/// inference answer. `None` when nginx is not installed (CI installs it and sets
+/// MERIDIAN_REQUIRE_NGINX=1, which makes a missing one fail the test).
+struct Nginx {
+    child: std::process::Child,
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    fn start_h2c() -> Option<Nginx> {
+        let bin = ["/usr/sbin/nginx", "nginx"].into_iter().find(|b| {
+            Command::new(b)
+                .arg("-v")
+                .stderr(Stdio::null())
+                .status()
+                .is_ok()
+        })?;
+        let dir = tempfile::tempdir().unwrap();
+        for _ in 0..3 {
+            let addr = free_addr();
+            let conf = format!(
+                "pid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{}}\nhttp {{\n  access_log off;\n  client_body_temp_path {d};\n  server {{\n    listen {addr} http2;\n    location = /health {{ return 200 'ok'; }}\n    location / {{ default_type application/json; return 200 '{{\"id\":\"nginx\",\"object\":\"text_completion\"}}'; }}\n  }}\n}}\n",
+                d = dir.path().display()
+            );
+            std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
+            let mut child = Command::new(bin)
+                .arg("-p")
+                .arg(dir.path())
+                .arg("-c")
+                .arg(dir.path().join("nginx.conf"))
+                .args(["-g", "daemon off;"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("nginx starts");
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while std::time::Instant::now() < deadline && child.try_wait().ok().flatten().is_none()
+            {
+                if std::net::TcpStream::connect(addr).is_ok() {
+                    return Some(Nginx {
+                        child,
+                        addr,
+                        _dir: dir,
+                    });
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("nginx did not start");
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_region_behind_nginx_over_h2c_is_probed_and_served() {
+    let Some(nginx) = Nginx::start_h2c() else {
+        assert!(
+            std::env::var_os("MERIDIAN_REQUIRE_NGINX").is_none(),
+            "nginx is not installed (apt-get install nginx-light)"
+        );
+        eprintln!("skipped: nginx is not installed (apt-get install nginx-light)");
+        return;
+    };
+    // nginx refuses an HTTP/2 request that carries both :authority and Host (400), so a
+    // probe that sent both would never find this region healthy.
+    let cfg = TestConfig::new().region(
+        "ap-south-1",
+        &[format!("http://{}", nginx.addr)],
+        0.3,
+        1,
+        "protocol: h2",
+    );
+    let m = Meridian::start(&cfg).await;
+    m.wait_health("ap-south-1", true).await;
+    let r = m.infer(&[]).await;
+    assert_eq!(
+        (r.status, r.region.as_deref()),
+        (200, Some("ap-south-1")),
+        "{}",
+        r.body
+    );
+    assert_eq!(r.json()["id"], "nginx", "{}", r.body);
+}
