@@ -97,19 +97,11 @@ impl Shared {
             return config;
         }
         let known = self.names.snapshot();
-        let new: std::collections::BTreeSet<String> = wanted
-            .iter()
-            .filter(|n| !known.contains_key(*n))
-            .cloned()
-            .collect();
-        let mut all = known
-            .keys()
-            .cloned()
-            .collect::<std::collections::BTreeSet<_>>();
-        all.extend(new.iter().cloned());
-        if !new.is_empty() {
-            // Only the new names are due; the others keep their schedule.
-            self.names.refresh(&config.dns, &all, false).await;
+        if wanted.iter().any(|n| !known.contains_key(n)) {
+            // Names never seen are due at once; the others keep their schedule.
+            let mut keep: std::collections::BTreeSet<String> = known.into_keys().collect();
+            keep.extend(wanted);
+            self.names.refresh(&config.dns, &keep, false).await;
         }
         config.with_addresses(|name| self.names.addrs(name))
     }

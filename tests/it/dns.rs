@@ -410,3 +410,41 @@ async fn names_from_the_hosts_file_are_followed() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_brings_a_new_name_resolves_it_before_it_serves() {
+    let us = region("us-east-1", 0).await;
+    let (added, port) = mocks_at(&["127.0.0.3"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = dir.path().join("hosts");
+    std::fs::write(&hosts, "127.0.0.3 added.internal\n").unwrap();
+    let nowhere = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let dns = dns_section(&nowhere.local_addr().unwrap().to_string(), &hosts, "30s");
+    let before = TestConfig::new().mock(&us, 0.5, 2).section("dns", &dns);
+    let m = Meridian::start(&before).await;
+    m.wait_health("us-east-1", true).await;
+
+    let after = before.clone().region(
+        "ap-south-1",
+        &[format!("http://added.internal:{port}")],
+        0.1,
+        1,
+        "",
+    );
+    std::fs::write(m.conf_path(), after.render(m.proxy, m.admin, m.dir.path())).unwrap();
+    m.signal("HUP");
+    eventually(Duration::from_secs(10), "the reload is done", || async {
+        m.status().await["regions"].as_array().map(Vec::len) == Some(2)
+    })
+    .await;
+    // Its name was looked up during the reload, and its address probed before the swap:
+    // the region is healthy the moment it appears.
+    assert_eq!(m.region_status("ap-south-1").await["healthy"], true);
+    assert_eq!(
+        addresses(&m, "ap-south-1").await,
+        vec![format!("127.0.0.3:{port}")]
+    );
+    let r = m.infer(&[]).await;
+    assert_eq!((r.status, r.region.as_deref()), (200, Some("ap-south-1")));
+    assert_eq!(added[0].counts().inference, 1);
+}
