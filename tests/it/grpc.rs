@@ -43,8 +43,8 @@ server.wait_for_termination()
 "#;
 
 /// A gRPC client against argv[1]; argv[2] is `full` (every method), `say` (one call,
-/// with argv[3:] as metadata key=value pairs) or `say-tls` (the same over TLS, argv[3]
-/// the CA file). Prints what it saw as JSON.
+/// with argv[3:] as metadata key=value pairs), `say-big` (the same with a 4 KiB message)
+/// or `say-tls` (over TLS, argv[3] the CA file). Prints what it saw as JSON.
 const CLIENT: &str = r#"
 import sys, json, grpc
 target, mode = sys.argv[1], sys.argv[2]
@@ -68,7 +68,8 @@ def outcome(fn):
                 "initial": dict(e.initial_metadata() or ()),
                 "trailing": dict(e.trailing_metadata() or ())}
 say = ch.unary_unary("/meridian.test.Echo/Say")
-out["say"] = outcome(lambda: say.with_call(b"hi", metadata=meta, timeout=10))
+payload = b"x" * 4096 if mode == "say-big" else b"hi"
+out["say"] = outcome(lambda: say.with_call(payload, metadata=meta, timeout=10))
 if mode == "full":
     fail = ch.unary_unary("/meridian.test.Echo/Fail")
     out["fail"] = outcome(lambda: fail.with_call(b"x", timeout=10))
@@ -213,4 +214,26 @@ async fn grpc_over_tls_with_client_keys() {
     assert!(details.starts_with("invalid_api_key: "), "{out}");
     let out = tls_call(&["authorization=Bearer sk-wrong"]).await;
     assert_eq!(out["say"]["code"], "UNAUTHENTICATED", "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_model_and_an_oversized_message_are_grpc_statuses_too() {
+    let Some(python) = h2_python() else { return };
+    let server = PyServer::start(&python, SERVER, &["ap-south-1"]).await;
+    let cfg = grpc_region(TestConfig::new(), "ap-south-1", &server, 0.3)
+        .section("models", "  - name: llama-3.1-70b\n")
+        .section("limits", "  max_request_body_bytes: 1024\n");
+    let m = start_h2c(&cfg).await;
+    m.wait_health("ap-south-1", true).await;
+
+    let out = call(&python, &m, "say", &["x-meridian-model=llama-3.1-70b"]).await;
+    assert_eq!(out["say"]["code"], "OK", "{out}");
+    let out = call(&python, &m, "say", &["x-meridian-model=no-such-model"]).await;
+    assert_eq!(out["say"]["code"], "NOT_FOUND", "{out}");
+    let details = out["say"]["details"].as_str().unwrap_or_default();
+    assert!(details.starts_with("model_not_found: "), "{out}");
+    let out = call(&python, &m, "say-big", &["x-meridian-model=llama-3.1-70b"]).await;
+    assert_eq!(out["say"]["code"], "RESOURCE_EXHAUSTED", "{out}");
+    let details = out["say"]["details"].as_str().unwrap_or_default();
+    assert!(details.starts_with("request_too_large: "), "{out}");
 }
