@@ -24,6 +24,12 @@ def fail(req, ctx):
 def tokens(req, ctx):
     for t in (b"one", b"two", b"three"):
         yield t
+def dies(req, ctx):
+    # One message, then the server process dies mid-stream, as a crashed engine does.
+    yield b"first"
+    import os, time
+    time.sleep(0.3)
+    os._exit(1)
 def health(req, ctx):
     return b"\x08\x01"  # HealthCheckResponse{status: SERVING}
 unary = {"/meridian.test.Echo/Say": say, "/meridian.test.Echo/Fail": fail,
@@ -34,6 +40,8 @@ class Handler(grpc.GenericRpcHandler):
             return grpc.unary_unary_rpc_method_handler(unary[call.method])
         if call.method == "/meridian.test.Echo/Tokens":
             return grpc.unary_stream_rpc_method_handler(tokens)
+        if call.method == "/meridian.test.Echo/Dies":
+            return grpc.unary_stream_rpc_method_handler(dies)
         return None
 server = grpc.server(futures.ThreadPoolExecutor(4))
 server.add_generic_rpc_handlers((Handler(),))
@@ -76,6 +84,15 @@ if mode == "full":
     stream = ch.unary_stream("/meridian.test.Echo/Tokens")(b"x", timeout=10)
     out["tokens"] = [m.decode() for m in stream]
     out["tokens_code"] = stream.code().name
+if mode == "dies":
+    got = []
+    stream = ch.unary_stream("/meridian.test.Echo/Dies")(b"x", timeout=10)
+    try:
+        for m in stream:
+            got.append(m.decode())
+        out["dies"] = {"got": got, "code": stream.code().name}
+    except grpc.RpcError as e:
+        out["dies"] = {"got": got, "code": e.code().name, "details": e.details()}
 print(json.dumps(out))
 "#;
 
@@ -236,4 +253,21 @@ async fn an_unknown_model_and_an_oversized_message_are_grpc_statuses_too() {
     assert_eq!(out["say"]["code"], "RESOURCE_EXHAUSTED", "{out}");
     let details = out["say"]["details"].as_str().unwrap_or_default();
     assert!(details.starts_with("request_too_large: "), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grpc_stream_cut_by_its_region_ends_with_meridian_s_status() {
+    let Some(python) = h2_python() else { return };
+    let server = PyServer::start(&python, SERVER, &["ap-south-1"]).await;
+    let m = start_h2c(&grpc_region(TestConfig::new(), "ap-south-1", &server, 0.3)).await;
+    m.wait_health("ap-south-1", true).await;
+    let out = call(&python, &m, "dies", &[]).await;
+    let dies = &out["dies"];
+    assert_eq!(dies["got"], serde_json::json!(["first"]), "{out}");
+    assert_eq!(dies["code"], "UNAVAILABLE", "{out}");
+    let details = dies["details"].as_str().unwrap_or_default();
+    assert!(
+        details.starts_with("upstream_stream_error: "),
+        "Meridian's own trailers: {out}"
+    );
 }
