@@ -1,8 +1,8 @@
 //! The `ProxyHttp` adapter. Each hook is a call into the module that owns the logic: limits
 //! ([`limits`]), admission (geo and hints, [`admit`]), routing ([`route`]), failover and
-//! retries ([`failover`]), headers ([`headers`]), credentials ([`credentials`]), Meridian's
-//! own answers ([`respond`], to gRPC clients [`grpc`]) and the end of a request
-//! ([`finish`]).
+//! retries ([`failover`]), pooled connections the region closed ([`pooled`]), headers
+//! ([`headers`]), credentials ([`credentials`]), Meridian's own answers ([`respond`], to
+//! gRPC clients [`grpc`]) and the end of a request ([`finish`]).
 
 mod admit;
 mod credentials;
