@@ -104,16 +104,23 @@ pub fn oha(addr: SocketAddr, rate: u32, secs: u64, connections: u32) -> Result<L
     for (k, v) in request::headers() {
         cmd.arg("-H").arg(format!("{k}: {v}"));
     }
+    let text = oha_output(cmd, addr, "oha")?;
+    parse_oha(&text).ok_or_else(|| format!("unreadable oha output: {text}"))
+}
+
+/// Runs `cmd` (oha with its options) against Meridian's API path on `addr`; its JSON
+/// output, or why there is none (`what` names the run in the message).
+fn oha_output(mut cmd: Command, addr: SocketAddr, what: &str) -> Result<String, String> {
     cmd.arg(format!("http://{addr}{}", request::PATH));
     let out = cmd.output().map_err(|e| format!("cannot run oha: {e}"))?;
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
     if !out.status.success() {
         return Err(format!(
-            "oha failed: {text}{}",
+            "{what} failed: {text}{}",
             String::from_utf8_lossy(&out.stderr)
         ));
     }
-    parse_oha(&text).ok_or_else(|| format!("unreadable oha output: {text}"))
+    Ok(text)
 }
 
 fn parse_oha(text: &str) -> Option<Latency> {
@@ -208,16 +215,7 @@ pub fn oha_load(
     for (k, v) in request::headers() {
         cmd.arg("-H").arg(format!("{k}: {v}"));
     }
-    cmd.arg(format!("http://{addr}{}", request::PATH));
-    let out = cmd.output().map_err(|e| format!("cannot run oha: {e}"))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() {
-        return Err(format!(
-            "oha {} failed: {text}{}",
-            client.label(),
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
+    let text = oha_output(cmd, addr, &format!("oha {}", client.label()))?;
     let t = parse_oha_load(&text).ok_or_else(|| format!("unreadable oha output: {text}"))?;
     if let Amount::Requests(n) = amount {
         if t.requests != n || t.errors > 0 {

@@ -312,16 +312,7 @@ async fn instructions(
     if wanted.is_empty() {
         return;
     }
-    if !systems::found(&opts.valgrind) {
-        let what = format!(
-            "instructions phase: {} not installed",
-            opts.valgrind.display()
-        );
-        if opts.smoke {
-            report.skip(what);
-        } else {
-            report.problems.push(what);
-        }
+    if !valgrind_found(opts, "instructions", report) {
         return;
     }
     for k in wanted {
@@ -336,22 +327,28 @@ async fn instructions(
     }
 }
 
+/// Whether valgrind is there for `phase`; if not, a smoke run skips the phase and a full
+/// run reports it as a problem.
+fn valgrind_found(opts: &cli::Opts, phase: &str, report: &mut Report) -> bool {
+    if systems::found(&opts.valgrind) {
+        return true;
+    }
+    let what = format!("{phase} phase: {} not installed", opts.valgrind.display());
+    if opts.smoke {
+        report.skip(what);
+    } else {
+        report.problems.push(what);
+    }
+    false
+}
+
 /// Meridian under callgrind without and with models, on chat bodies of each size, in front
 /// of mock regions that read every body: what routing by model costs per request.
 async fn instructions_models(opts: &cli::Opts, setup: &Setup, kinds: &[Kind], report: &mut Report) {
     if !kinds.contains(&Kind::Meridian) {
         return;
     }
-    if !systems::found(&opts.valgrind) {
-        let what = format!(
-            "instructions-models phase: {} not installed",
-            opts.valgrind.display()
-        );
-        if opts.smoke {
-            report.skip(what);
-        } else {
-            report.problems.push(what);
-        }
+    if !valgrind_found(opts, "instructions-models", report) {
         return;
     }
     eprintln!("perf-bench: counting Meridian's instructions without and with models by body size");
@@ -373,16 +370,7 @@ async fn instructions_streams(
     if !kinds.contains(&Kind::Meridian) {
         return;
     }
-    if !systems::found(&opts.valgrind) {
-        let what = format!(
-            "instructions-streams phase: {} not installed",
-            opts.valgrind.display()
-        );
-        if opts.smoke {
-            report.skip(what);
-        } else {
-            report.problems.push(what);
-        }
+    if !valgrind_found(opts, "instructions-streams", report) {
         return;
     }
     eprintln!("perf-bench: counting Meridian's instructions on streamed and whole answers");
