@@ -43,6 +43,9 @@ pub struct FileConfig {
     /// How endpoint host names are resolved and followed.
     #[serde(default)]
     pub dns: DnsFile,
+    /// Prompt-cache affinity: a conversation's requests kept on one endpoint.
+    #[serde(default)]
+    pub affinity: AffinityFile,
     /// Client authentication on the proxy listeners; absent: none.
     #[serde(default)]
     pub auth: Option<AuthFile>,
@@ -657,6 +660,66 @@ impl Default for DnsFile {
             timeout: Duration::from_secs(2),
             nameservers: Vec::new(),
             hosts_file: "/etc/hosts".into(),
+        }
+    }
+}
+
+/// Where an affinity key is read from (`affinity.sources`), tried in this order.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AffinitySourceFile {
+    /// The session header (`affinity.header`).
+    Header,
+    /// The body's top-level `prompt_cache_key` (OpenAI).
+    PromptCacheKey,
+    /// The body's top-level `user` (OpenAI).
+    User,
+    /// A hash of the prompt's leading part.
+    Prefix,
+}
+
+/// `affinity:`: later requests of a conversation go where its first went, so the
+/// endpoint's prompt cache serves them.
+#[derive(Debug, Deserialize, Clone, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AffinityFile {
+    pub enabled: bool,
+    /// The session header.
+    pub header: String,
+    /// Which key sources are read, in the order given (first found wins).
+    pub sources: Vec<AffinitySourceFile>,
+    /// A key stays while its region's score is at most this share worse than the best
+    /// eligible alternative's.
+    pub margin: f64,
+    /// Bounded loads: an endpoint takes a keyed request only while its in-flight count is
+    /// under this factor times its region's average per healthy endpoint.
+    pub load_factor: f64,
+    /// The key table holds at most this many keys (least recently used evicted first).
+    pub max_keys: usize,
+    /// A key unused this long is forgotten.
+    #[serde(with = "humantime_serde")]
+    pub idle_ttl: Duration,
+    /// The leading bytes of a plain-text prompt (`prompt`, a string `input`) the prefix
+    /// key is made of.
+    pub prefix_bytes: usize,
+}
+
+impl Default for AffinityFile {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            header: "x-session-id".into(),
+            sources: vec![
+                AffinitySourceFile::Header,
+                AffinitySourceFile::PromptCacheKey,
+                AffinitySourceFile::User,
+                AffinitySourceFile::Prefix,
+            ],
+            margin: 0.25,
+            load_factor: 1.25,
+            max_keys: 100_000,
+            idle_ttl: Duration::from_secs(600),
+            prefix_bytes: 1024,
         }
     }
 }

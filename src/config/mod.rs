@@ -1,6 +1,7 @@
 //! Configuration: the YAML file format ([`file`]), its validation ([`validate`]) and the
 //! typed [`Config`] the rest of Meridian runs on.
 
+mod affinity;
 mod auth;
 mod endpoint;
 mod env;
@@ -15,6 +16,7 @@ mod url_shape;
 mod validate;
 mod validate_auth;
 
+pub use affinity::{AffinitySettings, KeySource};
 pub use auth::{Auth, ClientKey, KeyId};
 pub use endpoint::{parse_endpoint, parse_endpoint_with, Endpoint, EndpointUrl, Host, Resolution};
 pub use error::ConfigError;
@@ -75,6 +77,8 @@ pub struct Config {
     pub currency: Option<String>,
     pub usage: file::UsageFile,
     pub dns: DnsSettings,
+    /// Prompt-cache affinity.
+    pub affinity: AffinitySettings,
     /// Non-fatal findings (for example an endpoint override naming no region).
     pub warnings: Vec<String>,
 }

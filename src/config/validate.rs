@@ -106,6 +106,7 @@ pub fn load(
         },
         usage: file.usage.clone(),
         dns: v.dns(&file.dns)?,
+        affinity: v.affinity(&file.affinity)?,
         warnings,
     })
 }

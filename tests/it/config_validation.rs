@@ -541,3 +541,39 @@ fn region_protocol_and_probe_are_checked() {
     );
     assert_eq!(code, 0, "{stderr}");
 }
+
+#[test]
+fn affinity_settings_are_checked() {
+    for (body, field, says) in [
+        ("  margin: -1\n", "affinity.margin", "between 0 and 10"),
+        (
+            "  load_factor: 0.5\n",
+            "affinity.load_factor",
+            "between 1 and 100",
+        ),
+        ("  max_keys: 0\n", "affinity.max_keys", "between 1 and"),
+        ("  idle_ttl: 0s\n", "affinity.idle_ttl", "between 1s"),
+        (
+            "  header: \"bad header\"\n",
+            "affinity.header",
+            "not a valid header name",
+        ),
+        ("  sources: []\n", "affinity.sources", "at least one"),
+        ("  sources: [user, user]\n", "affinity.sources", "twice"),
+        ("  prefix_bytes: 1\n", "affinity.prefix_bytes", "between 16"),
+    ] {
+        refused(
+            &format!("regions:\n{REGION}affinity:\n{body}"),
+            &["line 8", field, says],
+        );
+    }
+    refused(
+        &format!("regions:\n{REGION}affinity:\n  sources: [cookie]\n"),
+        &["affinity.sources", "unknown variant"],
+    );
+    let (code, stderr, _) = check(
+        &format!("regions:\n{REGION}affinity:\n  enabled: false\n  sources: []\n"),
+        &[],
+    );
+    assert_eq!(code, 0, "{stderr}");
+}
