@@ -1,11 +1,14 @@
 //! A request body on a model-routed path: any bytes. Never a panic; when a model is found,
 //! its span holds exactly that JSON string, and rewriting it leaves the rest untouched.
+//! Reading its affinity keys never panics either.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use meridian::routing::body::{find_model, rewrite};
 
 fuzz_target!(|data: &[u8]| {
+    // The affinity keys' own read of the body never panics, whatever the bytes.
+    let _ = meridian::routing::affinity::body::keys(data, 16);
     if let Ok(Some(field)) = find_model(data) {
         let text = &data[field.span.clone()];
         let decoded: String = serde_json::from_slice(text).expect("the span is a JSON string");

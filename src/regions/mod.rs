@@ -98,9 +98,19 @@ pub struct EndpointState {
     /// Meridian's in-flight count to the region when the report was taken: requests that
     /// finished since then have left the region, whatever the report still says.
     in_flight_at_report: AtomicU64,
+    /// Meridian's requests to this endpoint now: the load prompt-cache affinity bounds.
+    in_flight: AtomicU64,
+    /// The endpoint's stable identity for affinity placement: a hash of its URL and
+    /// address, the same in every Meridian with the same endpoint.
+    pub placement_seed: u64,
 }
 
 impl EndpointState {
+    /// Meridian's requests in flight to this endpoint.
+    pub fn in_flight(&self) -> u64 {
+        self.in_flight.load(Relaxed)
+    }
+
     pub fn record_probe(&self, rtt: Duration) {
         let us = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX - 1);
         self.last_probe_us.store(us, Relaxed);
@@ -158,6 +168,8 @@ impl Region {
                     report: Mutex::new(LoadReport::default()),
                     in_flight_at_report: AtomicU64::new(0),
                     healthy: std::sync::atomic::AtomicBool::new(true),
+                    in_flight: AtomicU64::new(0),
+                    placement_seed: placement_seed(e),
                 })
                 .collect(),
             models: model::table(&config, &settings.models, settings.selection.latency_decay),
@@ -386,7 +398,7 @@ impl Region {
     /// Marks one request in flight until the returned guard is dropped.
     pub fn start_request(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Relaxed);
-        InFlight(Arc::clone(self), None)
+        InFlight(Arc::clone(self), None, None)
     }
 
     /// [`Region::start_request`] for one model: counted on the model too.
@@ -433,7 +445,7 @@ impl Region {
         self.in_flight
             .fetch_update(Relaxed, Relaxed, |n| (n < limit).then_some(n + 1))
             .ok()?;
-        Some(InFlight(Arc::clone(self), None))
+        Some(InFlight(Arc::clone(self), None, None))
     }
 }
 
@@ -466,9 +478,34 @@ impl Default for LoadSummary {
 
 /// Holds one in-flight slot of a region; released on drop, so no exit path can leak it.
 #[derive(Debug)]
-pub struct InFlight(Arc<Region>, Option<ModelId>);
+pub struct InFlight(Arc<Region>, Option<ModelId>, Option<usize>);
+
+/// See [`EndpointState::placement_seed`].
+fn placement_seed(e: &crate::config::Endpoint) -> u64 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(e.url.as_bytes());
+    h.update(b"@");
+    h.update(e.addr.to_string().as_bytes());
+    h.digest()
+}
 
 impl InFlight {
+    /// Counts the slot on the endpoint the request goes to, too (once).
+    pub fn bind_endpoint(&mut self, endpoint: usize) {
+        if self.2.is_some() {
+            return;
+        }
+        if let Some(e) = self.0.endpoints.get(endpoint) {
+            e.in_flight.fetch_add(1, Relaxed);
+            self.2 = Some(endpoint);
+        }
+    }
+
+    /// The endpoint the slot is counted on, once bound.
+    pub fn endpoint(&self) -> Option<usize> {
+        self.2
+    }
+
     pub fn region(&self) -> &Arc<Region> {
         &self.0
     }
@@ -482,6 +519,9 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Relaxed);
+        if let Some(e) = self.2.and_then(|i| self.0.endpoints.get(i)) {
+            e.in_flight.fetch_sub(1, Relaxed);
+        }
         if let Some(m) = self.model() {
             m.finish();
         }

@@ -4,6 +4,7 @@
 //! that order through the eligibility checks ([`eligibility`]), and [`explain`] reports
 //! the walk. [`body`] finds the model a JSON body asks for.
 
+pub mod affinity;
 pub mod body;
 pub mod eligibility;
 pub mod explain;

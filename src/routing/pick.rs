@@ -139,6 +139,14 @@ pub fn pick(ranked: &mut Ranked<'_>, regions: &RegionTable, f: &Filter<'_>, now:
             }
             continue;
         }
+        if !ranked.fits(region, e.endpoint) {
+            // A keyed request past the endpoint's bounded load: the next by weight. One
+            // endpoint is always under it, unless health changed during the walk.
+            if !ranked.region_has_more() {
+                pass(Skip::Saturated);
+            }
+            continue;
+        }
         // The in-flight slot before the circuit's trial: a region found full here must not
         // use up the one trial its half-open circuit allows.
         let transit = ranked.scorer().transit(region);
@@ -193,7 +201,8 @@ pub fn pick(ranked: &mut Ranked<'_>, regions: &RegionTable, f: &Filter<'_>, now:
             }
         }
     }
-    if let Some(c) = &out.chosen {
+    if let Some(c) = &mut out.chosen {
+        c.slot.bind_endpoint(c.endpoint);
         if let Some(flow) = ranked.flow(c.region.id) {
             flow.on_sent(clock, sole);
         }

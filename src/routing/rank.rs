@@ -214,6 +214,8 @@ impl Ranker {
             next: 0,
             sorted: false,
             walk: None,
+            keyed: None,
+            lead: None,
         }
     }
 }
@@ -254,7 +256,8 @@ struct Entry {
 /// Ranks kept inline for up to 16 regions, so a routing pick does not allocate.
 type Ranks = SmallVec<[Entry; 16]>;
 
-/// A region being walked: its endpoints from a rotating start.
+/// A region being walked: its endpoints from a rotating start, or for a request with an
+/// affinity key, its lead endpoint first and then by rendezvous weight.
 #[derive(Debug, Clone, Copy)]
 struct Walk {
     region: usize,
@@ -262,7 +265,14 @@ struct Walk {
     step: usize,
     start: usize,
     len: usize,
+    /// Endpoints walked, a bit each (keyed walks).
+    visited: u64,
+    /// The endpoint to try first (keyed walks).
+    lead: Option<usize>,
 }
+
+/// Endpoints a keyed walk orders by weight; a region with more is walked in rotation.
+const KEYED_MAX_ENDPOINTS: usize = 64;
 
 /// Yields every endpoint once: regions best first, a region's endpoints from a rotating
 /// start. Most requests take the first region, so the best is found with one pass over
@@ -281,9 +291,63 @@ pub struct Ranked<'a> {
     /// `left[next..]` is in rank order (before, in config order).
     sorted: bool,
     walk: Option<Walk>,
+    /// The request's affinity key and bounded-load factor.
+    keyed: Option<(u64, f64)>,
+    /// The key's place, walked first.
+    lead: Option<(usize, usize)>,
 }
 
 impl Ranked<'_> {
+    /// Walks each region's endpoints for `key`: by rendezvous weight, passing over those
+    /// at their bounded load ([`Ranked::fits`]).
+    pub fn with_key(&mut self, key: u64, load_factor: f64) {
+        self.keyed = Some((key, load_factor));
+    }
+
+    /// Walks `endpoint` of `region` before anything else.
+    pub fn stick(&mut self, region: usize, endpoint: usize) {
+        let score = match self.first.take() {
+            Some((id, score)) if id == region => score,
+            first => {
+                // A preferred region other than this one goes back among the rest.
+                if let Some((id, score)) = first {
+                    self.left.push(Entry {
+                        rank: Rank::new(0, 0, score, 0.0),
+                        region: id,
+                        score,
+                    });
+                }
+                let Some(i) = self.left.iter().position(|e| e.region == region) else {
+                    return;
+                };
+                let e = self.left.remove(i);
+                self.best = (0..self.left.len()).min_by_key(|&j| self.left[j].rank);
+                e.score
+            }
+        };
+        self.first = Some((region, score));
+        self.lead = Some((region, endpoint));
+    }
+
+    /// The score of the region with this id in this ranking.
+    pub fn score_of(&self, region: usize) -> Option<f64> {
+        match self.first {
+            Some((id, score)) if id == region => Some(score),
+            _ => self
+                .left
+                .iter()
+                .find(|e| e.region == region)
+                .map(|e| e.score),
+        }
+    }
+
+    /// Whether a keyed request may go to `endpoint` of `region` (its bounded load); any
+    /// other request always may.
+    pub fn fits(&self, region: &Region, endpoint: usize) -> bool {
+        self.keyed
+            .is_none_or(|(_, factor)| super::affinity::place::under_bound(region, endpoint, factor))
+    }
+
     /// The scores and latency estimates this ranking was made with.
     pub fn scorer(&self) -> &Scorer {
         &self.scorer
@@ -338,9 +402,39 @@ impl Ranked<'_> {
                         step: 0,
                         start,
                         len,
+                        visited: 0,
+                        lead: self.lead.filter(|l| l.0 == region).map(|l| l.1),
                     }
                 }
             };
+            if let Some((key, _)) = self.keyed.filter(|_| walk.len <= KEYED_MAX_ENDPOINTS) {
+                let endpoints = &self.ranker.regions.get(walk.region)?.endpoints;
+                let next = walk
+                    .lead
+                    .take()
+                    .filter(|&l| l < walk.len)
+                    .or_else(|| super::affinity::place::heaviest(key, endpoints, walk.visited));
+                if let Some(endpoint) = next {
+                    walk.visited |= 1 << endpoint;
+                    walk.step += 1;
+                    self.walk = Some(walk);
+                    return Some(EndpointRef {
+                        region: walk.region,
+                        endpoint,
+                    });
+                }
+                if walk.step == 0 {
+                    // No endpoint at all: visited once, as below.
+                    walk.step = 1;
+                    self.walk = Some(walk);
+                    return Some(EndpointRef {
+                        region: walk.region,
+                        endpoint: 0,
+                    });
+                }
+                self.walk = None;
+                continue;
+            }
             // A region with no endpoint (its names do not resolve) is still visited once,
             // at an index with no endpoint, so the pick reports it as unhealthy rather
             // than passing it over unseen.
