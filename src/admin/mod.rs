@@ -54,6 +54,9 @@ impl AdminApp {
             }
             "/metrics" => {
                 let scorer = Scorer::new(&rt.regions, rt.ranker.weights(), None);
+                rt.metrics
+                    .affinity
+                    .observe(&rt.affinity, std::time::Instant::now());
                 let text = rt.metrics.render(&rt.regions, &scorer);
                 (200, "text/plain; version=0.0.4", text)
             }

@@ -56,6 +56,7 @@ pub fn regions(
                         },
                         "address": e.endpoint.addr.to_string(),
                         "healthy": e.is_healthy(),
+                        "in_flight": e.in_flight(),
                         "last_probe_ms": e.last_probe_ms(),
                         "reported": {
                             "in_flight": report.in_flight,
@@ -161,7 +162,24 @@ pub fn regions(
         "model_pin": rt.config.model.pin_version,
         "currency": rt.config.currency,
         "models": models(rt),
+        "affinity": affinity(rt, now),
         "regions": regions,
+    })
+}
+
+/// Prompt-cache affinity's settings and its key table.
+fn affinity(rt: &Runtime, now: std::time::Instant) -> Value {
+    let a = &rt.config.affinity;
+    json!({
+        "enabled": a.enabled,
+        "sources": a.sources.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+        "header": a.header.as_str(),
+        "margin": a.margin,
+        "load_factor": a.load_factor,
+        "idle_ttl_s": a.idle_ttl.as_secs(),
+        "keys": rt.affinity.len(now),
+        "capacity": rt.affinity.capacity(),
+        "evictions": rt.affinity.evictions(),
     })
 }
 

@@ -57,6 +57,10 @@ pub struct RequestCtx {
     /// Meridian asked the region for a stream's usage the client did not ask for: that
     /// usage chunk is taken back out of the stream.
     pub ask_stream_usage: bool,
+    /// The conversation the request belongs to, when affinity found one.
+    pub affinity: Option<crate::routing::affinity::AffinityKey>,
+    /// How affinity decided the last attempt.
+    pub affinity_outcome: Option<crate::routing::affinity::Outcome>,
 }
 
 impl RequestCtx {
@@ -86,6 +90,8 @@ impl RequestCtx {
             price_per_1k: None,
             usage: None,
             ask_stream_usage: false,
+            affinity: None,
+            affinity_outcome: None,
         }
     }
 

@@ -157,6 +157,18 @@ pub fn record(session: &Session, ctx: &mut RequestCtx) {
             key,
             usage,
             upstream_model,
+            affinity: ctx
+                .affinity
+                .as_ref()
+                .zip(ctx.affinity_outcome)
+                .map(|(key, o)| crate::telemetry::access_log::AffinityFacts {
+                    outcome: o.as_str(),
+                    reason: match o {
+                        crate::routing::affinity::Outcome::Moved(why) => Some(why.as_str()),
+                        _ => None,
+                    },
+                    key,
+                }),
         });
     }
     // The stream is over: release the in-flight and budget slots now.

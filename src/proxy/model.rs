@@ -73,21 +73,33 @@ fn is_json(session: &Session) -> bool {
 pub async fn admit(session: &mut Session, ctx: &mut RequestCtx) -> Result<(), Stop> {
     let rt = std::sync::Arc::clone(&ctx.rt);
     let models = &rt.config.models;
-    if !models.declared() {
-        return Ok(());
-    }
+    let affinity = &rt.config.affinity;
+    let mut body_keys = crate::routing::affinity::BodyKeys::default();
     let req = session.req_header();
     let model_path = MODEL_PATHS.contains(&req.uri.path());
     let post = req.method == http::Method::POST;
     let header = ctx.admission.hints.model.clone();
     // A JSON body is held so its `model` can be rewritten for each region, even when the
     // header names the model; a chunked one with the header streams through unchanged
-    // (it could not be held past 64 KiB).
-    let hold =
-        post && (model_path || is_json(session)) && !(header.is_some() && is_chunked(session));
+    // (it could not be held past 64 KiB). Without declared models a body is held only
+    // for its affinity keys, and never a chunked one: affinity must not refuse a request
+    // that would otherwise pass.
+    let hold = if models.declared() {
+        post && (model_path || is_json(session)) && !(header.is_some() && is_chunked(session))
+    } else {
+        affinity.reads_body() && post && model_path && !is_chunked(session)
+    };
+    let session_header = session
+        .req_header()
+        .headers
+        .get(&affinity.header)
+        .is_some_and(|v| !v.is_empty());
     let mut found = None;
     if hold {
         let bytes = read_body(session, ctx).await?;
+        if affinity.needs_body(session_header) {
+            body_keys = crate::routing::affinity::body::keys(&bytes, affinity.prefix_bytes);
+        }
         let field = match scan(&bytes) {
             Ok(facts) => {
                 ctx.tokens = Tokens::estimate(bytes.len() as u64, facts.max_tokens);
@@ -100,7 +112,7 @@ pub async fn admit(session: &mut Session, ctx: &mut RequestCtx) -> Result<(), St
                     && STREAM_USAGE_PATHS.contains(&session.req_header().uri.path());
                 facts.model
             }
-            Err(e) if model_path && header.is_none() => {
+            Err(e) if models.declared() && model_path && header.is_none() => {
                 return Err(Failure::new(Kind::InvalidRequest, e.to_string()).into())
             }
             // Not Meridian's to judge: the header names the model, or the path is not a
@@ -118,6 +130,15 @@ pub async fn admit(session: &mut Session, ctx: &mut RequestCtx) -> Result<(), St
     if !hold {
         // Not read: the declared length stands for the input.
         ctx.tokens = Tokens::estimate(limits::declared_length(session).unwrap_or(0), None);
+    }
+    let session_header = session
+        .req_header()
+        .headers
+        .get(&affinity.header)
+        .map(http::HeaderValue::as_bytes);
+    ctx.affinity = crate::routing::affinity::key::choose(affinity, session_header, &body_keys);
+    if !models.declared() {
+        return Ok(());
     }
     // The header wins over the body.
     let asked = header.or(found);

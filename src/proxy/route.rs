@@ -5,6 +5,7 @@ use super::ctx::{Attempt, Phase, RequestCtx};
 use super::respond::exhausted;
 use crate::failure::{Failure, Kind};
 use crate::regions::Side;
+use crate::routing::affinity::{self, AffinityKey, Judged};
 use crate::routing::{explain, pick, Filter, Hints, Pick};
 use crate::runtime::Runtime;
 use pingora::upstreams::peer::HttpPeer;
@@ -41,30 +42,108 @@ fn version<'a>(rt: &'a Runtime, ctx: &'a RequestCtx) -> Option<&'a str> {
         .or(rt.config.model.pin_version.as_deref())
 }
 
-/// Walks the ranking once for `f`, with the decision header when the request asked.
+/// One walk's result: the pick, the decision header when the request asked, and how
+/// affinity decided when the request has a key.
+struct Walked {
+    pick: Pick,
+    decision: Option<String>,
+    affinity: Option<affinity::Outcome>,
+}
+
+/// Walks the ranking once for `f`. A request with an affinity key (and no region hint,
+/// the client's own choice, which neither uses nor moves the key) tries its key's place
+/// first while [`affinity::place::judge`] keeps it.
 fn walk(
     rt: &Runtime,
     hints: &Hints,
     tokens: crate::routing::Tokens,
     f: &Filter<'_>,
+    key: Option<AffinityKey>,
     now: Instant,
-) -> (Pick, Option<String>) {
+) -> Walked {
     let intent = crate::routing::Intent {
         model: f.model,
         tokens,
         ..hints.intent
     };
     let mut ranked = rt.ranker.ranked(intent);
+    let settings = &rt.config.affinity;
+    if let Some(k) = key {
+        // Endpoints by rendezvous weight, a region hint or not: the same endpoint on
+        // every Meridian for the same key and region.
+        ranked.with_key(k.hash, settings.load_factor);
+    }
+    let judged = key.filter(|_| intent.prefer.is_none()).map(|k| {
+        let place = rt.affinity.get(k.hash, now);
+        let judged = affinity::place::judge(
+            place,
+            &rt.regions,
+            f,
+            now,
+            settings.margin,
+            settings.load_factor,
+            |id| ranked.score_of(id),
+        );
+        if let Judged::Stick { region, endpoint } = judged {
+            ranked.stick(region, endpoint);
+        }
+        judged
+    });
     let p = pick(&mut ranked, &rt.regions, f, now);
+    let outcome = judged.map(|j| affinity_outcome(j, &p));
     let decision = hints.debug.then(|| {
         let mut text = explain::decision(&p, ranked, &rt.regions, f, intent, now);
+        if let (Some(o), Some(k)) = (outcome, key) {
+            text.push_str("; affinity=");
+            text.push_str(o.as_str());
+            if let affinity::Outcome::Moved(why) = o {
+                text.push('(');
+                text.push_str(why.as_str());
+                text.push(')');
+            }
+            text.push_str(" key=");
+            text.push_str(k.source.as_str());
+        }
         if let Some(m) = f.model {
             text.push_str("; model=");
             text.push_str(rt.config.models.name(m));
         }
         text
     });
-    (p, decision)
+    Walked {
+        pick: p,
+        decision,
+        affinity: outcome,
+    }
+}
+
+/// What became of a judged place once the walk chose.
+fn affinity_outcome(judged: Judged, p: &Pick) -> affinity::Outcome {
+    use affinity::{MoveReason, Outcome};
+    match judged {
+        Judged::New => Outcome::New,
+        Judged::Move(why) => Outcome::Moved(why),
+        Judged::Stick { region, endpoint } => match &p.chosen {
+            Some(c) if c.region.id == region && c.endpoint == endpoint => Outcome::Hit,
+            Some(c) if c.region.id == region => {
+                // Another endpoint of the same region: the walk found its own down or full.
+                let healthy = c
+                    .region
+                    .endpoints
+                    .get(endpoint)
+                    .is_some_and(|e| e.is_healthy());
+                Outcome::Moved(if healthy {
+                    MoveReason::Saturated
+                } else {
+                    MoveReason::Unhealthy
+                })
+            }
+            _ => Outcome::Moved(
+                p.why(region)
+                    .map_or(MoveReason::Saturated, MoveReason::from),
+            ),
+        },
+    }
 }
 
 /// Chooses a region, records the attempt in `ctx`, and returns the peer to connect to.
@@ -83,22 +162,34 @@ pub fn next_peer(ctx: &mut RequestCtx) -> Result<Box<HttpPeer>, Failure> {
     }
     let mut f = filter(&rt, ctx);
     let hints = &ctx.admission.hints;
-    let (mut p, mut decision) = walk(&rt, hints, ctx.tokens, &f, now);
-    if p.chosen.is_none() && ctx.attempts == 0 && ctx.canary == Some(Side::Canary) {
+    let key = ctx.affinity;
+    let mut w = walk(&rt, hints, ctx.tokens, &f, key, now);
+    if w.pick.chosen.is_none() && ctx.attempts == 0 && ctx.canary == Some(Side::Canary) {
         // No region can take the new version now: the pinned one serves, and the request
         // counts for it.
         ctx.canary = Some(Side::Pinned);
         f = filter(&rt, ctx);
-        (p, decision) = walk(&rt, &ctx.admission.hints, ctx.tokens, &f, now);
+        w = walk(&rt, &ctx.admission.hints, ctx.tokens, &f, key, now);
     }
     let hints = &ctx.admission.hints;
-    if p.chosen.is_none() && !rt.config.capacity.shed_when_saturated {
+    if w.pick.chosen.is_none() && !rt.config.capacity.shed_when_saturated {
         // Every eligible region is full and shedding is off: queue on the best of them.
         f.allow_saturated = true;
-        (p, decision) = walk(&rt, hints, ctx.tokens, &f, now);
+        w = walk(&rt, hints, ctx.tokens, &f, key, now);
     }
-    if decision.is_some() {
-        ctx.decision = decision;
+    if w.decision.is_some() {
+        ctx.decision = w.decision;
+    }
+    let mut p = w.pick;
+    if let (Some(k), Some(outcome), Some(c)) = (key, w.affinity, &p.chosen) {
+        // The key's place from now on (a hit is already where it was).
+        if outcome != affinity::Outcome::Hit {
+            if let Some(place) = affinity::place::place_of(&c.region, c.endpoint) {
+                rt.affinity.put(k.hash, place, now);
+            }
+        }
+        rt.metrics.affinity.routed(outcome);
+        ctx.affinity_outcome = Some(outcome);
     }
     let Some(chosen) = p.chosen.take() else {
         return Err(if ctx.tried.is_empty() {

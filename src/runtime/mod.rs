@@ -7,6 +7,7 @@ pub use shared::{ReloadReport, Shared};
 
 use crate::config::Config;
 use crate::regions::{build_table, Canary, Region, RegionTable, RetryBudget};
+use crate::routing::affinity::Table as AffinityTable;
 use crate::routing::{GeoPolicy, Ranker, Weights};
 use crate::telemetry::{AccessLog, Metrics, RegionSeries, UsageCells};
 use crate::upstream::{Peers, Pool};
@@ -31,6 +32,8 @@ pub struct Runtime {
     pub canaries: Vec<Option<Canary>>,
     /// Token and spend series by region and model, made on first use.
     pub usage_series: UsageCells,
+    /// Where each conversation was served (prompt-cache affinity).
+    pub affinity: Arc<AffinityTable>,
 }
 
 impl Runtime {
@@ -43,7 +46,18 @@ impl Runtime {
     /// same endpoints keep what was learnt about them (latency, circuit, health, ...), and
     /// the series of regions that are gone are dropped.
     pub fn reloaded(&self, config: Config) -> Arc<Self> {
-        let next = Self::build(config, Arc::clone(&self.metrics));
+        // Conversations keep their places when the regions keep their ids (the same
+        // names, in the same order, as far as both lists go) and the table its size.
+        let keep = (config.affinity.enabled == self.config.affinity.enabled
+            && config.affinity.max_keys == self.config.affinity.max_keys
+            && config.affinity.idle_ttl == self.config.affinity.idle_ttl
+            && config
+                .regions
+                .iter()
+                .zip(&self.config.regions)
+                .all(|(new, old)| new.name == old.name))
+        .then(|| Arc::clone(&self.affinity));
+        let next = Self::build_with(config, Arc::clone(&self.metrics), keep);
         for region in next.regions.iter() {
             if let Some(old) = self.regions.iter().find(|o| region.same_as(o)) {
                 region.inherit(old);
@@ -71,6 +85,23 @@ impl Runtime {
     }
 
     fn build(config: Config, metrics: Arc<Metrics>) -> Arc<Self> {
+        Self::build_with(config, metrics, None)
+    }
+
+    fn build_with(
+        config: Config,
+        metrics: Arc<Metrics>,
+        affinity: Option<Arc<AffinityTable>>,
+    ) -> Arc<Self> {
+        let affinity = affinity.unwrap_or_else(|| {
+            // Off: a table of one key, never used.
+            let keys = if config.affinity.enabled {
+                config.affinity.max_keys
+            } else {
+                1
+            };
+            Arc::new(AffinityTable::new(keys, config.affinity.idle_ttl))
+        });
         let regions = build_table(&config);
         let peers = Arc::new(Peers::new(&regions));
         let pool = Pool::new(&config.health, &regions, Arc::clone(&peers));
@@ -95,6 +126,7 @@ impl Runtime {
             .collect();
         let usage_series = UsageCells::new(regions.len(), config.models.list.len());
         Arc::new(Self {
+            affinity,
             canaries,
             usage_series,
             access_log,

@@ -48,6 +48,8 @@ pub struct Metrics {
     spend_baseline: prometheus::CounterVec,
     usage_unknown: IntCounterVec,
     canary_active: IntGaugeVec,
+    /// Prompt-cache affinity.
+    pub affinity: super::affinity::AffinityMetrics,
     /// Held while the gauges are rebuilt for a scrape, so two scrapes cannot interleave.
     scrape: Mutex<()>,
 }
@@ -320,6 +322,7 @@ impl Metrics {
                 &["model"],
             ),
             latency,
+            affinity: super::affinity::AffinityMetrics::new(&registry),
             registry,
             scrape: Mutex::new(()),
         };

@@ -2,6 +2,7 @@
 //! [`health`] report.
 
 pub mod access_log;
+pub mod affinity;
 pub mod health;
 pub mod metrics;
 pub mod usage;

@@ -6,6 +6,7 @@ mod common;
 
 mod access_log;
 mod admin;
+mod affinity;
 mod auth;
 mod capacity;
 mod chaos;

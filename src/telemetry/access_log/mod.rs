@@ -260,6 +260,25 @@ pub struct Entry<'a> {
     /// For an answer of the model APIs: its reported (input, output, cached) tokens and
     /// their cost, or `Some(None)` when it reported none.
     pub usage: Option<Option<(u64, u64, u64, f64)>>,
+    /// How prompt-cache affinity routed the request, when it had a key.
+    pub affinity: Option<AffinityFacts<'a>>,
+}
+
+/// Affinity's part of a line.
+pub struct AffinityFacts<'a> {
+    /// `hit`, `new` or `moved`.
+    pub outcome: &'a str,
+    /// Why a key moved.
+    pub reason: Option<&'a str>,
+    pub key: &'a crate::routing::affinity::AffinityKey,
+}
+
+/// The salt of this process's key digests: random, so a digest cannot be matched to a
+/// session id, user name or prompt by hashing guesses.
+fn digest_salt() -> u64 {
+    use std::hash::BuildHasher;
+    static SALT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *SALT.get_or_init(|| std::collections::hash_map::RandomState::new().hash_one(0x6d65_7269u64))
 }
 
 impl AccessLog {
@@ -300,6 +319,13 @@ impl AccessLog {
                     line.num(k!("tokens_cached"), cached);
                     line.cost(k!("cost"), cost);
                 }
+            }
+            if let Some(a) = &e.affinity {
+                line.str(k!("affinity"), a.outcome);
+                line.opt_str(k!("affinity_reason"), a.reason);
+                line.str(k!("affinity_source"), a.key.source.as_str());
+                let digest = crate::routing::affinity::key::digest(a.key, digest_salt());
+                line.str(k!("affinity_key"), &digest);
             }
             line.end();
             self.write(buf);
