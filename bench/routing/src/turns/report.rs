@@ -2,6 +2,7 @@
 //! and how to read the figures.
 
 use std::fmt::Write;
+use std::time::Duration;
 
 use super::config::Affinity;
 use super::fleet::{capacity, CACHE_ENTRIES, ENDPOINTS_PER_REGION};
@@ -183,7 +184,7 @@ pub fn render(
     }
 
     region_share(&mut out, &sums);
-    failures(&mut out, &sums);
+    failures(&mut out, &sums, kill_at);
     targets(&mut out, &sums);
     out
 }
@@ -205,7 +206,7 @@ fn region_share(out: &mut String, sums: &[(Policy, Option<TurnSummary>)]) {
     }
 }
 
-fn failures(out: &mut String, sums: &[(Policy, Option<TurnSummary>)]) {
+fn failures(out: &mut String, sums: &[(Policy, Option<TurnSummary>)], kill_at: Duration) {
     let any = sums
         .iter()
         .any(|(_, s)| s.as_ref().is_some_and(|s| !s.failures.is_empty()));
@@ -217,6 +218,30 @@ fn failures(out: &mut String, sums: &[(Policy, Option<TurnSummary>)]) {
         let Some(s) = s else { continue };
         for (kind, n) in &s.failures {
             let _ = writeln!(out, "- {}: {n} × {kind}", policy.name());
+        }
+        // Kept short: the first few say whether they cluster after the kill.
+        const SHOWN: usize = 10;
+        let when: Vec<String> = s
+            .other_errors
+            .iter()
+            .take(SHOWN)
+            .map(|(at, kind)| {
+                let from_kill = at.as_secs_f64() - kill_at.as_secs_f64();
+                format!("{:.2} s (kill {from_kill:+.2} s) {kind}", at.as_secs_f64())
+            })
+            .collect();
+        if !when.is_empty() {
+            let _ = writeln!(
+                out,
+                "- {}: sent at, of those not in flight at the kill{}: {}",
+                policy.name(),
+                if s.other_errors.len() > SHOWN {
+                    format!(" (first {SHOWN})")
+                } else {
+                    String::new()
+                },
+                when.join("; ")
+            );
         }
     }
 }

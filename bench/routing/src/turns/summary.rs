@@ -38,6 +38,8 @@ pub struct TurnSummary {
     pub later_answered: usize,
     pub without_usage: usize,
     pub failures: BTreeMap<String, usize>,
+    /// When each failure not in flight at the kill was sent, and its kind.
+    pub other_errors: Vec<(Duration, String)>,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -73,6 +75,7 @@ pub fn summarize(records: &[TurnRecord], kill_at: Duration) -> TurnSummary {
                 s.errors_at_kill += 1;
             } else {
                 s.errors_other += 1;
+                s.other_errors.push((r.at, f.label()));
             }
             *s.failures.entry(f.label()).or_default() += 1;
             continue;
@@ -113,6 +116,7 @@ pub fn summarize(records: &[TurnRecord], kill_at: Duration) -> TurnSummary {
             _ => s.without_usage += 1,
         }
     }
+    s.other_errors.sort_by_key(|(at, _)| *at);
     s.ttft_p50 = pct(ttft.clone(), 50);
     s.ttft_p99 = pct(ttft, 99);
     s.first_ttft_p50 = pct(first, 50);
