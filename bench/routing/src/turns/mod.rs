@@ -226,4 +226,54 @@ mod tests {
         assert!(p.deadline() > p.expected_length() * 2);
         assert!(Params::quick(150).expected_length() < Duration::from_secs(10));
     }
+
+    /// The whole chain on real mock endpoints: the oracle keeps each session on one
+    /// endpoint, whose cache then reports every earlier turn as cached.
+    #[tokio::test]
+    async fn a_session_kept_on_its_endpoint_finds_its_history_cached() {
+        use clap::Parser;
+        let args = crate::cli::Args::try_parse_from([
+            "routing-bench",
+            "--scenario",
+            "multi-turn",
+            "--sessions",
+            "3",
+            "--turns",
+            "3",
+            "--think-ms",
+            "20",
+            "--policies",
+            "session-oracle",
+            "--no-write",
+        ])
+        .expect("flags");
+        let settings = args.settings().expect("valid");
+        let sessions = script::build(&settings.turns, 7, 0.0);
+        let result = run_policy(Policy::SessionOracle, &settings, &sessions)
+            .await
+            .expect("runs");
+        assert_eq!(result.records.len(), 9);
+        let kill_at = settings.turns.kill_at();
+        let mut checked = 0;
+        for r in &result.records {
+            let Some(u) = r.usage.filter(|_| r.failure.is_none()) else {
+                // Only the kill may fail a turn.
+                assert!(r.in_flight_at(kill_at) || r.at >= kill_at, "{r:?}");
+                continue;
+            };
+            assert_eq!(u.prompt, script::prompt_tokens(r.turn));
+            let previous = result
+                .records
+                .iter()
+                .find(|p| p.session == r.session && p.turn + 1 == r.turn);
+            if previous.is_some_and(|p| p.endpoint == r.endpoint && p.failure.is_none()) {
+                assert_eq!(u.cached, script::prompt_tokens(r.turn - 1), "{r:?}");
+                checked += 1;
+            }
+            if r.turn == 1 {
+                assert_eq!(u.cached, 0);
+            }
+        }
+        assert!(checked > 0, "no turn stayed on its endpoint");
+    }
 }
