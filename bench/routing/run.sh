@@ -3,6 +3,7 @@
 # and writes bench/routing/RESULTS.md. Extra arguments go to routing-bench, e.g.
 #   bench/routing/run.sh --quick --no-write
 #   bench/routing/run.sh --scenario multi-model   # two models; its own section of RESULTS.md
+#   bench/routing/run.sh --scenario multi-turn    # conversations and prefix caches; its own section
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."

@@ -7,11 +7,12 @@ use hyper::{Response, StatusCode};
 use serde::Deserialize;
 
 use crate::models::Resolved;
+use crate::prefix_cache;
 use crate::prompt;
 use crate::region::RegionState;
 use crate::reply::{self, Body, Reject};
 use crate::sse::{self, Completion, Stream, StreamOptions};
-use crate::timing;
+use crate::timing::{self, Prefill};
 use crate::usage;
 
 /// A prompt, or a list of them (answered with one choice quoting them all).
@@ -53,22 +54,26 @@ pub(crate) async fn handle(
     };
     let text = prompt::reply(&state.name, &prompts.join(" "), req.max_tokens);
     let chars = prompts.iter().map(|p| p.chars().count()).sum();
-    let completion = Completion {
+    // Each prompt of a list is one part, so a prompt that starts another is its prefix.
+    let prefixes = prefix_cache::prefixes(prompts.iter().map(|p| ("prompt", p.as_str())));
+    let mut completion = Completion {
         id: state.next_id("cmpl-mock"),
         created: timing::unix_now(),
         model: model.to_string(),
         stream: Stream::Text,
         prompt_tokens: usage::prompt_tokens(chars),
         include_usage: StreamOptions::include_usage(req.stream_options.as_ref()),
+        prefill: Prefill::NONE,
     };
 
     let slot = state.capacity.acquire().await;
+    completion.prefill = state.prefill(&prefixes, completion.prompt_tokens);
     if req.stream.unwrap_or(false) {
         return sse::respond(Arc::clone(state), completion, &text, slot);
     }
 
     let completion_tokens = prompt::tokens(&text) as u64;
-    timing::generate(state, completion_tokens).await;
+    timing::generate(state, completion_tokens, completion.prefill).await;
     let mut answer = serde_json::json!({
         "id": completion.id,
         "object": "text_completion",
@@ -81,7 +86,11 @@ pub(crate) async fn handle(
             "finish_reason": "stop",
         }],
     });
-    if let Some(usage) = state.report(completion.prompt_tokens, completion_tokens) {
+    if let Some(usage) = state.report(
+        completion.prompt_tokens,
+        completion_tokens,
+        completion.prefill,
+    ) {
         answer["usage"] = usage.openai();
     }
     reply::json(StatusCode::OK, &answer)

@@ -60,6 +60,9 @@ struct ControlUpdate {
     /// cache (capped at the prompt's tokens): OpenAI's `cached_tokens`,
     /// Anthropic's `cache_read_input_tokens`. Default 0.
     cached_tokens: Option<u64>,
+    /// Prefill time per prompt token not in the prefix cache, in microseconds, added to
+    /// the time to first token. Default 0, or the region spec's.
+    prefill_us_per_token: Option<u64>,
 }
 
 fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
@@ -132,6 +135,9 @@ fn apply(state: &RegionState, body: &[u8]) -> Result<(), Reject> {
         }
         if let Some(cached) = update.cached_tokens {
             s.cached_tokens = cached;
+        }
+        if let Some(us) = update.prefill_us_per_token {
+            s.prefill_us_per_token = us;
         }
     });
     if update.flap_ms.is_some() {

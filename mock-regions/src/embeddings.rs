@@ -9,7 +9,7 @@ use serde::Deserialize;
 use crate::models::Resolved;
 use crate::region::RegionState;
 use crate::reply::{self, Body, Reject};
-use crate::timing;
+use crate::timing::{self, Prefill};
 use crate::usage::{self, Usage};
 
 const DIMENSIONS: u64 = 8;
@@ -49,7 +49,7 @@ pub(crate) async fn handle(
 
     let _slot = state.capacity.acquire().await;
     // Embedding generates nothing: only the time to first token is paid.
-    timing::generate(state, 0).await;
+    timing::generate(state, 0, Prefill::NONE).await;
     let data: Vec<serde_json::Value> = inputs
         .iter()
         .enumerate()
@@ -60,7 +60,7 @@ pub(crate) async fn handle(
     let chars = inputs.iter().map(|text| text.chars().count()).sum();
     let mut answer = serde_json::json!({ "object": "list", "data": data, "model": model });
     // Embedding generates no tokens, and OpenAI reports no cache for it.
-    let reported = state.usage(usage::prompt_tokens(chars), 0);
+    let reported = state.usage(usage::prompt_tokens(chars), 0, Prefill::NONE);
     if let Some(usage) = reported.map(|u| Usage { cached: 0, ..u }) {
         state.record_usage(&usage);
         answer["usage"] = usage.embeddings();

@@ -18,6 +18,13 @@
 //! of the prompt reported as cached ([`MockRegion::set_cached_tokens`]);
 //! [`MockRegion::tokens`] totals what a region has reported.
 //!
+//! A region may also simulate a KV prefix cache ([`RegionSpec::prefix_cache`], off by
+//! default): chat, completions, messages and responses prompts whose leading messages the
+//! instance has seen recently report those tokens as cached (OpenAI's
+//! `prompt_tokens_details.cached_tokens`, Anthropic's `cache_read_input_tokens`) and skip
+//! their prefill time ([`RegionSpec::prefill_us_per_token`] per uncached token, 0 by
+//! default, added to the time to first token).
+//!
 //! A region may serve particular models ([`RegionSpec::models`]), as vLLM
 //! does: a request naming another model gets vLLM's 404, one naming none is
 //! answered as the first. Every answer on a model-carrying route carries an
@@ -33,6 +40,7 @@ mod counts;
 mod embeddings;
 mod messages;
 mod models;
+mod prefix_cache;
 mod prompt;
 mod region;
 mod reply;
@@ -49,5 +57,6 @@ mod usage;
 pub use capacity::Load;
 pub use counts::Counts;
 pub use models::{parse_models, MockModel};
+pub use prefix_cache::PrefixCacheSpec;
 pub use server::MockRegion;
 pub use spec::{default_regions, demo_regions, RegionSpec};

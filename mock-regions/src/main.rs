@@ -4,7 +4,9 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 
-use mock_regions::{demo_regions, parse_models, MockModel, MockRegion, RegionSpec};
+use mock_regions::{
+    demo_regions, parse_models, MockModel, MockRegion, PrefixCacheSpec, RegionSpec,
+};
 
 const USAGE: &str = "\
 usage: mock-regions [OPTIONS]
@@ -29,6 +31,11 @@ options:
                        to v1); a request naming another model is answered 404,
                        one naming none is answered as the first
                        (default: any model, listed as mock-model)
+  --prefix-cache N     simulate a KV prefix cache of N prefix hashes (LRU) in each
+                       region: the longest run of leading messages it has seen is
+                       reported as cached_tokens and skips its prefill (default: off)
+  --prefill-us N       prefill time per prompt token not in the prefix cache, in
+                       microseconds, added to the time to first token (default 0)
   --host ADDR          IP address to listen on (default 127.0.0.1)
   -h, --help           print this help
 
@@ -40,8 +47,9 @@ ceil(chars / 4) of the request's text, completion tokens the words generated.
 Each region also serves /control to inspect and change these settings at run
 time (POST a JSON object, e.g. {\"latency_ms\":50},
 {\"models\":[{\"name\":\"m\",\"version\":\"v2\"}]}, {\"usage\":false} to
-report no usage, or {\"cached_tokens\":8} to report 8 prompt tokens cached);
-GET /control also shows the tokens reported so far.";
+report no usage, {\"cached_tokens\":8} to report 8 prompt tokens cached, or
+{\"prefill_us_per_token\":150}); GET /control also shows the tokens reported so
+far and the prefix cache's size and hits.";
 
 struct Options {
     host: IpAddr,
@@ -50,6 +58,8 @@ struct Options {
     capacity: Option<u32>,
     model_version: String,
     models: Vec<MockModel>,
+    prefix_cache: Option<PrefixCacheSpec>,
+    prefill_us: u64,
     single: Option<(String, u16, u64)>,
 }
 
@@ -72,6 +82,8 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
         capacity: None,
         model_version: "v1".to_string(),
         models: Vec::new(),
+        prefix_cache: None,
+        prefill_us: 0,
         single: None,
     };
     let mut positional = Vec::new();
@@ -96,6 +108,8 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
                 | "--capacity"
                 | "--model-version"
                 | "--models"
+                | "--prefix-cache"
+                | "--prefill-us"
                 | "--host"
         ) {
             return Err(format!("unknown option {flag}"));
@@ -117,6 +131,14 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
             "--models" => {
                 opts.models = parse_models(&value).map_err(|e| format!("--models: {e}"))?
             }
+            "--prefix-cache" => {
+                let entries: usize = number("--prefix-cache", &value)?;
+                if entries == 0 {
+                    return Err("--prefix-cache must be at least 1".to_string());
+                }
+                opts.prefix_cache = Some(PrefixCacheSpec { entries });
+            }
+            "--prefill-us" => opts.prefill_us = number("--prefill-us", &value)?,
             _ => opts.host = number("--host address", &value)?,
         }
     }
@@ -164,6 +186,8 @@ async fn main() -> ExitCode {
         if !opts.models.is_empty() {
             spec.models.clone_from(&opts.models);
         }
+        spec.prefix_cache = opts.prefix_cache;
+        spec.prefill_us_per_token = opts.prefill_us;
         let latency = spec.latency_ms;
         let addr = SocketAddr::new(opts.host, port);
         let name = spec.name.clone();
@@ -223,6 +247,21 @@ mod tests {
 
     fn args(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn prefix_cache_and_prefill_flags() {
+        let Ok(Command::Run(opts)) = parse(args(&["--prefix-cache", "64", "--prefill-us=150"]))
+        else {
+            panic!("parses");
+        };
+        assert_eq!(opts.prefix_cache, Some(PrefixCacheSpec { entries: 64 }));
+        assert_eq!(opts.prefill_us, 150);
+        let Ok(Command::Run(opts)) = parse(args(&[])) else {
+            panic!("parses");
+        };
+        assert_eq!((opts.prefix_cache, opts.prefill_us), (None, 0));
+        assert!(parse(args(&["--prefix-cache", "0"])).is_err());
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::prompt::{self, Message};
 use crate::region::RegionState;
 use crate::reply::{self, Body};
 use crate::sse::{self, Completion, Stream};
-use crate::timing;
+use crate::timing::{self, Prefill};
 use crate::usage;
 
 #[derive(Deserialize)]
@@ -44,22 +44,26 @@ pub(crate) async fn handle(
         req.max_tokens,
     );
     let chars = usage::content_chars(&req.system) + prompt::messages_chars(&req.messages);
-    let completion = Completion {
+    let system = prompt::content_text(&req.system);
+    let prefixes = prompt::message_prefixes(Some(&system), &req.messages);
+    let mut completion = Completion {
         id: state.next_id("msg_mock"),
         created: timing::unix_now(),
         model: model.to_string(),
         stream: Stream::Messages,
         prompt_tokens: usage::prompt_tokens(chars),
         include_usage: true,
+        prefill: Prefill::NONE,
     };
 
     let slot = state.capacity.acquire().await;
+    completion.prefill = state.prefill(&prefixes, completion.prompt_tokens);
     if req.stream.unwrap_or(false) {
         return sse::respond(Arc::clone(state), completion, &text, slot);
     }
 
     let output_tokens = prompt::tokens(&text) as u64;
-    timing::generate(state, output_tokens).await;
+    timing::generate(state, output_tokens, completion.prefill).await;
     let mut answer = serde_json::json!({
         "id": completion.id,
         "type": "message",
@@ -69,7 +73,7 @@ pub(crate) async fn handle(
         "stop_reason": "end_turn",
         "stop_sequence": null,
     });
-    if let Some(usage) = state.report(completion.prompt_tokens, output_tokens) {
+    if let Some(usage) = state.report(completion.prompt_tokens, output_tokens, completion.prefill) {
         answer["usage"] = usage.anthropic();
     }
     reply::json(StatusCode::OK, &answer)

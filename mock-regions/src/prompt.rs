@@ -3,6 +3,7 @@
 
 use serde::Deserialize;
 
+use crate::prefix_cache::{self, Prefix};
 use crate::timing::MAX_TOKENS;
 use crate::usage;
 
@@ -28,6 +29,18 @@ pub(crate) fn messages_chars(messages: &[Message]) -> usize {
         .iter()
         .map(|m| usage::content_chars(&m.content))
         .sum()
+}
+
+/// The prefix-cache prefixes of a conversation: `system` text first when there is any
+/// (Anthropic's and Responses' top-level field), then each message by role and text.
+pub(crate) fn message_prefixes(system: Option<&str>, messages: &[Message]) -> Vec<Prefix> {
+    let parts: Vec<(&str, String)> = system
+        .filter(|s| !s.is_empty())
+        .map(|s| ("system", s.to_string()))
+        .into_iter()
+        .chain(messages.iter().map(|m| (m.role.as_str(), m.text())))
+        .collect();
+    prefix_cache::prefixes(parts.iter().map(|(role, text)| (*role, text.as_str())))
 }
 
 /// Content is a plain string or a list of typed parts (`text`, `input_text`,

@@ -12,8 +12,10 @@ use tokio::sync::watch;
 use crate::capacity::Capacity;
 use crate::counts::{Category, Counts};
 use crate::models::{self, MockModel, Resolved};
+use crate::prefix_cache::{Prefix, PrefixCache};
 use crate::seen::Seen;
 use crate::spec::RegionSpec;
+use crate::timing::Prefill;
 use crate::usage::{Totals, Usage};
 
 /// Knobs that may change while the region is serving.
@@ -39,6 +41,8 @@ pub(crate) struct Settings {
     pub cached_tokens: u64,
     /// Answer `/health` (off: 404, as a provider without a health endpoint).
     pub health_route: bool,
+    /// Prefill time per prompt token not read from the prefix cache, in microseconds.
+    pub prefill_us_per_token: u64,
 }
 
 /// Request targets kept for [`RegionState::targets`]; older ones are dropped.
@@ -79,6 +83,8 @@ pub(crate) struct RegionState {
     id_seq: AtomicU64,
     /// Tokens reported in answers so far.
     tokens: Mutex<Totals>,
+    /// The simulated KV prefix cache, when the spec asks for one.
+    prefix_cache: Option<Mutex<PrefixCache>>,
 }
 
 /// A handler that panicked while holding a lock must not take the whole
@@ -106,6 +112,7 @@ impl RegionState {
                 usage: true,
                 cached_tokens: 0,
                 health_route: true,
+                prefill_us_per_token: spec.prefill_us_per_token,
             }),
             model_version: Mutex::new(spec.model_version.clone()),
             models: Mutex::new(spec.models.clone()),
@@ -121,6 +128,7 @@ impl RegionState {
             flap_epoch: Mutex::new(std::time::Instant::now()),
             id_seq: AtomicU64::new(0),
             tokens: Mutex::new(Totals::default()),
+            prefix_cache: spec.prefix_cache.map(|c| Mutex::new(PrefixCache::new(c))),
         }
     }
 
@@ -304,18 +312,35 @@ impl RegionState {
         (elapsed / period) % 2 == 1
     }
 
+    /// A prompt of `prompt` tokens with these prefixes reaches the engine: what the
+    /// prefix cache holds of it (then every prefix is cached), and the prefill time the
+    /// rest costs. Without a cache nothing is cached and every token is prefilled.
+    pub fn prefill(&self, prefixes: &[Prefix], prompt: u64) -> Prefill {
+        let cached = self
+            .prefix_cache
+            .as_ref()
+            .map_or(0, |c| lock(c).lookup_and_insert(prefixes))
+            .min(prompt);
+        let per_token = self.settings().prefill_us_per_token;
+        Prefill {
+            cached,
+            micros: per_token.saturating_mul(prompt - cached),
+        }
+    }
+
     /// The usage an answer is to report with the settings as they are now,
-    /// or `None` when the region reports none.
-    pub fn usage(&self, prompt: u64, completion: u64) -> Option<Usage> {
+    /// or `None` when the region reports none. `prefill.cached` tokens came from
+    /// the prefix cache; the `cached_tokens` setting, when larger, wins.
+    pub fn usage(&self, prompt: u64, completion: u64, prefill: Prefill) -> Option<Usage> {
         let s = self.settings();
         s.usage
-            .then(|| Usage::new(prompt, completion, s.cached_tokens))
+            .then(|| Usage::new(prompt, completion, s.cached_tokens.max(prefill.cached)))
     }
 
     /// [`RegionState::usage`] for a whole answer about to be sent, counted
     /// in the totals.
-    pub fn report(&self, prompt: u64, completion: u64) -> Option<Usage> {
-        let usage = self.usage(prompt, completion)?;
+    pub fn report(&self, prompt: u64, completion: u64, prefill: Prefill) -> Option<Usage> {
+        let usage = self.usage(prompt, completion, prefill)?;
         self.record_usage(&usage);
         Some(usage)
     }
@@ -382,6 +407,8 @@ impl RegionState {
             "flapped_down": self.flapped_down(),
             "usage": s.usage,
             "cached_tokens": s.cached_tokens,
+            "prefill_us_per_token": s.prefill_us_per_token,
+            "prefix_cache": self.prefix_cache_json(),
             "capacity": self.capacity.limit(),
             "model_version": self.model_version(),
             "models": self.models(),
@@ -394,6 +421,23 @@ impl RegionState {
                 "cached_tokens": tokens.cached,
             },
             "last_request_headers": self.last_headers(),
+        })
+    }
+}
+
+impl RegionState {
+    /// The prefix cache's size and use, for `/control`; `null` without one.
+    fn prefix_cache_json(&self) -> serde_json::Value {
+        let Some(cache) = &self.prefix_cache else {
+            return serde_json::Value::Null;
+        };
+        let cache = lock(cache);
+        let (lookups, hits) = cache.stats();
+        serde_json::json!({
+            "entries": cache.len(),
+            "capacity": cache.capacity(),
+            "lookups": lookups,
+            "hits": hits,
         })
     }
 }

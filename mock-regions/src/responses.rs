@@ -6,6 +6,7 @@ use hyper::{Response, StatusCode};
 use serde::Deserialize;
 
 use crate::models::Resolved;
+use crate::prefix_cache;
 use crate::prompt;
 use crate::region::RegionState;
 use crate::reply::{self, Body, Reject};
@@ -81,11 +82,14 @@ pub(crate) async fn handle(
         ),
     };
     let chars = chars + req.instructions.as_deref().map_or(0, |t| t.chars().count());
+    let prefixes = response_prefixes(req.instructions.as_deref(), &req.input);
     let text = prompt::capped_reply(&state.name, &quoted, req.max_output_tokens);
 
     let _slot = state.capacity.acquire().await;
+    let prompt_tokens = usage::prompt_tokens(chars);
+    let prefill = state.prefill(&prefixes, prompt_tokens);
     let output_tokens = prompt::tokens(&text) as u64;
-    timing::generate(state, output_tokens).await;
+    timing::generate(state, output_tokens, prefill).await;
     let mut answer = serde_json::json!({
         "id": state.next_id("resp-mock"),
         "object": "response",
@@ -99,8 +103,29 @@ pub(crate) async fn handle(
             "content": [{ "type": "output_text", "text": text, "annotations": [] }],
         }],
     });
-    if let Some(usage) = state.report(usage::prompt_tokens(chars), output_tokens) {
+    if let Some(usage) = state.report(prompt_tokens, output_tokens, prefill) {
         answer["usage"] = usage.responses();
     }
     reply::json(StatusCode::OK, &answer)
+}
+
+/// The prefix-cache prefixes of a Responses input: the instructions, then each item by
+/// role and text (a tool output's text under no role), or a plain prompt as one part.
+fn response_prefixes(instructions: Option<&str>, input: &Input) -> Vec<prefix_cache::Prefix> {
+    let mut parts: Vec<(&str, String)> = instructions
+        .filter(|s| !s.is_empty())
+        .map(|s| ("system", s.to_string()))
+        .into_iter()
+        .collect();
+    match input {
+        Input::Text(text) => parts.push(("user", text.clone())),
+        Input::Items(items) => parts.extend(items.iter().map(|item| {
+            let mut text = prompt::content_text(&item.content);
+            if let Some(output) = item.output.as_str() {
+                text.push_str(output);
+            }
+            (item.role.as_str(), text)
+        })),
+    }
+    prefix_cache::prefixes(parts.iter().map(|(role, text)| (*role, text.as_str())))
 }

@@ -12,7 +12,7 @@ use crate::counts::{Category, ModelRoute};
 use crate::models::{self, Resolved};
 use crate::region::{Failure, RegionState};
 use crate::reply::{self, Body, Reject};
-use crate::timing::{self, sleep_ms, MAX_TOKENS};
+use crate::timing::{self, sleep_ms, Prefill, MAX_TOKENS};
 use crate::{chat, completions, control, embeddings, messages, prompt, responses, usage};
 
 const DEFAULT_MAX_TOKENS: u64 = 16;
@@ -239,7 +239,7 @@ async fn inference(state: &RegionState, body: &[u8], model: &Resolved) -> Respon
     };
     let tokens = req.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS).min(MAX_TOKENS);
     let _slot = state.capacity.acquire().await;
-    timing::generate(state, tokens).await;
+    timing::generate(state, tokens, Prefill::NONE).await;
     let mut answer = serde_json::json!({
         "output": prompt::reply_text(&state.name, &req.prompt),
         "region": state.name,
@@ -247,7 +247,7 @@ async fn inference(state: &RegionState, body: &[u8], model: &Resolved) -> Respon
     });
     // The tokens generated are the ones paid for in time, `max_tokens`.
     let prompt_tokens = usage::prompt_tokens(req.prompt.chars().count());
-    if let Some(usage) = state.report(prompt_tokens, tokens) {
+    if let Some(usage) = state.report(prompt_tokens, tokens, Prefill::NONE) {
         answer["tokens_used"] = tokens.into();
         answer["usage"] = usage.openai();
     }

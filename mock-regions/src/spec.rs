@@ -1,6 +1,7 @@
 //! What a region is started with: [`RegionSpec`] and the default set.
 
 use crate::models::MockModel;
+use crate::prefix_cache::PrefixCacheSpec;
 
 /// Static description of a region to start.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,6 +24,13 @@ pub struct RegionSpec {
     /// request naming another is answered 404, one naming none gets the
     /// first. Empty serves any model and lists only "mock-model".
     pub models: Vec<MockModel>,
+    /// Prefill time per prompt token the prefix cache does not hold, in microseconds,
+    /// added to the time to first token. 0 (the default) keeps TTFT at `work_ms`.
+    pub prefill_us_per_token: u64,
+    /// Simulate a KV prefix cache in this instance: a prompt whose leading messages it has
+    /// seen recently reports them as `cached_tokens` and pays no prefill for them. `None`
+    /// (the default): no cache, and usage reports only the `cached_tokens` setting.
+    pub prefix_cache: Option<PrefixCacheSpec>,
 }
 
 impl RegionSpec {
@@ -37,7 +45,23 @@ impl RegionSpec {
             capacity: None,
             model_version: "v1".to_string(),
             models: Vec::new(),
+            prefill_us_per_token: 0,
+            prefix_cache: None,
         }
+    }
+
+    /// The same region with a prefix cache of `cache` and `prefill_us_per_token` of
+    /// prefill time per uncached prompt token.
+    ///
+    /// ```
+    /// use mock_regions::{PrefixCacheSpec, RegionSpec};
+    /// let spec = RegionSpec::new("ap-south-1", 0).with_prefix_cache(PrefixCacheSpec::default(), 200);
+    /// assert_eq!(spec.prefix_cache.map(|c| c.entries), Some(4096));
+    /// ```
+    pub fn with_prefix_cache(mut self, cache: PrefixCacheSpec, prefill_us_per_token: u64) -> Self {
+        self.prefix_cache = Some(cache);
+        self.prefill_us_per_token = prefill_us_per_token;
+        self
     }
 
     /// The same region serving these `(name, version)` models, in order.

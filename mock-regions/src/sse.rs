@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 use crate::capacity::Slot;
 use crate::region::RegionState;
 use crate::reply::Body;
-use crate::timing::sleep_ms;
+use crate::timing::{self, sleep_ms, Prefill};
 use crate::usage::Usage;
 
 // Small: the producer should feel back-pressure from a slow reader instead
@@ -111,6 +111,8 @@ pub(crate) struct Completion {
     /// OpenAI's `stream_options.include_usage`: only then does an OpenAI
     /// stream report usage. Anthropic streams always do.
     pub include_usage: bool,
+    /// What the prefix cache held of the prompt, and the prefill time of the rest.
+    pub prefill: Prefill,
 }
 
 /// Starts streaming the words of `text` and returns the response that
@@ -127,7 +129,11 @@ pub(crate) fn respond(
     // reported even if the setting changes meanwhile.
     let usage = match completion.stream {
         Stream::Chat | Stream::Text if !completion.include_usage => None,
-        _ => state.usage(completion.prompt_tokens, words.len() as u64),
+        _ => state.usage(
+            completion.prompt_tokens,
+            words.len() as u64,
+            completion.prefill,
+        ),
     };
     let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
     tokio::spawn(async move {
@@ -159,7 +165,7 @@ async fn produce(
 ) -> Result<(), Gone> {
     let mut hold = state.hold_watch();
     // Time to first token.
-    pause(tx, sleep_ms(state.settings().work_ms)).await?;
+    pause(tx, timing::first_token(state, events.completion.prefill)).await?;
     for event in events.opening() {
         send(tx, event).await?;
     }

@@ -7,6 +7,7 @@ use clap::Parser;
 
 use crate::policy::Policy;
 use crate::scenario::{Kind, Phase, Scenario};
+use crate::turns;
 
 /// Phase shares of the total duration: steady, saturation, outage.
 const PHASE_SHARES: [f64; 3] = [0.4, 0.3, 0.3];
@@ -22,7 +23,9 @@ const MAX_RATE: f64 = 2000.0;
 pub struct Args {
     /// The traffic: `default` names no model; `multi-model` mixes a big model served only
     /// by brazilsouth, eu-west-1 and us-east-1 (each under its own name) with a small one
-    /// every region serves. Its report goes into its own section of the results file.
+    /// every region serves; `multi-turn` runs conversations with growing histories
+    /// against two prefix-caching endpoints per region. Each of the last two reports goes
+    /// into its own section of the results file.
     #[arg(long, value_enum, default_value_t = Kind::Default)]
     pub scenario: Kind,
     /// Share of requests for the big model (multi-model scenario).
@@ -74,9 +77,27 @@ pub struct Args {
     /// The meridian binary.
     #[arg(long, default_value = "target/release/meridian")]
     pub meridian: PathBuf,
-    /// Policies to run (comma-separated); they always run in the canonical order.
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = Policy::ALL)]
+    /// Policies to run (comma-separated); they always run in the canonical order. Default:
+    /// the scenario's own (meridian, meridian-no-affinity and session-oracle for
+    /// multi-turn; all the others otherwise).
+    #[arg(long, value_enum, value_delimiter = ',')]
     pub policies: Vec<Policy>,
+    /// Multi-turn: conversations (sessions), each starting at a Poisson arrival.
+    #[arg(long, default_value_t = 200)]
+    pub sessions: usize,
+    /// Multi-turn: turns per session; turn n resends the whole history.
+    #[arg(long, default_value_t = 8)]
+    pub turns: usize,
+    /// Multi-turn: mean session starts per second.
+    #[arg(long, default_value_t = 10.0)]
+    pub session_rate: f64,
+    /// Multi-turn: mean think time between an answer and the session's next turn, in ms.
+    #[arg(long, default_value_t = 1000)]
+    pub think_ms: u64,
+    /// Multi-turn: prefill time per prompt token the endpoint's prefix cache does not
+    /// hold, in microseconds.
+    #[arg(long, default_value_t = 150)]
+    pub prefill_us: u64,
     /// Where to write the report (default: RESULTS.md beside this package's Cargo.toml).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -95,6 +116,8 @@ pub struct Settings {
     pub meridian: PathBuf,
     pub out: Option<PathBuf>,
     pub trace: Option<PathBuf>,
+    /// The multi-turn scenario's shape (used only by `--scenario multi-turn`).
+    pub turns: turns::Params,
 }
 
 fn check(ok: bool, what: &str) -> Result<(), String> {
@@ -161,9 +184,28 @@ impl Args {
             "--request-timeout-s must be within 1..=300",
         )?;
 
-        let mut policies = self.policies.clone();
+        let turns = self.turns_params()?;
+        let multi_turn = self.scenario == Kind::MultiTurn;
+        let mut policies = match (self.policies.is_empty(), multi_turn) {
+            (true, true) => Policy::TURNS.to_vec(),
+            (true, false) => Policy::ALL.to_vec(),
+            (false, _) => self.policies.clone(),
+        };
         policies.sort();
         policies.dedup();
+        if let Some(p) = policies.iter().find(|p| {
+            if multi_turn {
+                !p.runs_turns()
+            } else {
+                !Policy::ALL.contains(p)
+            }
+        }) {
+            return Err(format!(
+                "{} does not run in the {} scenario",
+                p.name(),
+                self.scenario.name()
+            ));
+        }
 
         let meridian = if self.meridian.is_relative() && !self.meridian.exists() {
             // Relative to the workspace when not found from here, so the default works
@@ -177,7 +219,10 @@ impl Args {
         } else {
             self.meridian.clone()
         };
-        if policies.contains(&Policy::Meridian) && !meridian.is_file() {
+        let needs_meridian = policies
+            .iter()
+            .any(|p| matches!(p, Policy::Meridian | Policy::MeridianNoAffinity));
+        if needs_meridian && !meridian.is_file() {
             return Err(format!(
                 "meridian binary not found at {}: build it with `cargo build --release` \
                  or pass --meridian PATH (or leave meridian out with --policies)",
@@ -207,7 +252,38 @@ impl Args {
             meridian,
             out,
             trace: self.trace.clone(),
+            turns,
         })
+    }
+
+    /// The multi-turn shape: the flags, or with `--quick` a short smoke of it.
+    fn turns_params(&self) -> Result<turns::Params, String> {
+        let p = if self.quick {
+            turns::Params::quick(self.prefill_us)
+        } else {
+            turns::Params {
+                sessions: self.sessions,
+                turns: self.turns,
+                session_rate: self.session_rate,
+                think: Duration::from_millis(self.think_ms),
+                prefill_us: self.prefill_us,
+            }
+        };
+        check(
+            (1..=10_000).contains(&p.sessions),
+            "--sessions must be within 1..=10000",
+        )?;
+        check((1..=64).contains(&p.turns), "--turns must be within 1..=64")?;
+        check(
+            p.session_rate.is_finite() && p.session_rate > 0.0 && p.session_rate <= MAX_RATE,
+            &format!("--session-rate must be more than 0 and at most {MAX_RATE}"),
+        )?;
+        check(
+            p.think <= Duration::from_secs(60),
+            "--think-ms must be at most 60000",
+        )?;
+        check(p.prefill_us <= 10_000, "--prefill-us must be at most 10000")?;
+        Ok(p)
     }
 }
 
@@ -251,12 +327,38 @@ mod tests {
             .settings()
             .expect("valid");
         assert_eq!(s.scenario.kind, Kind::Default);
+        let s = parse(&["--policies", "round-robin,meridian-no-affinity"]).settings();
+        assert!(s.is_err(), "multi-turn policies only run there");
         let s = parse(&["--scenario", "multi-model", "--policies", "round-robin"])
             .settings()
             .expect("valid");
         assert!(s.scenario.multi_model());
         assert!((s.scenario.big_share - 0.3).abs() < 1e-12);
         assert!(parse(&["--big-share", "1.5"]).settings().is_err());
+    }
+
+    #[test]
+    fn multi_turn_runs_its_own_policies_and_quick_shortens_it() {
+        let s = parse(&["--scenario", "multi-turn", "--policies", "session-oracle"])
+            .settings()
+            .expect("valid");
+        assert_eq!(s.policies, vec![Policy::SessionOracle]);
+        assert_eq!((s.turns.sessions, s.turns.turns), (200, 8));
+        let q = parse(&[
+            "--scenario",
+            "multi-turn",
+            "--quick",
+            "--policies",
+            "session-oracle",
+        ])
+        .settings()
+        .expect("valid");
+        assert!(q.turns.sessions < 200 && q.turns.turns < 8);
+        let e = parse(&["--scenario", "multi-turn", "--policies", "round-robin"]).settings();
+        assert!(e.is_err());
+        assert!(parse(&["--scenario", "multi-turn", "--turns", "0"])
+            .settings()
+            .is_err());
     }
 
     #[test]

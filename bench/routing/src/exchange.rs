@@ -94,11 +94,13 @@ impl Failure {
     }
 }
 
-/// Tokens an answer reported: OpenAI's `usage.prompt_tokens` and `completion_tokens`.
+/// Tokens an answer reported: OpenAI's `usage.prompt_tokens` and `completion_tokens`,
+/// and of the prompt's, `prompt_tokens_details.cached_tokens` (0 when absent).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Usage {
     pub prompt: u64,
     pub completion: u64,
+    pub cached: u64,
 }
 
 impl Usage {
@@ -184,9 +186,33 @@ pub async fn send(
     model: Option<&str>,
 ) -> Exchange {
     let (path, json) = body(req, max_tokens, model);
-    let mut builder = http.post(format!("{base}{path}")).json(&json);
-    if req.residency {
-        builder = builder.header("x-geo-country", RESIDENCY_COUNTRY);
+    let headers: &[(&str, &str)] = if req.residency {
+        &[("x-geo-country", RESIDENCY_COUNTRY)]
+    } else {
+        &[]
+    };
+    post(
+        http,
+        &format!("{base}{path}"),
+        &json,
+        headers,
+        req.kind == Kind::Stream,
+    )
+    .await
+}
+
+/// POSTs `json` to `url` with `headers` and reads the whole response; a `stream` only
+/// succeeds if it ends with `data: [DONE]`.
+pub async fn post(
+    http: &Client,
+    url: &str,
+    json: &serde_json::Value,
+    headers: &[(&str, &str)],
+    stream: bool,
+) -> Exchange {
+    let mut builder = http.post(url).json(json);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
     }
     let started = Instant::now();
     let mut ex = Exchange {
@@ -244,7 +270,7 @@ pub async fn send(
         Some(Failure::Status(status, error_type(&tail)))
     } else if let Some(f) = broken {
         Some(f)
-    } else if req.kind == Kind::Stream && !ends_with_done(&tail) {
+    } else if stream && !ends_with_done(&tail) {
         Some(Failure::Incomplete {
             error_event: has_error_event(&tail),
         })
@@ -252,9 +278,10 @@ pub async fn send(
         None
     };
     if ex.failure.is_none() {
-        ex.usage = match req.kind {
-            Kind::Plain => json_usage(&whole),
-            Kind::Stream => stream_usage(&whole),
+        ex.usage = if stream {
+            stream_usage(&whole)
+        } else {
+            json_usage(&whole)
         };
     }
     ex
@@ -266,6 +293,11 @@ fn usage_of(v: &serde_json::Value) -> Option<Usage> {
     Some(Usage {
         prompt: u.get("prompt_tokens")?.as_u64()?,
         completion: u.get("completion_tokens")?.as_u64()?,
+        cached: u
+            .get("prompt_tokens_details")
+            .and_then(|d| d.get("cached_tokens"))
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0),
     })
 }
 
@@ -328,10 +360,13 @@ mod tests {
             json_usage(json),
             Some(Usage {
                 prompt: 13,
-                completion: 16
+                completion: 16,
+                cached: 0,
             })
         );
         assert_eq!(json_usage(br#"{"choices":[]}"#), None);
+        let cached = br#"{"usage":{"prompt_tokens":13,"completion_tokens":1,"prompt_tokens_details":{"cached_tokens":8}}}"#;
+        assert_eq!(json_usage(cached).map(|u| u.cached), Some(8));
         let stream = b"data: {\"choices\":[{\"delta\":{}}],\"usage\":null}\n\n\
             data: {\"choices\":[],\"usage\":{\"prompt_tokens\":13,\"completion_tokens\":16}}\n\n\
             data: [DONE]\n\n";

@@ -34,6 +34,8 @@ impl Fleet {
                 capacity: Some(def.capacity),
                 model_version: "v1".to_string(),
                 models: Vec::new(),
+                prefill_us_per_token: 0,
+                prefix_cache: None,
             };
             let spec = if models {
                 spec.with_models(&served_by(i))

@@ -15,6 +15,7 @@ mod runner;
 mod scenario;
 mod stats;
 mod trace;
+mod turns;
 
 use std::process::ExitCode;
 
@@ -36,6 +37,15 @@ async fn main() -> ExitCode {
     // Taken before the run so the header shows when the benchmark started.
     let meta = Meta::collect(&settings.meridian);
     let scenario = &settings.scenario;
+    if scenario.kind == scenario::Kind::MultiTurn {
+        return match turns::run(&settings, &meta).await {
+            Ok(report) => write_report(&settings, &report),
+            Err(e) => {
+                eprintln!("routing-bench: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let plan = schedule::build(scenario);
 
     let mut results = Vec::with_capacity(settings.policies.len());
@@ -68,11 +78,17 @@ async fn main() -> ExitCode {
     }
 
     let report = report::render(&meta, scenario, &plan, &results, &settings.meridian);
+    write_report(&settings, &report)
+}
+
+/// Prints the report and, unless told not to, merges it into the results file.
+fn write_report(settings: &cli::Settings, report: &str) -> ExitCode {
+    let scenario = &settings.scenario;
     println!("{report}");
     if let Some(out) = &settings.out {
         // A file that does not exist yet is simply new.
         let existing = std::fs::read_to_string(out).ok();
-        let text = report::file::merge(existing.as_deref(), &report, scenario.kind);
+        let text = report::file::merge(existing.as_deref(), report, scenario.kind);
         if let Err(e) = std::fs::write(out, text) {
             eprintln!("routing-bench: cannot write {}: {e}", out.display());
             return ExitCode::FAILURE;

@@ -28,6 +28,8 @@ async fn control_reports_settings_and_is_not_counted() {
             "flapped_down": false,
             "usage": true,
             "cached_tokens": 0,
+            "prefill_us_per_token": 0,
+            "prefix_cache": null,
             "capacity": null,
             "model_version": "v1",
             "models": [],

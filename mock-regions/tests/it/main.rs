@@ -10,6 +10,7 @@ mod control;
 mod failures;
 mod kill;
 mod models;
+mod prefix_cache;
 mod routes;
 mod streaming;
 mod usage;

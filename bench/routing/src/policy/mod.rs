@@ -7,7 +7,7 @@ mod attempt;
 mod cheapest_healthy;
 mod cheapest_room;
 mod latency_only;
-mod meridian;
+pub mod meridian;
 pub mod oracle;
 mod probe_all;
 mod round_robin;
@@ -35,6 +35,10 @@ pub enum Policy {
     CheapestHealthyFirst,
     CheapestWithRoom,
     FeasibleOracle,
+    /// Multi-turn scenario only: Meridian with `affinity: {enabled: false}`.
+    MeridianNoAffinity,
+    /// Multi-turn scenario only: every session kept on the endpoint of its first turn.
+    SessionOracle,
 }
 
 impl Policy {
@@ -49,8 +53,23 @@ impl Policy {
         Policy::FeasibleOracle,
     ];
 
+    /// The policies of the multi-turn scenario, in the order they run.
+    pub const TURNS: [Policy; 3] = [
+        Policy::Meridian,
+        Policy::MeridianNoAffinity,
+        Policy::SessionOracle,
+    ];
+
+    /// Whether the policy runs in the multi-turn scenario (it runs only there unless it
+    /// is also in `ALL`).
+    pub fn runs_turns(self) -> bool {
+        Self::TURNS.contains(&self)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
+            Policy::MeridianNoAffinity => "meridian-no-affinity",
+            Policy::SessionOracle => "session-oracle",
             Policy::Meridian => "meridian",
             Policy::RoundRobin => "round-robin",
             Policy::NaiveProbeAll => "naive-probe-all",
@@ -63,7 +82,7 @@ impl Policy {
 
     /// The offline reference, not a policy anyone could run: it knows the future.
     pub fn is_oracle(self) -> bool {
-        self == Policy::FeasibleOracle
+        matches!(self, Policy::FeasibleOracle | Policy::SessionOracle)
     }
 }
 
@@ -153,6 +172,12 @@ pub async fn start(
             Router::CheapestWithRoom(cheapest_room::CheapestWithRoom::new()),
             Background::Nothing,
         ),
+        Policy::MeridianNoAffinity | Policy::SessionOracle => {
+            return Err(format!(
+                "{} runs only in the multi-turn scenario",
+                policy.name()
+            ))
+        }
         Policy::FeasibleOracle => {
             let service = oracle::calibrate(ctx, scenario).await?;
             (

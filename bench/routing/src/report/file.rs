@@ -5,23 +5,36 @@
 
 use crate::scenario::Kind;
 
-const BEGIN: &str = "<!-- routing-bench --scenario multi-model: begin -->";
-const END: &str = "<!-- routing-bench --scenario multi-model: end -->";
+/// The markers around a scenario's section; `None` for the default scenario, whose
+/// report is the rest of the file.
+fn markers(kind: Kind) -> Option<(String, String)> {
+    match kind {
+        Kind::Default => None,
+        Kind::MultiModel | Kind::MultiTurn => {
+            let name = kind.name();
+            Some((
+                format!("<!-- routing-bench --scenario {name}: begin -->"),
+                format!("<!-- routing-bench --scenario {name}: end -->"),
+            ))
+        }
+    }
+}
 
-/// The multi-model section of `text`, markers included, and the text without it.
-fn split(text: &str) -> (Option<&str>, String) {
-    let Some(start) = text.find(BEGIN) else {
+/// The section between `begin` and `end` in `text`, markers included, and the text
+/// without it.
+fn split<'a>(text: &'a str, begin: &str, end: &str) -> (Option<&'a str>, String) {
+    let Some(start) = text.find(begin) else {
         return (None, text.to_string());
     };
-    let end = text[start..]
-        .find(END)
-        .map_or(text.len(), |i| start + i + END.len());
+    let stop = text[start..]
+        .find(end)
+        .map_or(text.len(), |i| start + i + end.len());
     let rest = format!(
         "{}{}",
         text[..start].trim_end(),
-        text[end..].trim_start_matches('\n')
+        text[stop..].trim_start_matches('\n')
     );
-    (Some(&text[start..end]), rest)
+    (Some(&text[start..stop]), rest)
 }
 
 /// Every heading one level deeper, so a whole report nests under the file's title.
@@ -39,29 +52,58 @@ fn demote(report: &str) -> String {
         .join("\n")
 }
 
+/// The scenarios with a section of their own, in the order they follow the default report.
+const SECTIONS: [Kind; 2] = [Kind::MultiModel, Kind::MultiTurn];
+
 /// The file's new text: `report` of a `kind` run merged into what the file held.
 pub fn merge(existing: Option<&str>, report: &str, kind: Kind) -> String {
-    let (section, rest) = existing.map_or((None, String::new()), split);
-    match kind {
-        Kind::Default => match section {
-            Some(section) => format!("{}\n\n{section}\n", report.trim_end()),
-            None => report.to_string(),
-        },
-        Kind::MultiModel => {
-            let section = format!("{BEGIN}\n\n{}\n\n{END}", demote(report).trim_end());
-            let rest = rest.trim_end();
-            if rest.is_empty() {
-                format!("{section}\n")
-            } else {
-                format!("{rest}\n\n{section}\n")
-            }
+    // The default report, then each section in its fixed order.
+    let mut rest = existing.unwrap_or_default().to_string();
+    let mut sections: Vec<Option<String>> = Vec::new();
+    for section in SECTIONS {
+        let Some((begin, end)) = markers(section) else {
+            continue;
+        };
+        let (found, without) = split(&rest, &begin, &end);
+        sections.push(found.map(str::to_string));
+        rest = without;
+        if section == kind {
+            let last = sections.len() - 1;
+            sections[last] = Some(format!("{begin}\n\n{}\n\n{end}", demote(report).trim_end()));
         }
     }
+    if kind == Kind::Default {
+        rest = report.to_string();
+    }
+    let mut parts: Vec<String> = Vec::new();
+    if !rest.trim().is_empty() {
+        parts.push(rest.trim_end().to_string());
+    }
+    parts.extend(sections.into_iter().flatten());
+    format!("{}\n", parts.join("\n\n"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const BEGIN: &str = "<!-- routing-bench --scenario multi-model: begin -->";
+    const END: &str = "<!-- routing-bench --scenario multi-model: end -->";
+
+    #[test]
+    fn the_multi_turn_section_follows_the_multi_model_one_and_is_replaced_alone() {
+        let base = merge(None, "# Routing\n\nA\n", Kind::Default);
+        let turns = merge(Some(&base), "# Turns\n\nT1\n", Kind::MultiTurn);
+        let both = merge(Some(&turns), "# Multi\n\nM1\n", Kind::MultiModel);
+        let m = both.find("scenario multi-model: begin").expect("mm");
+        let t = both.find("scenario multi-turn: begin").expect("mt");
+        assert!(both.starts_with("# Routing\n\nA\n\n") && m < t);
+        let again = merge(Some(&both), "# Turns\n\nT2\n", Kind::MultiTurn);
+        assert!(again.contains("## Turns\n\nT2") && !again.contains("T1"));
+        assert!(again.contains("M1") && again.contains("\nA\n"));
+        let rerun = merge(Some(&again), "# Routing\n\nB\n", Kind::Default);
+        assert!(rerun.contains("T2") && rerun.contains("M1") && !rerun.contains("\nA\n"));
+    }
 
     #[test]
     fn each_run_replaces_only_its_own_part() {

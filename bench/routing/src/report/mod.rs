@@ -2,7 +2,7 @@
 
 mod checks;
 pub mod file;
-mod format;
+pub mod format;
 pub mod machine;
 mod models;
 mod params;

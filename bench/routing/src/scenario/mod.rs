@@ -48,6 +48,9 @@ pub enum Kind {
     /// Two models: the big one only in the big-GPU regions, each under its own name, the
     /// small one everywhere; every request names one.
     MultiModel,
+    /// Conversations: sessions of several turns with growing histories, against two
+    /// endpoints per region with a prefix cache each (see `crate::turns`).
+    MultiTurn,
 }
 
 impl Kind {
@@ -55,6 +58,7 @@ impl Kind {
         match self {
             Kind::Default => "default",
             Kind::MultiModel => "multi-model",
+            Kind::MultiTurn => "multi-turn",
         }
     }
 }

@@ -51,12 +51,25 @@ impl Process {
         http: &Client,
         models: bool,
     ) -> Result<Process, String> {
+        Self::spawn_with(binary, http, |dir, proxy, admin| {
+            config::render(dir, proxy, admin, urls, models)
+        })
+        .await
+    }
+
+    /// Starts Meridian on the config `render` writes for its temp dir, proxy and admin
+    /// addresses, and waits until it is ready.
+    pub async fn spawn_with(
+        binary: &Path,
+        http: &Client,
+        render: impl FnOnce(&Path, SocketAddr, SocketAddr) -> String,
+    ) -> Result<Process, String> {
         let dir = temp_dir().map_err(|e| format!("cannot create a temp dir: {e}"))?;
         let (proxy, admin) = free_port()
             .and_then(|p| Ok((p, free_port()?)))
             .map_err(|e| format!("cannot find free loopback ports: {e}"))?;
         let cfg_path = dir.join("meridian.yaml");
-        std::fs::write(&cfg_path, config::render(&dir, proxy, admin, urls, models))
+        std::fs::write(&cfg_path, render(&dir, proxy, admin))
             .map_err(|e| format!("cannot write {}: {e}", cfg_path.display()))?;
         let log = File::create(dir.join("meridian.log"))
             .and_then(|f| Ok((f.try_clone()?, f)))
