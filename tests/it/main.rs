@@ -14,6 +14,7 @@ mod config_validation;
 mod connections;
 mod cooldown;
 mod credentials;
+mod dashboard;
 mod deploy;
 mod dns;
 mod failover;
