@@ -20,6 +20,7 @@ mod dns;
 mod failover;
 mod geo;
 mod geo_property;
+mod grafana;
 mod grpc;
 mod headers;
 mod health;
