@@ -172,7 +172,7 @@ async fn in_chromium_every_region_shows_and_one_going_down_shows_within_seconds(
     b.viewport(1280, 900, 1.0, false).await;
     b.screenshot(&dir.join("dashboard-desktop.png")).await;
 
-    // The region serving most of the traffic dies; the open page shows it within seconds.
+    // One region dies; the page, left open, shows it within seconds.
     let killed = Instant::now();
     fleet.regions.remove(2).kill().await;
     let v = until(&b, wait, "ap-south-1 shown down", |v| {
