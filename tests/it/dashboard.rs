@@ -124,7 +124,9 @@ async fn in_chromium_every_region_shows_and_one_going_down_shows_within_seconds(
     let stop = fleet.traffic();
     let names: Vec<String> = fleet.regions.iter().map(|r| r.name().to_string()).collect();
     let admin = fleet.meridian.admin_url("/");
-    let wait = Duration::from_secs(10);
+    // Generous for what depends on a loaded machine (the browser starting, the first
+    // fetches); the region going down has its own, tighter bound below.
+    let wait = Duration::from_secs(20);
 
     // The token in the fragment: the page uses it and takes it out of the address bar.
     b.open(&format!("{admin}#token={ADMIN_TOKEN}")).await;
@@ -175,7 +177,7 @@ async fn in_chromium_every_region_shows_and_one_going_down_shows_within_seconds(
     // One region dies; the page, left open, shows it within seconds.
     let killed = Instant::now();
     fleet.regions.remove(2).kill().await;
-    let v = until(&b, wait, "ap-south-1 shown down", |v| {
+    let v = until(&b, Duration::from_secs(10), "ap-south-1 shown down", |v| {
         health_of(v, "ap-south-1").as_deref() == Some("down")
     })
     .await;
@@ -196,7 +198,7 @@ async fn in_chromium_every_region_shows_and_one_going_down_shows_within_seconds(
     // A phone: one column, nothing wider than the screen.
     b.viewport(390, 844, 2.0, true).await;
     let v = until(&b, wait, "the phone layout", |v| {
-        v["overflow"].as_i64() == Some(0)
+        v["overflow"].as_i64().is_some_and(|o| o <= 0)
     })
     .await;
     assert_eq!(health_of(&v, "ap-south-1").as_deref(), Some("down"), "{v}");

@@ -19,8 +19,8 @@ const AFTER_TRAFFIC: &[&str] = &[
     "meridian_spend_baseline_total{",
 ];
 
-/// A fleet after traffic of both models, a 503 that cools a region down (and is retried),
-/// and 500s from the region left until its circuit opens; its `/metrics` text.
+/// A fleet after traffic of both models, 503s that cool regions down (and are retried),
+/// and 500s until a circuit opens; its `/metrics` text.
 async fn exposition_after_traffic() -> (Fleet, String) {
     let fleet = Fleet::start().await;
     for _ in 0..6 {
@@ -28,29 +28,33 @@ async fn exposition_after_traffic() -> (Fleet, String) {
             assert_eq!(fleet.chat(model).await.status, 200);
         }
     }
-    // Only the next answer of each region fails (probes still pass), so whichever region
-    // the request goes to cools down and the request is retried elsewhere.
-    // eu-west-1 keeps answering, so the request always ends there.
-    let (refusing, eu) = ([&fleet.regions[0], &fleet.regions[2]], &fleet.regions[1]);
-    for r in refusing {
-        r.set_retry_after_s(Some(30));
+    // Every region refuses its next answer with a 503 and Retry-After: 1 (probes still
+    // pass: fail_count), so whichever region a request goes to first cools down and the
+    // request is retried, wherever routing sends it.
+    for r in &fleet.regions {
+        r.set_retry_after_s(Some(1));
         r.set_fail_count(Some(1));
         r.set_fail_status(Some(503));
     }
-    for _ in 0..10 {
-        assert_eq!(fleet.chat("qwen2.5-7b").await.status, 200);
-        if fleet
-            .admin("/metrics")
-            .await
-            .body
-            .contains("meridian_cooldowns_total{")
-        {
-            break;
-        }
+    let _ = fleet.chat("qwen2.5-7b").await;
+    eventually(
+        Duration::from_secs(10),
+        "no region cooling down",
+        || async {
+            let st = fleet.admin("/regions/status").await.json();
+            st["regions"]
+                .as_array()
+                .is_some_and(|rs| rs.iter().all(|r| r["cooldown_remaining_ms"].is_null()))
+        },
+    )
+    .await;
+    // Then every region fails its next three answers with a 500: the first region to get
+    // three in a row opens its circuit.
+    for r in &fleet.regions {
+        r.set_retry_after_s(None);
+        r.set_fail_count(Some(3));
+        r.set_fail_status(Some(500));
     }
-    // Three 500s in a row open a circuit (probes keep passing: fail_count).
-    eu.set_fail_count(Some(3));
-    eu.set_fail_status(Some(500));
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut text = String::new();
     while Instant::now() < deadline {
