@@ -1,5 +1,6 @@
-//! The admin listener: `/regions/status`, `/health`, `/metrics`.
+//! The admin listener: the dashboard (`/`), `/regions/status`, `/health`, `/metrics`.
 
+mod dashboard;
 mod status;
 
 use crate::routing::Scorer;
@@ -43,6 +44,7 @@ impl AdminApp {
             return (405, JSON, body.to_string());
         }
         match path {
+            "/" => (200, dashboard::CONTENT_TYPE, dashboard::PAGE.to_string()),
             "/regions/status" => (
                 200,
                 JSON,
@@ -61,7 +63,7 @@ impl AdminApp {
                 (200, "text/plain; version=0.0.4", text)
             }
             _ => {
-                let body = serde_json::json!({"error": {"type": "not_found", "message": format!("no admin endpoint {path}; try /regions/status, /health or /metrics")}});
+                let body = serde_json::json!({"error": {"type": "not_found", "message": format!("no admin endpoint {path}; try / (the dashboard), /regions/status, /health or /metrics")}});
                 (404, JSON, body.to_string())
             }
         }
@@ -74,7 +76,10 @@ impl ServeHttp for AdminApp {
         let rt = self.shared.current();
         session.set_keepalive(rt.config.limits.keepalive());
         let req = session.req_header();
-        let (status, content_type, body) = if self.authorized(&rt, req) {
+        // The dashboard page holds no data (it fetches it with the token), and a browser
+        // cannot send a header when it opens a page: it is the one thing served without.
+        let page = req.method == http::Method::GET && req.uri.path() == "/";
+        let (status, content_type, body) = if page || self.authorized(&rt, req) {
             self.route(&rt, &req.method, req.uri.path())
         } else {
             let body = serde_json::json!({"error": {"type": "unauthorized", "message": "the admin API needs Authorization: Bearer <token> (the token is in the environment variable listen.admin_token_env names)"}});
@@ -85,6 +90,11 @@ impl ServeHttp for AdminApp {
             .header("content-type", content_type)
             .header("cache-control", "no-store")
             .header("content-length", body.len());
+        if content_type == dashboard::CONTENT_TYPE {
+            for (name, value) in dashboard::headers() {
+                resp = resp.header(name, value);
+            }
+        }
         if status == 405 {
             resp = resp.header("allow", "GET");
         }

@@ -178,8 +178,8 @@ impl Metrics {
         let registry = Registry::new();
         let latency = GaugeVec::new(
             Opts::new(
-                "meridian_region_latency_ewma_ms",
-                "Peak-EWMA latency estimate per region",
+                "meridian_region_latency_ewma_seconds",
+                "Peak-EWMA latency estimate per region, in seconds (what the score uses)",
             ),
             &["region"],
         )
@@ -585,7 +585,7 @@ impl Metrics {
                 .set(i64::from(r.circuit.state() != CircuitState::Closed));
             self.latency
                 .with_label_values(&name)
-                .set(scorer.latency_ms(r));
+                .set(scorer.latency_ms(r) / 1000.0);
         }
         let mut out = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {

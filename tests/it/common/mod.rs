@@ -2,8 +2,14 @@
 //! binary started on a generated config. Every test gets its own ports and processes.
 #![allow(dead_code)]
 
+mod browser;
+mod fleet;
 mod load;
 mod python;
+#[allow(unused_imports)]
+pub use browser::{artifacts_dir, Browser};
+#[allow(unused_imports)]
+pub use fleet::{Fleet, ADMIN_TOKEN};
 #[allow(unused_imports)]
 pub use load::{failures, load, Load, Outcome};
 #[allow(unused_imports)]
