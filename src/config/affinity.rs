@@ -38,6 +38,7 @@ pub struct AffinitySettings {
     pub max_keys: usize,
     pub idle_ttl: Duration,
     pub prefix_bytes: usize,
+    pub wait_for_room: Duration,
 }
 
 impl AffinitySettings {
@@ -87,6 +88,7 @@ impl AffinitySettings {
             max_keys: f.max_keys,
             idle_ttl: f.idle_ttl,
             prefix_bytes: f.prefix_bytes,
+            wait_for_room: f.wait_for_room,
         }
     }
 }
@@ -147,6 +149,15 @@ impl Validator<'_> {
             return Err(self.top(
                 "affinity.prefix_bytes",
                 format!("{} must be between 16 and 1048576", f.prefix_bytes),
+            ));
+        }
+        if f.wait_for_room > Duration::from_secs(10) {
+            return Err(self.top(
+                "affinity.wait_for_room",
+                format!(
+                    "{} must be at most 10s",
+                    humantime::format_duration(f.wait_for_room)
+                ),
             ));
         }
         Ok(AffinitySettings::from_file(f, header))

@@ -702,6 +702,9 @@ pub struct AffinityFile {
     /// The leading bytes of a plain-text prompt (`prompt`, a string `input`) the prefix
     /// key is made of.
     pub prefix_bytes: usize,
+    /// How long a request whose place is full waits for room there before it moves.
+    #[serde(with = "humantime_serde")]
+    pub wait_for_room: Duration,
 }
 
 impl Default for AffinityFile {
@@ -720,6 +723,7 @@ impl Default for AffinityFile {
             max_keys: 100_000,
             idle_ttl: Duration::from_secs(600),
             prefix_bytes: 1024,
+            wait_for_room: Duration::from_millis(50),
         }
     }
 }

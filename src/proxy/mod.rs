@@ -125,7 +125,9 @@ impl ProxyHttp for MeridianProxy {
         _session: &mut Session,
         ctx: &mut Box<RequestCtx>,
     ) -> Result<Box<HttpPeer>> {
-        route::next_peer(ctx).map_err(|failure| stop(ctx, failure))
+        route::next_peer(ctx)
+            .await
+            .map_err(|failure| stop(ctx, failure))
     }
 
     async fn upstream_request_filter(

@@ -80,8 +80,8 @@ fn walk(
             &rt.regions,
             f,
             now,
-            settings.margin,
-            settings.load_factor,
+            settings,
+            |r| ranked.scorer().transit(r),
             |id| ranked.score_of(id),
         );
         if let Judged::Stick { region, endpoint } = judged {
@@ -133,7 +133,7 @@ fn affinity_outcome(judged: Judged, p: &Pick) -> affinity::Outcome {
                     .get(endpoint)
                     .is_some_and(|e| e.is_healthy());
                 Outcome::Moved(if healthy {
-                    MoveReason::Saturated
+                    MoveReason::EndpointBusy
                 } else {
                     MoveReason::Unhealthy
                 })
@@ -146,13 +146,39 @@ fn affinity_outcome(judged: Judged, p: &Pick) -> affinity::Outcome {
     }
 }
 
-/// Chooses a region, records the attempt in `ctx`, and returns the peer to connect to.
-pub fn next_peer(ctx: &mut RequestCtx) -> Result<Box<HttpPeer>, Failure> {
+/// How often a keyed request whose place is full looks again, while it waits for room.
+const WAIT_STEP: Duration = Duration::from_millis(5);
+
+/// The walk for this attempt, with the fallbacks: the pinned version when no region can
+/// take a canary's, and queueing on a full region when shedding is off.
+fn choose(rt: &Runtime, ctx: &mut RequestCtx, now: Instant) -> Walked {
+    let key = ctx.affinity;
+    let mut f = filter(rt, ctx);
+    let mut w = walk(rt, &ctx.admission.hints, ctx.tokens, &f, key, now);
+    if w.pick.chosen.is_none() && ctx.attempts == 0 && ctx.canary == Some(Side::Canary) {
+        // No region can take the new version now: the pinned one serves, and the request
+        // counts for it.
+        ctx.canary = Some(Side::Pinned);
+        f = filter(rt, ctx);
+        w = walk(rt, &ctx.admission.hints, ctx.tokens, &f, key, now);
+    }
+    if w.pick.chosen.is_none() && !rt.config.capacity.shed_when_saturated {
+        // Every eligible region is full and shedding is off: queue on the best of them.
+        f.allow_saturated = true;
+        w = walk(rt, &ctx.admission.hints, ctx.tokens, &f, key, now);
+    }
+    w
+}
+
+/// Chooses a region, records the attempt in `ctx`, and returns the peer to connect to. A
+/// first attempt whose affinity place is full waits up to `affinity.wait_for_room` for a
+/// slot there before it moves: its prompt is cached there, and a slot usually frees sooner
+/// than a cold endpoint would prefill the prompt again.
+pub async fn next_peer(ctx: &mut RequestCtx) -> Result<Box<HttpPeer>, Failure> {
     let rt = std::sync::Arc::clone(&ctx.rt);
     if ctx.attempts >= rt.config.upstream.max_attempts {
         return Err(exhausted(ctx));
     }
-    let now = Instant::now();
     if ctx.attempts == 0 && ctx.admission.hints.model_version.is_none() {
         ctx.canary = ctx
             .admission
@@ -160,26 +186,31 @@ pub fn next_peer(ctx: &mut RequestCtx) -> Result<Box<HttpPeer>, Failure> {
             .and_then(|m| rt.canary(m))
             .map(|c| c.draw());
     }
-    let mut f = filter(&rt, ctx);
-    let hints = &ctx.admission.hints;
-    let key = ctx.affinity;
-    let mut w = walk(&rt, hints, ctx.tokens, &f, key, now);
-    if w.pick.chosen.is_none() && ctx.attempts == 0 && ctx.canary == Some(Side::Canary) {
-        // No region can take the new version now: the pinned one serves, and the request
-        // counts for it.
-        ctx.canary = Some(Side::Pinned);
-        f = filter(&rt, ctx);
-        w = walk(&rt, &ctx.admission.hints, ctx.tokens, &f, key, now);
-    }
-    let hints = &ctx.admission.hints;
-    if w.pick.chosen.is_none() && !rt.config.capacity.shed_when_saturated {
-        // Every eligible region is full and shedding is off: queue on the best of them.
-        f.allow_saturated = true;
-        w = walk(&rt, hints, ctx.tokens, &f, key, now);
+    let started = Instant::now();
+    let mut now = started;
+    let mut w = choose(&rt, ctx, now);
+    let full = |o: Option<affinity::Outcome>| {
+        matches!(
+            o,
+            Some(affinity::Outcome::Moved(
+                affinity::MoveReason::Saturated | affinity::MoveReason::EndpointBusy
+            ))
+        )
+    };
+    while ctx.attempts == 0
+        && full(w.affinity)
+        && now.saturating_duration_since(started) + WAIT_STEP <= rt.config.affinity.wait_for_room
+    {
+        // Give back what the walk took elsewhere, and look again.
+        drop(w);
+        tokio::time::sleep(WAIT_STEP).await;
+        now = Instant::now();
+        w = choose(&rt, ctx, now);
     }
     if w.decision.is_some() {
         ctx.decision = w.decision;
     }
+    let key = ctx.affinity;
     let mut p = w.pick;
     if let (Some(k), Some(outcome), Some(c)) = (key, w.affinity, &p.chosen) {
         // The key's place from now on (a hit is already where it was).

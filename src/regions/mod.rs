@@ -100,6 +100,8 @@ pub struct EndpointState {
     in_flight_at_report: AtomicU64,
     /// Meridian's requests to this endpoint now: the load prompt-cache affinity bounds.
     in_flight: AtomicU64,
+    /// The `max_concurrency` of its last report (`u64::MAX`: none).
+    capacity: AtomicU64,
     /// The endpoint's stable identity for affinity placement: a hash of its URL and
     /// address, the same in every Meridian with the same endpoint.
     pub placement_seed: u64,
@@ -111,12 +113,19 @@ impl EndpointState {
         self.in_flight.load(Relaxed)
     }
 
+    /// The `max_concurrency` the endpoint last reported, if it did.
+    pub fn capacity(&self) -> Option<u64> {
+        Some(self.capacity.load(Relaxed)).filter(|&c| c != u64::MAX)
+    }
+
     pub fn record_probe(&self, rtt: Duration) {
         let us = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX - 1);
         self.last_probe_us.store(us, Relaxed);
     }
 
     pub fn set_report(&self, report: LoadReport, our_in_flight: u64) {
+        self.capacity
+            .store(report.max_concurrency.unwrap_or(u64::MAX), Relaxed);
         *self.report.lock().unwrap_or_else(|p| p.into_inner()) = report;
         self.in_flight_at_report.store(our_in_flight, Relaxed);
     }
@@ -169,6 +178,7 @@ impl Region {
                     in_flight_at_report: AtomicU64::new(0),
                     healthy: std::sync::atomic::AtomicBool::new(true),
                     in_flight: AtomicU64::new(0),
+                    capacity: AtomicU64::new(u64::MAX),
                     placement_seed: placement_seed(e),
                 })
                 .collect(),

@@ -344,8 +344,10 @@ impl Ranked<'_> {
     /// Whether a keyed request may go to `endpoint` of `region` (its bounded load); any
     /// other request always may.
     pub fn fits(&self, region: &Region, endpoint: usize) -> bool {
-        self.keyed
-            .is_none_or(|(_, factor)| super::affinity::place::under_bound(region, endpoint, factor))
+        self.keyed.is_none_or(|(_, factor)| {
+            let transit = self.scorer.transit(region);
+            super::affinity::place::under_bound(region, endpoint, factor, transit)
+        })
     }
 
     /// The scores and latency estimates this ranking was made with.

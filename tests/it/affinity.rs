@@ -516,3 +516,44 @@ async fn the_access_log_carries_a_digest_never_the_key_and_affinity_can_be_off()
     assert_eq!(endpoints.len(), 2);
     assert!(turns.iter().all(|t| !t.decision.contains("affinity")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_waits_briefly_for_room_at_its_place_before_it_moves() {
+    let f = fleet().await;
+    let cfg = config(&f, (0.1, 1), (0.5, 2), "max_in_flight: 1")
+        .section("affinity", "  wait_for_room: 3s\n");
+    let m = start(&cfg).await;
+    let first = chat(&m, user_turn("hi"), &[("x-session-id", "s")]).await;
+    assert_eq!(first.region, "ap");
+    // Another conversation holds ap's only slot for a moment.
+    for e in &f.ap {
+        e.set_work_ms(300);
+    }
+    let busy = {
+        let url = m.url("/v1/chat/completions");
+        tokio::spawn(async move {
+            client()
+                .post(url)
+                .header("x-session-id", "other")
+                .json(&user_turn("slow"))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        })
+    };
+    eventually(std::time::Duration::from_secs(5), "ap busy", || async {
+        m.region_status("ap").await["in_flight"].as_u64() == Some(1)
+    })
+    .await;
+    let t = chat(&m, user_turn("hi"), &[("x-session-id", "s")]).await;
+    // It waited for the slot rather than go to me, cold.
+    assert_eq!(
+        (t.status, t.endpoint.as_str()),
+        (200, first.endpoint.as_str()),
+        "{}",
+        t.decision
+    );
+    assert!(t.decision.contains("affinity=hit"), "{}", t.decision);
+    assert_eq!(busy.await.unwrap().unwrap(), 200);
+    assert_eq!(f.me.iter().map(|e| e.counts().served()).sum::<u64>(), 0);
+}

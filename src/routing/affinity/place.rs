@@ -17,6 +17,7 @@
 //! hash it is. There is always an endpoint under the bound: the least loaded one.
 
 use super::table::Place;
+use crate::config::AffinitySettings;
 use crate::regions::{EndpointState, Region, RegionTable};
 use crate::routing::eligibility::{skip_reason, Filter, Skip};
 use std::time::Instant;
@@ -33,8 +34,10 @@ pub enum MoveReason {
     Unhealthy,
     Cooling,
     CircuitOpen,
-    /// The region had no room, or the endpoint was at its bounded load.
+    /// The region had no room.
     Saturated,
+    /// The region had room, but the key's endpoint was at its bounded load.
+    EndpointBusy,
     /// Another eligible region scores better by more than the margin.
     ScoreGap,
     /// The region or endpoint is no longer in the config (reload, DNS change).
@@ -51,12 +54,13 @@ impl MoveReason {
             MoveReason::Cooling => "cooling_down",
             MoveReason::CircuitOpen => "circuit_open",
             MoveReason::Saturated => "saturated",
+            MoveReason::EndpointBusy => "endpoint_busy",
             MoveReason::ScoreGap => "score_gap",
             MoveReason::Gone => "gone",
         }
     }
 
-    pub const ALL: [MoveReason; 9] = [
+    pub const ALL: [MoveReason; 10] = [
         MoveReason::Geo,
         MoveReason::Model,
         MoveReason::Failover,
@@ -64,6 +68,7 @@ impl MoveReason {
         MoveReason::Cooling,
         MoveReason::CircuitOpen,
         MoveReason::Saturated,
+        MoveReason::EndpointBusy,
         MoveReason::ScoreGap,
         MoveReason::Gone,
     ];
@@ -137,8 +142,8 @@ pub fn judge(
     regions: &RegionTable,
     f: &Filter<'_>,
     now: Instant,
-    margin: f64,
-    load_factor: f64,
+    settings: &AffinitySettings,
+    transit: impl Fn(&Region) -> u64,
     score: impl Fn(usize) -> Option<f64>,
 ) -> Judged {
     let Some(place) = place else {
@@ -160,8 +165,8 @@ pub fn judge(
     if !region.endpoints[endpoint].is_healthy() {
         return Judged::Move(MoveReason::Unhealthy);
     }
-    if !under_bound(region, endpoint, load_factor) {
-        return Judged::Move(MoveReason::Saturated);
+    if !under_bound(region, endpoint, settings.load_factor, transit(region)) {
+        return Judged::Move(MoveReason::EndpointBusy);
     }
     let own = score(region.id).unwrap_or(f64::INFINITY);
     let best = regions
@@ -169,7 +174,7 @@ pub fn judge(
         .filter(|r| r.id != region.id && skip_reason(r, f, now).is_none())
         .filter_map(|r| score(r.id))
         .fold(f64::INFINITY, f64::min);
-    if best.is_finite() && own > best + margin * best.abs() {
+    if best.is_finite() && own > best + settings.margin * best.abs() {
         return Judged::Move(MoveReason::ScoreGap);
     }
     Judged::Stick {
@@ -179,12 +184,21 @@ pub fn judge(
 }
 
 /// Whether `endpoint` of `region` may take one more keyed request: its in-flight count
-/// stays within `load_factor` times its share of the region's, over healthy endpoints.
-pub fn under_bound(region: &Region, endpoint: usize, load_factor: f64) -> bool {
+/// stays within `load_factor` times its share of the region's, over healthy endpoints,
+/// and, when the endpoint reports a `max_concurrency`, under it (plus its share of the
+/// region's requests in `transit`, which hold no slot yet: see [`crate::routing::score`]).
+pub fn under_bound(region: &Region, endpoint: usize, load_factor: f64, transit: u64) -> bool {
     let Some(e) = region.endpoints.get(endpoint) else {
         return false;
     };
     let healthy = region.endpoints.iter().filter(|e| e.is_healthy()).count();
+    if let Some(cap) = e.capacity() {
+        // Its own slots, and its share of the region's requests still on their way.
+        let on_the_way = transit.div_ceil(healthy.max(1) as u64);
+        if e.in_flight() >= cap.saturating_add(on_the_way) {
+            return false;
+        }
+    }
     let load: u64 = region.endpoints.iter().map(EndpointState::in_flight).sum();
     let bound = (load_factor * (load + 1) as f64 / healthy.max(1) as f64).ceil();
     (e.in_flight() + 1) as f64 <= bound
@@ -287,7 +301,7 @@ regions:
             let mut visited = 0u64;
             let chosen = loop {
                 let e = heaviest(k, &ap.endpoints, visited).expect("an endpoint under the bound");
-                if under_bound(ap, e, 1.25) {
+                if under_bound(ap, e, 1.25, 0) {
                     break e;
                 }
                 visited |= 1 << e;
@@ -309,8 +323,14 @@ regions:
         let regions = fleet(2);
         let now = Instant::now();
         let at_me = place_of(&regions[1], 0);
+        let settings = AffinitySettings {
+            margin: 0.25,
+            ..AffinitySettings::default()
+        };
         let scores = |me: f64| move |id: usize| Some(if id == 0 { 100.0 } else { me });
-        let j = |place, f: &Filter<'_>, me| judge(place, &regions, f, now, 0.25, 1.25, scores(me));
+        let j = |place, f: &Filter<'_>, me| {
+            judge(place, &regions, f, now, &settings, |_| 0, scores(me))
+        };
         assert_eq!(j(None, &filter(), 110.0), Judged::New);
         assert_eq!(
             j(at_me, &filter(), 125.0),
@@ -355,5 +375,25 @@ regions:
             j(at_me, &filter(), 110.0),
             Judged::Move(MoveReason::Unhealthy)
         );
+    }
+
+    #[test]
+    fn an_endpoint_that_reports_its_slots_takes_no_more_than_those_and_its_transit() {
+        let regions = fleet(2);
+        let ap = &regions[0];
+        let report = crate::regions::LoadReport::parse(br#"{"max_concurrency":2}"#);
+        ap.endpoints[0].set_report(report, 0);
+        let mut slots = Vec::new();
+        for _ in 0..2 {
+            let mut s = ap.start_request();
+            s.bind_endpoint(0);
+            slots.push(s);
+        }
+        // Both its slots taken: no room, however light the region.
+        assert!(!under_bound(ap, 0, 100.0, 0));
+        // Two of the region's requests on their way, one each: one more fits.
+        assert!(under_bound(ap, 0, 100.0, 2));
+        // The endpoint that reports nothing is bounded by the load factor alone.
+        assert!(under_bound(ap, 1, 1.25, 0));
     }
 }

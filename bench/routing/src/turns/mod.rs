@@ -84,6 +84,11 @@ pub struct TurnResult {
     pub affinity: Option<Affinity>,
     /// Why the policy did not run, when it could not.
     pub skipped: Option<String>,
+    /// Meridian's own count of its affinity decisions (`meridian_affinity_*` series and
+    /// their values), read at the end of the run.
+    pub decisions: Vec<(String, f64)>,
+    /// From the kill's start until every victim was closed.
+    pub kill_took: Duration,
 }
 
 /// Runs every policy of `settings` over the same sessions and returns the report.
@@ -148,6 +153,8 @@ async fn run_policy(
                 records: Vec::new(),
                 affinity: Some(Affinity::On),
                 skipped: Some(why),
+                decisions: Vec::new(),
+                kill_took: Duration::ZERO,
             });
         }
         Err(Refused::Other(e)) => {
@@ -162,8 +169,11 @@ async fn run_policy(
         deadline: params.deadline(),
         max_tokens: settings.scenario.max_tokens,
     };
-    let records = runner::run(Arc::new(router), http, sessions, victims, &timing).await;
+    let (records, kill_took) =
+        runner::run(Arc::new(router), http.clone(), sessions, victims, &timing).await;
+    let mut decisions = Vec::new();
     if let Some(p) = process {
+        decisions = self::decisions(&http, &p).await;
         p.stop().await;
     }
     fleet.shutdown().await;
@@ -172,7 +182,31 @@ async fn run_policy(
         records,
         affinity,
         skipped: None,
+        decisions,
+        kill_took,
     })
+}
+
+/// The `meridian_affinity_*` counters of Meridian's `/metrics`.
+async fn decisions(http: &reqwest::Client, p: &Process) -> Vec<(String, f64)> {
+    let url = format!("http://{}/metrics", p.admin);
+    let text = match http.get(&url).send().await {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    };
+    text.lines()
+        .filter(|l| l.starts_with("meridian_affinity_") && !l.starts_with("meridian_affinity_keys"))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let v: f64 = value.parse().ok()?;
+            (v > 0.0).then(|| {
+                (
+                    series.trim_start_matches("meridian_affinity_").to_string(),
+                    v,
+                )
+            })
+        })
+        .collect()
 }
 
 enum Refused {
@@ -258,7 +292,10 @@ mod tests {
         for r in &result.records {
             let Some(u) = r.usage.filter(|_| r.failure.is_none()) else {
                 // Only the kill may fail a turn.
-                assert!(r.in_flight_at(kill_at) || r.at >= kill_at, "{r:?}");
+                assert!(
+                    r.in_flight_during(kill_at, kill_at + result.kill_took) || r.at >= kill_at,
+                    "{r:?}"
+                );
                 continue;
             };
             assert_eq!(u.prompt, script::prompt_tokens(r.turn));

@@ -41,9 +41,10 @@ impl TurnRecord {
                 .is_some_and(|r| REGIONS[r].name != RESIDENCY_REGION)
     }
 
-    /// Sent before `instant` and not finished by then.
-    pub fn in_flight_at(&self, instant: Duration) -> bool {
-        self.at < instant && self.at + self.total >= instant
+    /// Running at some point of a kill that started at `from` and was done at `to`: sent
+    /// before it was done, and not over before it started.
+    pub fn in_flight_during(&self, from: Duration, to: Duration) -> bool {
+        self.at < to.max(from) && self.at + self.total >= from
     }
 
     /// What the answer cost: uncached input and output at the region's `cost_per_1k`,
@@ -82,7 +83,7 @@ mod tests {
         let expected = 0.32 / 1000.0 * (116.0 + 90.0);
         assert!((r.spend().expect("spend") - expected).abs() < 1e-12);
         assert!(r.geo_violation());
-        assert!(r.in_flight_at(Duration::from_millis(1100)));
-        assert!(!r.in_flight_at(Duration::from_millis(1300)));
+        assert!(r.in_flight_during(Duration::from_millis(1100), Duration::from_millis(1100)));
+        assert!(!r.in_flight_during(Duration::from_millis(1300), Duration::from_millis(1300)));
     }
 }

@@ -106,7 +106,9 @@ pub fn render(
         .map(|r| {
             (
                 r.policy,
-                r.skipped.is_none().then(|| summarize(&r.records, kill_at)),
+                r.skipped
+                    .is_none()
+                    .then(|| summarize(&r.records, kill_at, kill_at + r.kill_took)),
             )
         })
         .collect();
@@ -158,12 +160,18 @@ pub fn render(
     }
     let _ = writeln!(
         out,
-        "\nErrors and geo violations: those of turns sent before the kill and still running \
-         at it in parentheses, the rest before them. Cached share: the answers' \
+        "\nErrors and geo violations: those of turns sent before the kill was done (closing \
+         both endpoints took {} ms at most) and still running when it began in parentheses, \
+         the rest before them. Cached share: the answers' \
          `prompt_tokens_details.cached_tokens` over their `prompt_tokens`. Spend: cached \
          input tokens at {:.0}% of the serving region's cost/1k, every other token (the rest \
          of the input, all output) at full price. Endpoint moves: later turns answered by \
          another endpoint than the session's previous answer.\n",
+        results
+            .iter()
+            .map(|r| r.kill_took.as_millis())
+            .max()
+            .unwrap_or(0),
         CACHED_PRICE_SHARE * 100.0
     );
     for r in results {
@@ -185,6 +193,7 @@ pub fn render(
 
     region_share(&mut out, &sums);
     failures(&mut out, &sums, kill_at);
+    decisions(&mut out, results);
     targets(&mut out, &sums);
     out
 }
@@ -203,6 +212,25 @@ fn region_share(out: &mut String, sums: &[(Policy, Option<TurnSummary>)]) {
                 .map(|&n| pct(crate::report::format::share(n, s.ok))),
         );
         let _ = writeln!(out, "{}", row(&cells));
+    }
+}
+
+/// What Meridian's metrics say it decided: hits, new keys and moves by reason.
+pub fn decisions(out: &mut String, results: &[super::TurnResult]) {
+    if results.iter().all(|r| r.decisions.is_empty()) {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\n## Affinity decisions (Meridian's `meridian_affinity_*` metrics)\n"
+    );
+    for r in results.iter().filter(|r| !r.decisions.is_empty()) {
+        let list: Vec<String> = r
+            .decisions
+            .iter()
+            .map(|(series, v)| format!("{series} {v}"))
+            .collect();
+        let _ = writeln!(out, "- {}: {}", r.policy.name(), list.join(", "));
     }
 }
 

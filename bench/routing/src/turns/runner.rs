@@ -35,13 +35,16 @@ pub async fn run(
     sessions: &[SessionPlan],
     victims: Vec<MockRegion>,
     timing: &Timing,
-) -> Vec<TurnRecord> {
+) -> (Vec<TurnRecord>, Duration) {
     let start = Instant::now() + LEAD;
+    // How long closing the victims took: a turn sent meanwhile met the kill too.
     let killer = async {
         sleep_until(start + timing.kill_at).await;
+        let began = Instant::now();
         for mock in victims {
             mock.kill().await;
         }
+        Instant::now().saturating_duration_since(began)
     };
     let mut tasks = Vec::with_capacity(sessions.len());
     for session in sessions {
@@ -81,6 +84,5 @@ pub async fn run(
         }
         all
     };
-    let (records, ()) = tokio::join!(collect, killer);
-    records
+    tokio::join!(collect, killer)
 }

@@ -51,7 +51,8 @@ fn pct(mut v: Vec<f64>, p: u32) -> Option<f64> {
     nearest_rank(&v, p)
 }
 
-pub fn summarize(records: &[TurnRecord], kill_at: Duration) -> TurnSummary {
+/// `kill_done`: when the kill, started at `kill_at`, had closed every victim.
+pub fn summarize(records: &[TurnRecord], kill_at: Duration, kill_done: Duration) -> TurnSummary {
     let mut s = TurnSummary {
         served: vec![0; REGIONS.len()],
         ..TurnSummary::default()
@@ -62,7 +63,7 @@ pub fn summarize(records: &[TurnRecord], kill_at: Duration) -> TurnSummary {
     let mut last: Option<(usize, usize)> = None;
     for r in sorted {
         s.sent += 1;
-        let at_kill = r.in_flight_at(kill_at);
+        let at_kill = r.in_flight_during(kill_at, kill_done);
         if r.geo_violation() {
             if at_kill {
                 s.geo_at_kill += 1;
@@ -171,7 +172,11 @@ mod tests {
             rec(1, 1, 0, 2, 0),
             failed,
         ];
-        let s = summarize(&records, Duration::from_millis(1000));
+        let s = summarize(
+            &records,
+            Duration::from_millis(1000),
+            Duration::from_millis(1000),
+        );
         assert_eq!(
             (s.sent, s.ok, s.errors_at_kill, s.errors_other),
             (5, 4, 1, 0)
