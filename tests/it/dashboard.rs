@@ -76,6 +76,7 @@ return {
   bytes: Number(document.getElementById('foot').dataset.bytes || 0),
   foot: document.getElementById('foot').textContent,
   overflow: document.documentElement.scrollWidth - window.innerWidth,
+  tiles: [...document.querySelectorAll('.tile .k')].map(e => e.textContent),
 };"#;
 
 async fn view(b: &Browser) -> Value {
@@ -170,6 +171,19 @@ async fn in_chromium_every_region_shows_and_one_going_down_shows_within_seconds(
         v["bytes"], v["foot"]
     );
     assert!(v["bytes"].as_u64().unwrap() > 0, "{v}");
+    let tiles: Vec<&str> = v["tiles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t.as_str())
+        .collect();
+    for t in [
+        "Requests/s (1 min)",
+        "Healthy regions",
+        "Conversations kept (1 min)",
+    ] {
+        assert!(tiles.contains(&t), "{t} in {tiles:?}");
+    }
     let dir = artifacts_dir();
     b.viewport(1280, 900, 1.0, false).await;
     b.screenshot(&dir.join("dashboard-desktop.png")).await;
