@@ -557,3 +557,64 @@ async fn a_request_waits_briefly_for_room_at_its_place_before_it_moves() {
     assert_eq!(busy.await.unwrap().unwrap(), 200);
     assert_eq!(f.me.iter().map(|e| e.counts().served()).sum::<u64>(), 0);
 }
+
+/// ap's two endpoints each keep a prefix cache of their own, as vLLM does.
+async fn caching_fleet() -> Fleet {
+    let cached = |name: &str| {
+        let spec = mock_regions::RegionSpec {
+            token_ms: 0,
+            ..mock_regions::RegionSpec::new(name, 0)
+        }
+        .with_prefix_cache(mock_regions::PrefixCacheSpec::default(), 0);
+        async move {
+            MockRegion::start(spec, "127.0.0.1:0".parse().unwrap())
+                .await
+                .expect("mock region starts")
+        }
+    };
+    Fleet {
+        ap: [cached("ap-a").await, cached("ap-b").await],
+        me: [region("me-a", 0).await, region("me-b", 0).await],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_conversation_finds_its_history_cached_and_meridian_counts_it() {
+    let mut cached_by = Vec::new();
+    for enabled in [true, false] {
+        let f = caching_fleet().await;
+        let cfg = config(&f, (0.1, 1), (0.5, 2), "")
+            .section("affinity", &format!("  enabled: {enabled}\n"));
+        let m = start(&cfg).await;
+        let mut cached = 0;
+        for turn in 1..=6 {
+            let r = client()
+                .post(m.url("/v1/chat/completions"))
+                .json(&history("Tell me about Lisbon", turn))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            let v: Value = r.json().await.unwrap();
+            cached += v["usage"]["prompt_tokens_details"]["cached_tokens"]
+                .as_u64()
+                .unwrap_or(0);
+        }
+        // Meridian's account holds exactly what the regions reported.
+        let counted: f64 = m
+            .metrics()
+            .await
+            .lines()
+            .filter(|l| {
+                l.starts_with("meridian_tokens_total{") && l.contains("kind=\"cached_input\"")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        assert_eq!(counted, cached as f64, "affinity {enabled}");
+        cached_by.push(cached);
+    }
+    // Kept on one endpoint, every turn finds all the turns before it cached; alternating
+    // between two, each finds only the one two turns back.
+    let (with, without) = (cached_by[0], cached_by[1]);
+    assert!(with > without, "with {with}, without {without}");
+}

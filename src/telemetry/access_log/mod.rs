@@ -325,7 +325,7 @@ impl AccessLog {
                 line.opt_str(k!("affinity_reason"), a.reason);
                 line.str(k!("affinity_source"), a.key.source.as_str());
                 let digest = crate::routing::affinity::key::digest(a.key, digest_salt());
-                line.str(k!("affinity_key"), &digest);
+                line.plain_bytes(k!("affinity_key"), &digest);
             }
             line.end();
             self.write(buf);
