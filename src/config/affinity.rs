@@ -1,7 +1,7 @@
 //! `affinity:` checked into [`AffinitySettings`]: which key sources are read, and the
 //! bounds of the key table.
 
-use super::file::{AffinityFile, AffinitySourceFile};
+use super::file::{AffinityBodyFile, AffinityFile, AffinitySourceFile};
 use super::validate::Validator;
 use super::ConfigError;
 use std::time::Duration;
@@ -39,6 +39,8 @@ pub struct AffinitySettings {
     pub idle_ttl: Duration,
     pub prefix_bytes: usize,
     pub wait_for_room: Duration,
+    /// Hold a model API body for its keys even without declared models.
+    pub hold_body: bool,
 }
 
 impl AffinitySettings {
@@ -89,6 +91,7 @@ impl AffinitySettings {
             idle_ttl: f.idle_ttl,
             prefix_bytes: f.prefix_bytes,
             wait_for_room: f.wait_for_room,
+            hold_body: f.read_body == AffinityBodyFile::Always,
         }
     }
 }

@@ -705,6 +705,20 @@ pub struct AffinityFile {
     /// How long a request whose place is full waits for room there before it moves.
     #[serde(with = "humantime_serde")]
     pub wait_for_room: Duration,
+    /// Whether a body is held for its keys alone when no models are declared.
+    pub read_body: AffinityBodyFile,
+}
+
+/// `affinity.read_body`.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum AffinityBodyFile {
+    /// Body keys come from bodies Meridian holds anyway (declared models); without models
+    /// only the session header is read.
+    #[default]
+    Auto,
+    /// Model API bodies are held for their keys even without declared models.
+    Always,
 }
 
 impl Default for AffinityFile {
@@ -724,6 +738,7 @@ impl Default for AffinityFile {
             idle_ttl: Duration::from_secs(600),
             prefix_bytes: 1024,
             wait_for_room: Duration::from_millis(50),
+            read_body: AffinityBodyFile::Auto,
         }
     }
 }

@@ -81,13 +81,13 @@ pub async fn admit(session: &mut Session, ctx: &mut RequestCtx) -> Result<(), St
     let header = ctx.admission.hints.model.clone();
     // A JSON body is held so its `model` can be rewritten for each region, even when the
     // header names the model; a chunked one with the header streams through unchanged
-    // (it could not be held past 64 KiB). Without declared models a body is held only
-    // for its affinity keys, and never a chunked one: affinity must not refuse a request
-    // that would otherwise pass.
+    // (it could not be held past 64 KiB). Without declared models a body is held for its
+    // affinity keys only with `affinity.read_body: always`, and never a chunked one:
+    // affinity must not refuse a request that would otherwise pass.
     let hold = if models.declared() {
         post && (model_path || is_json(session)) && !(header.is_some() && is_chunked(session))
     } else {
-        affinity.reads_body() && post && model_path && !is_chunked(session)
+        affinity.hold_body && affinity.reads_body() && post && model_path && !is_chunked(session)
     };
     let session_header = session
         .req_header()

@@ -23,10 +23,36 @@ async fn fleet() -> Fleet {
 }
 
 /// `ap` and `me` with the given prices and tiers; `extra` more YAML for ap.
+/// Both serve the declared model `m`, as a production fleet declares its models (the
+/// body is then read anyway, and affinity reads its keys in the same pass).
 fn config(f: &Fleet, ap: (f64, u32), me: (f64, u32), ap_extra: &str) -> TestConfig {
+    let serves = "models: [{name: m}]";
+    let ap_extra = if ap_extra.is_empty() {
+        serves.to_string()
+    } else {
+        format!("{serves}\n    {ap_extra}")
+    };
     TestConfig::new()
-        .region("ap", &[f.ap[0].url(), f.ap[1].url()], ap.0, ap.1, ap_extra)
-        .region("me", &[f.me[0].url(), f.me[1].url()], me.0, me.1, "")
+        .section("models", "  - name: m\n")
+        .region("ap", &[f.ap[0].url(), f.ap[1].url()], ap.0, ap.1, &ap_extra)
+        .region("me", &[f.me[0].url(), f.me[1].url()], me.0, me.1, serves)
+}
+
+/// As [`config`], with room for one request of `m` at a time in ap: a model's own cap is
+/// exact (a region's leaves room for requests still on their way, see
+/// `src/routing/score.rs`, which under a loaded machine can be one more).
+fn capped(f: &Fleet, ap: (f64, u32), me: (f64, u32)) -> TestConfig {
+    let serves = "models: [{name: m}]";
+    TestConfig::new()
+        .section("models", "  - name: m\n")
+        .region(
+            "ap",
+            &[f.ap[0].url(), f.ap[1].url()],
+            ap.0,
+            ap.1,
+            "models: [{name: m, max_in_flight: 1}]",
+        )
+        .region("me", &[f.me[0].url(), f.me[1].url()], me.0, me.1, serves)
 }
 
 /// A chat turn: the endpoint that answered, and the decision header.
@@ -283,8 +309,7 @@ async fn a_key_leaves_a_dead_endpoint_and_sticks_to_its_new_place() {
 async fn a_full_region_moves_a_key_which_then_stays_where_it_went() {
     let f = fleet().await;
     // ap is clearly cheaper, but with a wide margin me, once it has the key, keeps it.
-    let cfg =
-        config(&f, (0.1, 1), (0.5, 1), "max_in_flight: 1").section("affinity", "  margin: 5\n");
+    let cfg = capped(&f, (0.1, 1), (0.5, 1)).section("affinity", "  margin: 5\n");
     let m = start(&cfg).await;
     let first = chat(&m, user_turn("hi"), &[("x-session-id", "s")]).await;
     assert_eq!(first.region, "ap");
@@ -520,8 +545,7 @@ async fn the_access_log_carries_a_digest_never_the_key_and_affinity_can_be_off()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_waits_briefly_for_room_at_its_place_before_it_moves() {
     let f = fleet().await;
-    let cfg = config(&f, (0.1, 1), (0.5, 2), "max_in_flight: 1")
-        .section("affinity", "  wait_for_room: 3s\n");
+    let cfg = capped(&f, (0.1, 1), (0.5, 2)).section("affinity", "  wait_for_room: 3s\n");
     let m = start(&cfg).await;
     let first = chat(&m, user_turn("hi"), &[("x-session-id", "s")]).await;
     assert_eq!(first.region, "ap");
@@ -617,4 +641,33 @@ async fn a_kept_conversation_finds_its_history_cached_and_meridian_counts_it() {
     // between two, each finds only the one two turns back.
     let (with, without) = (cached_by[0], cached_by[1]);
     assert!(with > without, "with {with}, without {without}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_declared_models_bodies_are_read_for_keys_only_when_asked() {
+    let f = fleet().await;
+    let bare = TestConfig::new()
+        .region("ap", &[f.ap[0].url(), f.ap[1].url()], 0.1, 1, "")
+        .region("me", &[f.me[0].url(), f.me[1].url()], 0.5, 2, "");
+    // auto: the body streams through unread, so only the session header makes a key.
+    let m = start(&bare).await;
+    let turns = conversation(&m, 4, |i| (history("Plan a trip", i + 1), vec![])).await;
+    let endpoints: std::collections::BTreeSet<&str> =
+        turns.iter().map(|t| t.endpoint.as_str()).collect();
+    assert_eq!(
+        endpoints.len(),
+        2,
+        "no prefix key: the endpoints take turns"
+    );
+    assert!(turns.iter().all(|t| !t.decision.contains("affinity")));
+    let turns = conversation(&m, 4, |_| {
+        (user_turn("hi"), vec![("x-session-id".into(), "s".into())])
+    })
+    .await;
+    assert_stuck(&turns, "header");
+    drop(m);
+    // always: the body is held for its keys.
+    let m = start(&bare.clone().section("affinity", "  read_body: always\n")).await;
+    let turns = conversation(&m, 4, |i| (history("Plan a trip", i + 1), vec![])).await;
+    assert_stuck(&turns, "prefix");
 }

@@ -577,3 +577,16 @@ fn affinity_settings_are_checked() {
     );
     assert_eq!(code, 0, "{stderr}");
 }
+
+#[test]
+fn affinity_read_body_takes_auto_or_always() {
+    refused(
+        &format!("regions:\n{REGION}affinity:\n  read_body: sometimes\n"),
+        &["affinity.read_body", "unknown variant"],
+    );
+    let (code, stderr, _) = check(
+        &format!("regions:\n{REGION}affinity:\n  read_body: always\n"),
+        &[],
+    );
+    assert_eq!(code, 0, "{stderr}");
+}
