@@ -671,3 +671,38 @@ async fn without_declared_models_bodies_are_read_for_keys_only_when_asked() {
     let turns = conversation(&m, 4, |i| (history("Plan a trip", i + 1), vec![])).await;
     assert_stuck(&turns, "prefix");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_keeps_the_regions_keeps_the_conversations() {
+    let f = fleet().await;
+    let m = start(&config(&f, (0.1, 1), (0.5, 2), "")).await;
+    let mut on = Vec::new();
+    for i in 0..6 {
+        let id = format!("s-{i}");
+        on.push((
+            id.clone(),
+            chat(&m, user_turn("hi"), &[("x-session-id", &id)])
+                .await
+                .endpoint,
+        ));
+    }
+    // Another setting changes; the regions stay as they were.
+    let path = m.conf_path();
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replace("cost_weight_ms: 200", "cost_weight_ms: 210"),
+    )
+    .unwrap();
+    m.signal("HUP");
+    eventually(std::time::Duration::from_secs(10), "the reload", || async {
+        m.status().await["last_reload"]["ok"] == true
+    })
+    .await;
+    m.wait_health("ap", true).await;
+    for (id, endpoint) in &on {
+        let t = chat(&m, user_turn("hi"), &[("x-session-id", id)]).await;
+        assert_eq!(&t.endpoint, endpoint, "{}", t.decision);
+        assert!(t.decision.contains("affinity=hit"), "{}", t.decision);
+    }
+}
