@@ -15,6 +15,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod affinity;
+pub use affinity::{
+    measure_affinity, AffinityCost, Case as AffinityCase, AFFINITY_KIB, SESSION_HEADER,
+};
+
 /// Connections the fixed-count client keeps busy, as in bench/profile/README.md.
 pub const CONNECTIONS: u32 = 10;
 
