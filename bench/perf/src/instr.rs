@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 mod affinity;
 pub use affinity::{
-    measure_affinity, AffinityCost, Case as AffinityCase, AFFINITY_KIB, SESSION_HEADER,
+    measure_affinity, AffinityCost, Case as AffinityCase, AFFINITY_CONNECTIONS, AFFINITY_KIB,
+    SESSION_HEADER,
 };
 
 /// Connections the fixed-count client keeps busy, as in bench/profile/README.md.

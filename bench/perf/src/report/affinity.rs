@@ -17,13 +17,15 @@ pub fn affinity_section(md: &mut String, a: &AffinityCost, opts: &Opts) {
          binary, default config, mock regions and client as the model-routing table: \
          OpenAI chat completions of exactly {AFFINITY_KIB} KiB (a system turn and a long \
          user turn, then `model`), sent with a Content-Length over {} keep-alive \
-         connections, in front of five mock regions that read every body whole. Five \
+         connection(s), each one request at a time as a conversation sends its turns (ten \
+         at once with one key pile onto its endpoint until the latency in the score moves \
+         the key: about a fifth of the requests moved when this phase first ran so), in front of five mock regions that read every body whole. Five \
          configurations, one Meridian process under callgrind each, in front of fresh \
          regions; per configuration, the warm-up requests, then {} run(s) between \
          `callgrind_control -z` and `-d`. Medians of the runs; spread is (max - min) / \
          median; added is the median minus that of the row with the same models and \
          affinity off.\n",
-        crate::instr::CONNECTIONS,
+        crate::instr::AFFINITY_CONNECTIONS,
         opts.instr_runs,
     );
     let _ = writeln!(
@@ -48,12 +50,20 @@ pub fn affinity_section(md: &mut String, a: &AffinityCost, opts: &Opts) {
     let _ = writeln!(md, "- command: `{}`", command_line());
     let _ = writeln!(md, "- meridian: {}", binary_source(&opts.bin_dir));
     for c in &a.cases {
-        let d = c.decisions;
+        let d = &c.decisions;
+        let reasons: Vec<String> = d.reasons.iter().map(|(r, n)| format!("{r} {n}")).collect();
         let counted = match c.case.source() {
             None => "no affinity decision".to_string(),
             Some(_) => format!(
-                "affinity decisions {} hits, {} new key(s), {} move(s)",
-                d.hits, d.new_keys, d.moves
+                "affinity decisions {} hits, {} new key(s), {} move(s){}",
+                d.hits,
+                d.new_keys,
+                d.moves,
+                if reasons.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", reasons.join(", "))
+                }
             ),
         };
         let _ = writeln!(
