@@ -127,7 +127,7 @@ pub struct CaseRuns {
     pub warmup: u64,
     pub requests: u64,
     pub runs: Vec<f64>,
-    /// What the upstream regions received.
+    /// What the upstream regions received (a sentence, the configuration not named).
     pub upstream: String,
     /// What Meridian's `/metrics` counted of affinity over the warm-up and runs.
     pub decisions: Decisions,
@@ -208,7 +208,10 @@ async fn measure_case(case: Case, setup: &Setup, opts: &Opts) -> Result<CaseRuns
         warmup,
         requests,
         runs,
-        upstream: format!("{}, {line}", case.affinity().name()),
+        // The check names the models; the case's name says them too.
+        upstream: line
+            .split_once(": ")
+            .map_or(line.clone(), |(_, rest)| rest.to_string()),
         decisions,
         decision,
     })

@@ -68,10 +68,12 @@ pub fn affinity_section(md: &mut String, a: &AffinityCost, opts: &Opts) {
         };
         let _ = writeln!(
             md,
-            "- upstream check, {}; Meridian's `/metrics` over the warm-up and runs: \
-             {counted}; one more request with `x-meridian-debug: 1` (counted in the \
-             regions' total) was decided `{}`",
-            c.upstream, c.decision
+            "- {}: {}; Meridian's `/metrics` over the warm-up and runs: {counted}; one more \
+             request with `x-meridian-debug: 1` (counted in the regions' total) was decided \
+             `{}`",
+            c.case.name(),
+            c.upstream,
+            c.decision
         );
     }
     md.push('\n');
