@@ -598,7 +598,9 @@ fn model_routing(md: &mut String, m: &ModelRouting, opts: &Opts) {
          binary, default config and client as above, but in front of five mock regions \
          (mock-regions, in-process, answering at once) that read every body whole before \
          answering, as an inference server does (the nginx above answers with `return` \
-         before it has read a body): once **without models** (the config's \
+         before it has read a body), with prompt-cache affinity off (`affinity: {{enabled: \
+         false}}`; on, its prompt-prefix key has the body held and read without models too: \
+         see the affinity table): once **without models** (the config's \
          `models` taken out: every region serves any model and Meridian streams the body \
          through unread) and once **with models** (`{}` declared, every region serving it \
          under a name of its own, `upstream_name: llama70b-rN`, so routing is unchanged but \
