@@ -22,6 +22,11 @@
 # What routing by model costs (Meridian without and with `models:` declared, on chat bodies
 # of 1, 10 and 100 KiB; part of the full run and the smoke), alone:
 #   target/release/perf-bench --only instructions-models --systems meridian [--body-kib 1,100]
+# What prompt-cache affinity costs for a key already known (Meridian on 1 KiB chat
+# completions with affinity off and on, without and with models, the key from the prompt
+# prefix or an x-session-id header; five processes under callgrind, about 10 minutes; part
+# of the full run, and of the smoke with two of the five), alone:
+#   target/release/perf-bench --only instructions-affinity --systems meridian [--instr-runs 3]
 # What reading token usage costs on whole and streamed answers (Meridian without models on
 # 1 KiB chat completions answered as one JSON, streamed, and streamed with
 # stream_options.include_usage, at 16 and 256 output tokens; the instructions per request

@@ -43,7 +43,8 @@ pub struct Opts {
     #[arg(long, value_delimiter = ',')]
     pub systems: Vec<String>,
     /// Phases to run, comma separated: throughput, latency, memory, soak, instructions,
-    /// instructions-models, instructions-streams, http2, streaming (default: all).
+    /// instructions-models, instructions-affinity, instructions-streams, http2, streaming
+    /// (default: all).
     /// `http2` measures Meridian and bare Pingora with h2c on their listener, upstream over
     /// HTTP/1.1 and over h2c, loaded by oha over HTTP/1.1 and h2c: req/s and proxy CPU
     /// (`--duration`, `--rounds`, `--connections`), then instructions per request under
@@ -52,9 +53,14 @@ pub struct Opts {
     /// models declared, on chat bodies of each `--body-kib` size. `instructions-streams`
     /// counts them for 1 KiB chat completions answered whole, streamed (SSE), and streamed
     /// with `stream_options.include_usage` (the usage chunk), at each `--stream-tokens`
-    /// count: what reading token usage costs per request and per streamed chunk. Both need
-    /// meridian among `--systems`. With `--only`, the results file keeps every section this
-    /// run did not measure.
+    /// count: what reading token usage costs per request and per streamed chunk.
+    /// `instructions-affinity` counts them on 1 KiB chat completions with prompt-cache
+    /// affinity off and on, without and with models, the key from the prompt prefix or
+    /// (with models) an `x-session-id` header, every request with the same key: what a key
+    /// already known costs (`--instr-requests`, `--instr-runs`, `--instr-warmup`; one
+    /// Meridian process under callgrind for each of five configs, two in a smoke). These
+    /// three need meridian among `--systems`. With `--only`, the results file keeps every
+    /// section this run did not measure.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// Request body sizes in KiB for the instructions-models phase, comma separated
@@ -134,13 +140,14 @@ pub struct Opts {
 }
 
 /// Every phase `--only` accepts.
-pub const PHASES: [&str; 9] = [
+pub const PHASES: [&str; 10] = [
     "throughput",
     "latency",
     "memory",
     "soak",
     "instructions",
     "instructions-models",
+    "instructions-affinity",
     "instructions-streams",
     "http2",
     "streaming",

@@ -4,7 +4,7 @@
 
 use crate::cli::Opts;
 use crate::request::Answer;
-use crate::systems::{self, Kind, Models, Running, Setup};
+use crate::systems::{self, Affinity, Kind, Models, Running, Setup, Variant};
 use crate::{load, request, upstream};
 use mock_regions::MockRegion;
 use std::ffi::OsString;
@@ -14,6 +14,12 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+mod affinity;
+pub use affinity::{
+    measure_affinity, AffinityCost, Case as AffinityCase, AFFINITY_CONNECTIONS, AFFINITY_KIB,
+    SESSION_HEADER,
+};
 
 /// Connections the fixed-count client keeps busy, as in bench/profile/README.md.
 pub const CONNECTIONS: u32 = 10;
@@ -290,8 +296,8 @@ pub fn per_size(n: u64, kib: u32) -> u64 {
     (n / u64::from(kib.max(1))).max(n / 40).max(1)
 }
 
-/// Meridian under callgrind twice, in front of mock regions that read every body: without
-/// models (the body streams through unread) and with them declared (every region serving
+/// Meridian under callgrind twice, affinity off, in front of mock regions that read every
+/// body: without models (the body streams through unread) and with them declared (every region serving
 /// the model under its own name, so routing is unchanged but every body is read, held, its
 /// `model` found and rewritten). One process per configuration, all body sizes in turn.
 pub async fn measure_models(setup: &Setup, opts: &Opts) -> Result<ModelRouting, String> {
@@ -319,9 +325,15 @@ pub async fn measure_models(setup: &Setup, opts: &Opts) -> Result<ModelRouting, 
         };
         let dir = setup.dir.join(format!("meridian-{tag}-callgrind"));
         let wrapper = wrapper(&dir, opts)?;
-        let r =
-            systems::start_meridian(setup, &addrs, &format!("callgrind-{tag}"), &wrapper, models)
-                .await?;
+        // Affinity off: on (the default), its prompt-prefix key has the body held and read
+        // without models too, and the instructions-affinity phase measures that.
+        let variant = Variant {
+            models,
+            affinity: Affinity::Off,
+            ..Variant::DEFAULT
+        };
+        let tag = format!("callgrind-{tag}");
+        let r = systems::start_meridian_with(setup, &addrs, &tag, &wrapper, variant).await?;
         let mut cg = Callgrind::new(r, dir, String::new())?;
         let mut sent = 0;
         for size in &mut out.sizes {

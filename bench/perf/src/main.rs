@@ -165,6 +165,9 @@ async fn run(opts: &cli::Opts) -> Result<Report, String> {
     if opts.runs("instructions-models") {
         instructions_models(opts, &setup, &kinds, &mut report).await;
     }
+    if opts.runs("instructions-affinity") {
+        instructions_affinity(opts, &setup, &kinds, &mut report).await;
+    }
     if opts.runs("instructions-streams") {
         instructions_streams(opts, &setup, &kinds, &mut report).await;
     }
@@ -354,6 +357,36 @@ async fn instructions_models(opts: &cli::Opts, setup: &Setup, kinds: &[Kind], re
     eprintln!("perf-bench: counting Meridian's instructions without and with models by body size");
     match instr::measure_models(setup, opts).await {
         Ok(m) => report.model_routing = Some(m),
+        Err(e) => report.problem(Kind::Meridian, e),
+    }
+}
+
+/// Meridian under callgrind with prompt-cache affinity off and on, without and with models,
+/// on 1 KiB chat completions all with one key: what a key already in the table costs per
+/// request, from the prompt prefix and from the session header.
+async fn instructions_affinity(
+    opts: &cli::Opts,
+    setup: &Setup,
+    kinds: &[Kind],
+    report: &mut Report,
+) {
+    if !kinds.contains(&Kind::Meridian) {
+        return;
+    }
+    if !valgrind_found(opts, "instructions-affinity", report) {
+        return;
+    }
+    if opts.smoke {
+        report.skip(format!(
+            "instructions-affinity phase: {} of its {} configurations (two processes under \
+             callgrind keep the smoke short; the full run measures all)",
+            instr::AffinityCase::ALL.len() - instr::AffinityCase::SMOKE.len(),
+            instr::AffinityCase::ALL.len()
+        ));
+    }
+    eprintln!("perf-bench: counting Meridian's instructions with affinity off and on");
+    match instr::measure_affinity(setup, opts).await {
+        Ok(a) => report.affinity = Some(a),
         Err(e) => report.problem(Kind::Meridian, e),
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::cli::Opts;
 use crate::http2::{Case, Http2Results};
-use crate::instr::{ModelRouting, StreamAccounting};
+use crate::instr::{AffinityCost, ModelRouting, StreamAccounting};
 use crate::load::{Latency, Throughput};
 use crate::request::Answer;
 use crate::stream::{percentile, StreamStats};
@@ -10,6 +10,9 @@ use crate::systems::Kind;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Command;
+
+mod affinity;
+use affinity::{affinity_section, AFFINITY};
 
 pub struct SystemResult {
     pub kind: Kind,
@@ -93,6 +96,8 @@ pub struct Report {
     pub instructions: Vec<(Kind, Vec<f64>)>,
     /// Meridian's instructions per request without and with models, by body size.
     pub model_routing: Option<ModelRouting>,
+    /// Meridian's instructions per request with prompt-cache affinity off and on.
+    pub affinity: Option<AffinityCost>,
     /// Meridian's instructions per request on answers whole and streamed, by tokens.
     pub stream_accounting: Option<StreamAccounting>,
     /// Meridian and bare Pingora over HTTP/2 next to HTTP/1.1.
@@ -110,6 +115,7 @@ impl Report {
             skipped: Vec::new(),
             instructions: Vec::new(),
             model_routing: None,
+            affinity: None,
             stream_accounting: None,
             http2: None,
         }
@@ -266,11 +272,17 @@ impl Report {
 
     fn instructions_table(&self, md: &mut String, opts: &Opts) {
         if self.instructions.is_empty() {
-            if self.model_routing.is_some() || self.stream_accounting.is_some() {
+            if self.model_routing.is_some()
+                || self.affinity.is_some()
+                || self.stream_accounting.is_some()
+            {
                 let _ = writeln!(md, "{INSTRUCTIONS}\n");
             }
             if let Some(m) = &self.model_routing {
                 model_routing(md, m, opts);
+            }
+            if let Some(a) = &self.affinity {
+                affinity_section(md, a, opts);
             }
             if let Some(s) = &self.stream_accounting {
                 stream_accounting(md, s, opts);
@@ -350,6 +362,9 @@ impl Report {
         md.push('\n');
         if let Some(m) = &self.model_routing {
             model_routing(md, m, opts);
+        }
+        if let Some(a) = &self.affinity {
+            affinity_section(md, a, opts);
         }
         if let Some(s) = &self.stream_accounting {
             stream_accounting(md, s, opts);
@@ -583,7 +598,9 @@ fn model_routing(md: &mut String, m: &ModelRouting, opts: &Opts) {
          binary, default config and client as above, but in front of five mock regions \
          (mock-regions, in-process, answering at once) that read every body whole before \
          answering, as an inference server does (the nginx above answers with `return` \
-         before it has read a body): once **without models** (the config's \
+         before it has read a body), with prompt-cache affinity off (`affinity: {{enabled: \
+         false}}`; on, its prompt-prefix key has the body held and read without models too: \
+         see the affinity table): once **without models** (the config's \
          `models` taken out: every region serves any model and Meridian streams the body \
          through unread) and once **with models** (`{}` declared, every region serving it \
          under a name of its own, `upstream_name: llama70b-rN`, so routing is unchanged but \
@@ -1084,6 +1101,7 @@ pub fn owned(opts: &Opts, text: &str) -> Vec<String> {
         ("soak", "## Memory"),
         ("instructions", INSTRUCTIONS),
         ("instructions-models", MODEL_ROUTING),
+        ("instructions-affinity", AFFINITY),
         ("instructions-streams", STREAM_ACCOUNTING),
         ("http2", HTTP2),
         ("streaming", "## Streaming"),

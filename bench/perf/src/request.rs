@@ -44,8 +44,16 @@ pub fn raw(addr: SocketAddr) -> Vec<u8> {
 
 /// A request with `body`, as raw HTTP/1.1 bytes with its Content-Length (keep-alive).
 pub fn raw_with(addr: SocketAddr, body: &str) -> Vec<u8> {
+    raw_with_headers(addr, body, &[])
+}
+
+/// As `raw_with`, with the `extra` header name/value pairs after the usual ones.
+pub fn raw_with_headers(addr: SocketAddr, body: &str, extra: &[(&str, &str)]) -> Vec<u8> {
     let mut s = format!("POST {PATH} HTTP/1.1\r\nhost: {addr}\r\n");
     for (k, v) in headers() {
+        s.push_str(&format!("{k}: {v}\r\n"));
+    }
+    for (k, v) in extra {
         s.push_str(&format!("{k}: {v}\r\n"));
     }
     s.push_str(&format!("content-length: {}\r\n\r\n{body}", body.len()));
@@ -317,6 +325,12 @@ mod tests {
         let raw =
             String::from_utf8(raw_with("127.0.0.1:1".parse().expect("addr"), "{}")).expect("utf-8");
         assert!(raw.contains("content-length: 2\r\n\r\n{}"));
+        let addr = "127.0.0.1:1".parse().expect("addr");
+        let with = raw_with_headers(addr, "{}", &[("x-session-id", "s-1")]);
+        let with = String::from_utf8(with).expect("utf-8");
+        assert!(
+            with.contains("x-geo-country: US\r\nx-session-id: s-1\r\ncontent-length: 2\r\n\r\n{}")
+        );
     }
 
     #[test]

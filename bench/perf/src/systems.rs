@@ -11,6 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+mod affinity;
+pub use affinity::Affinity;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     Direct,
@@ -131,16 +134,7 @@ pub async fn start_wrapped(
     tag: &str,
     wrapper: &[OsString],
 ) -> Result<Running, String> {
-    launch(
-        kind,
-        setup,
-        upstreams,
-        tag,
-        wrapper,
-        Models::None,
-        Http2::OFF,
-    )
-    .await
+    launch(kind, setup, upstreams, tag, wrapper, Variant::DEFAULT).await
 }
 
 /// Which sides of a proxy speak HTTP/2 (Meridian and bare Pingora only; the others ignore
@@ -172,7 +166,11 @@ pub async fn start_http2(
     wrapper: &[OsString],
     h2: Http2,
 ) -> Result<Running, String> {
-    launch(kind, setup, upstreams, tag, wrapper, Models::None, h2).await
+    let variant = Variant {
+        h2,
+        ..Variant::DEFAULT
+    };
+    launch(kind, setup, upstreams, tag, wrapper, variant).await
 }
 
 /// Meridian with its models as `models` says, under `wrapper` as in `start_wrapped`.
@@ -183,16 +181,44 @@ pub async fn start_meridian(
     wrapper: &[OsString],
     models: Models,
 ) -> Result<Running, String> {
-    launch(
-        Kind::Meridian,
-        setup,
-        upstreams,
-        tag,
-        wrapper,
+    let variant = Variant {
         models,
-        Http2::OFF,
-    )
-    .await
+        ..Variant::DEFAULT
+    };
+    launch(Kind::Meridian, setup, upstreams, tag, wrapper, variant).await
+}
+
+/// Meridian with its models and affinity as `variant` says (its `h2` too), under `wrapper`
+/// as in `start_wrapped`.
+pub async fn start_meridian_with(
+    setup: &Setup,
+    upstreams: &[SocketAddr],
+    tag: &str,
+    wrapper: &[OsString],
+    variant: Variant,
+) -> Result<Running, String> {
+    launch(Kind::Meridian, setup, upstreams, tag, wrapper, variant).await
+}
+
+/// What a run changes in a system's configuration besides addresses, paths and threads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Variant {
+    /// Meridian's models.
+    pub models: Models,
+    /// HTTP/2 on the listener and to the upstreams (Meridian and bare Pingora).
+    pub h2: Http2,
+    /// Meridian's prompt-cache affinity.
+    pub affinity: Affinity,
+}
+
+impl Variant {
+    /// The default config without models, HTTP/1.1 only: what every phase measures unless
+    /// it says otherwise.
+    pub const DEFAULT: Variant = Variant {
+        models: Models::None,
+        h2: Http2::OFF,
+        affinity: Affinity::Default,
+    };
 }
 
 /// What Meridian's config says about models.
@@ -228,8 +254,7 @@ async fn launch(
     upstreams: &[SocketAddr],
     tag: &str,
     wrapper: &[OsString],
-    models: Models,
-    h2: Http2,
+    variant: Variant,
 ) -> Result<Running, String> {
     let first = *upstreams.first().ok_or("no upstreams")?;
     if kind == Kind::Direct {
@@ -250,9 +275,9 @@ async fn launch(
         Kind::Direct => unreachable!("handled above"),
         Kind::Nginx => (nginx(&dir, setup, addr, upstreams)?, "/", 15),
         Kind::Haproxy => (haproxy(&dir, setup, addr, upstreams)?, "/", 15),
-        Kind::PingoraRr => (pingora_rr(setup, addr, upstreams, h2), "/", 15),
+        Kind::PingoraRr => (pingora_rr(setup, addr, upstreams, variant.h2), "/", 15),
         Kind::Meridian => {
-            let (cmd, a) = meridian(&dir, setup, addr, upstreams, models, h2)?;
+            let (cmd, a) = meridian(&dir, setup, addr, upstreams, variant)?;
             admin = Some(a);
             (cmd, "/health", 20)
         }
@@ -406,22 +431,22 @@ fn pingora_rr(setup: &Setup, addr: SocketAddr, upstreams: &[SocketAddr], h2: Htt
 }
 
 /// The default config with only addresses, paths and the thread count changed, and its
-/// models as `models` says: by default without any (the fixed-answer upstream serves any
-/// model, and the comparison with the other proxies is of routing requests, not models).
-/// Returns the command and the admin listener's address.
+/// models, HTTP/2 and affinity as `variant` says: by default without models (the
+/// fixed-answer upstream serves any model, and the comparison with the other proxies is of
+/// routing requests, not models). Returns the command and the admin listener's address.
 fn meridian(
     dir: &Path,
     setup: &Setup,
     addr: SocketAddr,
     upstreams: &[SocketAddr],
-    models: Models,
-    h2: Http2,
+    variant: Variant,
 ) -> Result<(Command, SocketAddr), String> {
     let default = &setup.meridian_default;
     let text =
         std::fs::read_to_string(default).map_err(|e| format!("{}: {e}", default.display()))?;
-    let mut conf = with_models(&text, models)
-        .and_then(|t| with_http2(&t, h2))
+    let mut conf = with_models(&text, variant.models)
+        .and_then(|t| with_http2(&t, variant.h2))
+        .and_then(|t| affinity::with_affinity(&t, variant.affinity))
         .map_err(|e| format!("{}: {e}", default.display()))?;
     let admin = SocketAddr::from(([127, 0, 0, 1], free_port()?));
     let d = dir.display();
