@@ -7,8 +7,13 @@ use libfuzzer_sys::fuzz_target;
 use meridian::routing::body::{find_model, rewrite};
 
 fuzz_target!(|data: &[u8]| {
-    // The affinity keys' own read of the body never panics, whatever the bytes.
-    let _ = meridian::routing::affinity::body::keys(data, 16);
+    // The affinity keys' own read of the body never panics, whatever the bytes, and
+    // stopping once it has read the fields the model scan saw changes nothing.
+    use meridian::routing::affinity::body::{keys, Fields};
+    let all = keys(data, 16, Fields::ALL);
+    if let Ok(facts) = meridian::routing::body::scan(data) {
+        assert_eq!(keys(data, 16, facts.key_fields), all);
+    }
     if let Ok(Some(field)) = find_model(data) {
         let text = &data[field.span.clone()];
         let decoded: String = serde_json::from_slice(text).expect("the span is a JSON string");

@@ -97,10 +97,13 @@ pub async fn admit(session: &mut Session, ctx: &mut RequestCtx) -> Result<(), St
     let mut found = None;
     if hold {
         let bytes = read_body(session, ctx).await?;
+        let scanned = scan(&bytes);
         if affinity.needs_body(session_header) {
-            body_keys = crate::routing::affinity::body::keys(&bytes, affinity.prefix_bytes);
+            use crate::routing::affinity::body::{keys, Fields};
+            let present = scanned.as_ref().map_or(Fields::ALL, |f| f.key_fields);
+            body_keys = keys(&bytes, affinity.prefix_bytes, present);
         }
-        let field = match scan(&bytes) {
+        let field = match scanned {
             Ok(facts) => {
                 ctx.tokens = Tokens::estimate(bytes.len() as u64, facts.max_tokens);
                 ctx.stream = Some(facts.stream);

@@ -50,6 +50,10 @@ pub struct BodyFacts {
     pub include_usage: bool,
     /// `stream_options` is there at all.
     pub has_stream_options: bool,
+    /// Which fields an affinity key can come from are there
+    /// ([`crate::routing::affinity::body::Fields`]), so the keys' own read of the body
+    /// can stop once it has them.
+    pub key_fields: crate::routing::affinity::body::Fields,
 }
 
 /// The body's top-level `model`: `Ok(None)` for a JSON object without one.
@@ -78,6 +82,7 @@ pub fn scan(body: &[u8]) -> Result<BodyFacts, BodyError> {
         stream,
         include_usage,
         has_stream_options,
+        key_fields,
     } = found;
     let mut facts = BodyFacts {
         model: None,
@@ -85,6 +90,7 @@ pub fn scan(body: &[u8]) -> Result<BodyFacts, BodyError> {
         stream,
         include_usage,
         has_stream_options,
+        key_fields,
     };
     let Some(raw) = raw else {
         return Ok(facts);
@@ -146,6 +152,7 @@ struct Top<'de> {
     stream: bool,
     include_usage: bool,
     has_stream_options: bool,
+    key_fields: crate::routing::affinity::body::Fields,
 }
 
 /// `stream_options`, for `include_usage` only; anything else in it is skipped.
@@ -193,6 +200,10 @@ impl<'de> Visitor<'de> for TopLevel {
                         .and_then(|o| o.include_usage)
                         .unwrap_or(false);
                 }
+                Key::Affinity(f) => {
+                    top.key_fields = top.key_fields.with(f);
+                    map.next_value::<IgnoredAny>()?;
+                }
                 Key::Other => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -208,6 +219,8 @@ enum Key {
     MaxTokens,
     Stream,
     StreamOptions,
+    /// A field an affinity key can come from.
+    Affinity(crate::routing::affinity::body::Fields),
     Other,
 }
 
@@ -225,7 +238,10 @@ impl<'de> serde::Deserialize<'de> for Key {
                     "max_tokens" | "max_completion_tokens" | "max_output_tokens" => Key::MaxTokens,
                     "stream" => Key::Stream,
                     "stream_options" => Key::StreamOptions,
-                    _ => Key::Other,
+                    other => match crate::routing::affinity::body::Fields::of(other) {
+                        Some(f) => Key::Affinity(f),
+                        None => Key::Other,
+                    },
                 })
             }
         }

@@ -8,8 +8,10 @@
 //! This is a second, separate read of a body the model scan ([`crate::routing::body`])
 //! already accepted, made only when the request's key could come from the body. It
 //! never refuses anything: a field it cannot read is no key, and a body it cannot read
-//! to the end has the keys found before that point. After a message list's first user
-//! message the rest is skipped without being decoded.
+//! to the end has the keys found before that point. The model scan notes which of these
+//! fields the body has, so the read stops as soon as it has read them all: for a chat
+//! body whose only such field is `messages`, right after the first user message, however
+//! long the history behind it.
 
 use super::key::{hash, hasher};
 use crate::config::KeySource;
@@ -26,15 +28,63 @@ pub struct BodyKeys {
     pub prefix: Option<u64>,
 }
 
-/// The keys of `body`, a JSON object (anything else has none).
-pub fn keys(body: &[u8], prefix_bytes: usize) -> BodyKeys {
-    let mut found = Found::default();
-    let mut de = serde_json::Deserializer::from_slice(body);
-    // An error only ends the read: what was found until then stands.
-    let _ = de.deserialize_map(Top {
-        prefix_bytes,
-        found: &mut found,
-    });
+/// Which top-level fields an affinity key can come from a body has, a bit each; the model
+/// scan notes them as it passes, so this read can stop once it has read them all.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Fields(u8);
+
+impl Fields {
+    const CACHE_KEY: Fields = Fields(1);
+    const USER: Fields = Fields(2);
+    const SYSTEM: Fields = Fields(4);
+    const PROMPT: Fields = Fields(8);
+    /// Unknown: read the body to its end.
+    pub const ALL: Fields = Fields(15);
+
+    /// The field a top-level key names, if it is one of those.
+    pub fn of(key: &str) -> Option<Fields> {
+        Some(match key {
+            "prompt_cache_key" => Fields::CACHE_KEY,
+            "user" => Fields::USER,
+            "system" | "instructions" => Fields::SYSTEM,
+            "messages" | "input" | "prompt" => Fields::PROMPT,
+            _ => return None,
+        })
+    }
+
+    pub fn with(self, f: Fields) -> Fields {
+        Fields(self.0 | f.0)
+    }
+
+    fn without(self, f: Fields) -> Fields {
+        Fields(self.0 & !f.0)
+    }
+
+    fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    fn contains(self, f: Fields) -> bool {
+        self.0 & f.0 == f.0
+    }
+}
+
+/// The keys of `body`, a JSON object (anything else has none), whose top level has the
+/// fields `present` (from the model scan; [`Fields::ALL`] when unknown).
+pub fn keys(body: &[u8], prefix_bytes: usize, present: Fields) -> BodyKeys {
+    let mut found = Found {
+        remaining: present,
+        ..Found::default()
+    };
+    if !present.is_empty() {
+        let mut de = serde_json::Deserializer::from_slice(body);
+        // An error ends the read (so does having every field there is): what was found
+        // until then stands.
+        let _ = de.deserialize_map(Top {
+            prefix_bytes,
+            found: &mut found,
+        });
+    }
     BodyKeys {
         prompt_cache_key: found.prompt_cache_key,
         user: found.user,
@@ -49,6 +99,10 @@ pub fn keys(body: &[u8], prefix_bytes: usize) -> BodyKeys {
 
 #[derive(Default)]
 struct Found {
+    /// Fields there are, not read yet.
+    remaining: Fields,
+    /// Fields read.
+    seen: Fields,
     prompt_cache_key: Option<u64>,
     user: Option<u64>,
     system: Option<u64>,
@@ -60,6 +114,9 @@ struct Top<'f> {
     found: &'f mut Found,
 }
 
+/// Ends the read early: every field there is has been read.
+const DONE: &str = "affinity keys read";
+
 impl<'de> Visitor<'de> for Top<'_> {
     type Value = ();
 
@@ -69,28 +126,40 @@ impl<'de> Visitor<'de> for Top<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            match key.as_ref() {
-                "prompt_cache_key" => {
+            let found = &mut *self.found;
+            // The first of a field given twice counts, as when the read stops early.
+            let Some(field) = Fields::of(&key).filter(|f| !found.seen.contains(*f)) else {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            };
+            found.seen = found.seen.with(field);
+            found.remaining = found.remaining.without(field);
+            match field {
+                Fields::CACHE_KEY => {
                     let v = map.next_value_seed(Text)?;
-                    self.found.prompt_cache_key =
+                    found.prompt_cache_key =
                         v.map(|t| hash(KeySource::PromptCacheKey, t.as_bytes()));
                 }
-                "user" => {
+                Fields::USER => {
                     let v = map.next_value_seed(Text)?;
-                    self.found.user = v.map(|t| hash(KeySource::User, t.as_bytes()));
+                    found.user = v.map(|t| hash(KeySource::User, t.as_bytes()));
                 }
-                "system" | "instructions" => {
+                Fields::SYSTEM => {
                     let v: &'de RawValue = map.next_value()?;
-                    self.found.system = Some(xxhash_rust::xxh3::xxh3_64(v.get().as_bytes()));
-                }
-                "messages" | "input" | "prompt" if self.found.lead.is_none() => {
-                    self.found.lead = map.next_value_seed(Leading {
-                        prefix_bytes: self.prefix_bytes,
-                    })?;
+                    found.system = Some(xxhash_rust::xxh3::xxh3_64(v.get().as_bytes()));
                 }
                 _ => {
-                    map.next_value::<IgnoredAny>()?;
+                    // The rest of a message list is left unread when nothing else is wanted.
+                    let stop_after = found.remaining.is_empty();
+                    map.next_value_seed(Leading {
+                        prefix_bytes: self.prefix_bytes,
+                        out: &mut found.lead,
+                        stop_after,
+                    })?;
                 }
+            }
+            if found.remaining.is_empty() {
+                return Err(de::Error::custom(DONE));
             }
         }
         Ok(())
@@ -150,15 +219,19 @@ impl<'de> Visitor<'de> for Text {
     }
 }
 
-/// The hash of a prompt's leading part.
-struct Leading {
+/// Hashes a prompt's leading part into `out`.
+struct Leading<'o> {
     prefix_bytes: usize,
+    out: &'o mut Option<u64>,
+    /// After a message list's first user message, stop (with an error that ends the read)
+    /// instead of skipping the rest of the list.
+    stop_after: bool,
 }
 
-impl<'de> DeserializeSeed<'de> for Leading {
-    type Value = Option<u64>;
+impl<'de> DeserializeSeed<'de> for Leading<'_> {
+    type Value = ();
 
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_any(self)
     }
 }
@@ -169,16 +242,16 @@ struct Role<'a> {
     role: Option<Cow<'a, str>>,
 }
 
-impl<'de> Visitor<'de> for Leading {
-    type Value = Option<u64>;
+impl<'de> Visitor<'de> for Leading<'_> {
+    type Value = ();
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("a prompt")
     }
 
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
         if v.is_empty() {
-            return Ok(None);
+            return Ok(());
         }
         let mut end = v.len().min(self.prefix_bytes);
         while !v.is_char_boundary(end) {
@@ -187,10 +260,11 @@ impl<'de> Visitor<'de> for Leading {
         let mut h = Xxh3::new();
         h.update(b"s");
         h.update(&v.as_bytes()[..end]);
-        Ok(Some(h.digest()))
+        *self.out = Some(h.digest());
+        Ok(())
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let mut h = Xxh3::new();
         h.update(b"m");
         let mut any = false;
@@ -208,29 +282,35 @@ impl<'de> Visitor<'de> for Leading {
                 break;
             }
         }
+        if any {
+            *self.out = Some(h.digest());
+        }
+        if self.stop_after {
+            return Err(de::Error::custom(DONE));
+        }
         while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(any.then(|| h.digest()))
+        Ok(())
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(None)
+        Ok(())
     }
 
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(None)
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Ok(())
     }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(None)
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Ok(())
     }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(None)
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Ok(())
     }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(None)
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Ok(())
     }
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(None)
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
     }
 }
 
@@ -238,8 +318,14 @@ impl<'de> Visitor<'de> for Leading {
 mod tests {
     use super::*;
 
+    /// As the proxy calls it: with the fields the model scan saw, and (to check the early
+    /// stop changes nothing) without.
     fn k(body: &str) -> BodyKeys {
-        keys(body.as_bytes(), 16)
+        let present =
+            crate::routing::body::scan(body.as_bytes()).map_or(Fields::ALL, |f| f.key_fields);
+        let keys_ = keys(body.as_bytes(), 16, present);
+        assert_eq!(keys_, keys(body.as_bytes(), 16, Fields::ALL), "{body}");
+        keys_
     }
 
     #[test]
@@ -305,6 +391,12 @@ mod tests {
     }
 
     #[test]
+    fn the_first_of_a_field_given_twice_counts() {
+        let got = k(r#"{"user":"a","messages":[{"role":"user","content":"x"}],"user":"b"}"#);
+        assert_eq!(got.user, Some(hash(KeySource::User, b"a")));
+    }
+
+    #[test]
     fn what_cannot_be_read_is_no_key_and_keys_before_it_stand() {
         // A lone surrogate, and bytes that are not UTF-8: no prefix, nothing refused.
         let got = k(
@@ -315,7 +407,7 @@ mod tests {
         let mut body = br#"{"user":"u","prompt":"ab"#.to_vec();
         body.extend_from_slice(&[0xff, 0xfe]);
         body.extend_from_slice(br#""}"#);
-        let got = keys(&body, 16);
+        let got = keys(&body, 16, Fields::ALL);
         assert!(got.user.is_some());
         assert_eq!(got.prefix, None);
     }

@@ -28,13 +28,13 @@ pub const SESSION_HEADER: (&str, &str) = ("x-session-id", "bench-session-1");
 pub enum Case {
     /// Without models, `affinity.enabled: false`: the body streams through unread.
     PlainOff,
-    /// Without models, affinity on (the default): the key comes from the prompt's leading
-    /// messages, so the body is held and read for it alone.
+    /// Without models, affinity on with `read_body: always`: the key comes from the
+    /// prompt's leading messages, so the body is held and read for it alone.
     PlainPrefix,
     /// Models declared, affinity off: the body is read for its model.
     ModelsOff,
-    /// Models declared, affinity on, the key from the prompt's leading messages (in the
-    /// same pass that finds the model).
+    /// Models declared, affinity on, the key from the prompt's leading messages (a second
+    /// read of the body held for its model, up to the first user message).
     ModelsPrefix,
     /// Models declared, affinity on, the key from the session header: the body is read
     /// for its model only.
@@ -64,7 +64,8 @@ impl Case {
     pub fn affinity(self) -> Affinity {
         match self {
             Case::PlainOff | Case::ModelsOff => Affinity::Off,
-            Case::PlainPrefix | Case::ModelsPrefix | Case::ModelsHeader => Affinity::Default,
+            Case::PlainPrefix => Affinity::BodyAlways,
+            Case::ModelsPrefix | Case::ModelsHeader => Affinity::Default,
         }
     }
 
@@ -275,7 +276,7 @@ fn check_decision(case: Case, d: &str) -> Result<(), String> {
 fn check_decisions(case: Case, d: &Decisions, sent: u64) -> Result<(), String> {
     let want = match case.affinity() {
         Affinity::Off => 0,
-        Affinity::Default => sent,
+        Affinity::Default | Affinity::BodyAlways => sent,
     };
     if d.total() != want {
         return Err(format!(

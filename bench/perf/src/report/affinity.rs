@@ -32,14 +32,15 @@ pub fn affinity_section(md: &mut String, a: &AffinityCost, opts: &Opts) {
         md,
         "- **without models, affinity off** (`affinity: {{enabled: false}}`, the config's \
          `models` taken out): Meridian streams the body through unread.\n\
-         - **without models, affinity on** (the default): no session header, no \
+         - **without models, affinity on, `read_body: always`**: no session header, no \
          `prompt_cache_key` or `user`, so the key is a hash of the prompt's leading \
          messages (the system turn and the first user turn); the body is held and read for \
-         it alone.\n\
+         it alone (by default, `read_body: auto`, a body is not held without declared \
+         models, and this request would have no key).\n\
          - **with models, affinity off**: `{}` declared, every region serving it under a \
          name of its own, so every body is read and held, its `model` found and rewritten.\n\
-         - **with models, affinity on, key from the prompt prefix**: the prefix is hashed in \
-         the same pass that finds the model.\n\
+         - **with models, affinity on, key from the prompt prefix**: after the pass that \
+         finds the model, a second read of the held body hashes the leading messages.\n\
          - **with models, affinity on, key from `{}`**: every request carries `{}: {}`, so \
          the key is the header's and the body is read for its model only.\n",
         crate::request::CHAT_MODEL,

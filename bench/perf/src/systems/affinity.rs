@@ -10,6 +10,9 @@ pub enum Affinity {
     /// `affinity.enabled: false`: no key is looked for, and without models the body
     /// streams through unread.
     Off,
+    /// On, with `affinity.read_body: always`: without models, model API bodies are held
+    /// and read for their keys alone (by default, `auto`, they stream through unread).
+    BodyAlways,
 }
 
 impl Affinity {
@@ -17,12 +20,14 @@ impl Affinity {
         match self {
             Affinity::Default => "affinity on",
             Affinity::Off => "affinity off",
+            Affinity::BodyAlways => "affinity on, read_body: always",
         }
     }
 }
 
-/// `text` with `affinity.enabled: false` when `affinity` is `Off` (the rest of an
-/// `affinity:` section it has kept); unchanged otherwise.
+/// `text` with `affinity.enabled: false` when `affinity` is `Off`, or `read_body: always`
+/// when it is `BodyAlways` (the rest of an `affinity:` section it has kept); unchanged for
+/// `Default`.
 pub fn with_affinity(text: &str, affinity: Affinity) -> Result<String, String> {
     use serde_yaml::{Mapping, Value};
     if affinity == Affinity::Default {
@@ -39,7 +44,10 @@ pub fn with_affinity(text: &str, affinity: Affinity) -> Result<String, String> {
     let section = section
         .as_mapping_mut()
         .ok_or("`affinity` is not a mapping")?;
-    section.insert("enabled".into(), false.into());
+    match affinity {
+        Affinity::Off => section.insert("enabled".into(), false.into()),
+        _ => section.insert("read_body".into(), "always".into()),
+    };
     serde_yaml::to_string(&v).map_err(|e| e.to_string())
 }
 
