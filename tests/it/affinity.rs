@@ -305,6 +305,33 @@ async fn a_key_leaves_a_dead_endpoint_and_sticks_to_its_new_place() {
     );
 }
 
+/// Another conversation takes ap's only slot, its answer `work_ms` away; returns its
+/// status once answered.
+async fn hold_ap(
+    m: &Meridian,
+    f: &Fleet,
+    work_ms: u64,
+) -> tokio::task::JoinHandle<reqwest::Result<u16>> {
+    for e in &f.ap {
+        e.set_work_ms(work_ms);
+    }
+    let url = m.url("/v1/chat/completions");
+    let busy = tokio::spawn(async move {
+        client()
+            .post(url)
+            .header("x-session-id", "other")
+            .json(&user_turn("slow"))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+    });
+    eventually(std::time::Duration::from_secs(5), "ap busy", || async {
+        m.region_status("ap").await["in_flight"].as_u64() == Some(1)
+    })
+    .await;
+    busy
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_region_moves_a_key_which_then_stays_where_it_went() {
     let f = fleet().await;
@@ -314,25 +341,7 @@ async fn a_full_region_moves_a_key_which_then_stays_where_it_went() {
     let first = chat(&m, user_turn("hi"), &[("x-session-id", "s")]).await;
     assert_eq!(first.region, "ap");
     // Another conversation holds ap's only slot.
-    for e in &f.ap {
-        e.set_work_ms(1500);
-    }
-    let busy = {
-        let url = m.url("/v1/chat/completions");
-        tokio::spawn(async move {
-            client()
-                .post(url)
-                .header("x-session-id", "other")
-                .json(&user_turn("slow"))
-                .send()
-                .await
-                .map(|r| r.status().as_u16())
-        })
-    };
-    eventually(std::time::Duration::from_secs(5), "ap busy", || async {
-        m.region_status("ap").await["in_flight"].as_u64() == Some(1)
-    })
-    .await;
+    let busy = hold_ap(&m, &f, 1500).await;
     let t = chat(&m, user_turn("hi"), &[("x-session-id", "s")]).await;
     assert_eq!((t.status, t.region.as_str()), (200, "me"), "{}", t.decision);
     assert!(
@@ -550,25 +559,7 @@ async fn a_request_waits_briefly_for_room_at_its_place_before_it_moves() {
     let first = chat(&m, user_turn("hi"), &[("x-session-id", "s")]).await;
     assert_eq!(first.region, "ap");
     // Another conversation holds ap's only slot for a moment.
-    for e in &f.ap {
-        e.set_work_ms(300);
-    }
-    let busy = {
-        let url = m.url("/v1/chat/completions");
-        tokio::spawn(async move {
-            client()
-                .post(url)
-                .header("x-session-id", "other")
-                .json(&user_turn("slow"))
-                .send()
-                .await
-                .map(|r| r.status().as_u16())
-        })
-    };
-    eventually(std::time::Duration::from_secs(5), "ap busy", || async {
-        m.region_status("ap").await["in_flight"].as_u64() == Some(1)
-    })
-    .await;
+    let busy = hold_ap(&m, &f, 300).await;
     let t = chat(&m, user_turn("hi"), &[("x-session-id", "s")]).await;
     // It waited for the slot rather than go to me, cold.
     assert_eq!(
