@@ -89,16 +89,21 @@ pub async fn admit(session: &mut Session, ctx: &mut RequestCtx) -> Result<(), St
     } else {
         affinity.hold_body && affinity.reads_body() && post && model_path && !is_chunked(session)
     };
-    let session_header = session
-        .req_header()
-        .headers
-        .get(&affinity.header)
-        .is_some_and(|v| !v.is_empty());
+    // The session header's key, hashed once: with one, the body may not need reading for
+    // a key at all.
+    let session_key = affinity
+        .enabled
+        .then(|| session.req_header().headers.get(&affinity.header))
+        .flatten()
+        .filter(|v| !v.is_empty())
+        .map(|v| {
+            crate::routing::affinity::key::hash(crate::config::KeySource::Header, v.as_bytes())
+        });
     let mut found = None;
     if hold {
         let bytes = read_body(session, ctx).await?;
         let scanned = scan(&bytes);
-        if affinity.needs_body(session_header) {
+        if affinity.needs_body(session_key.is_some()) {
             use crate::routing::affinity::body::{keys, Fields};
             let present = scanned.as_ref().map_or(Fields::ALL, |f| f.key_fields);
             body_keys = keys(&bytes, affinity.prefix_bytes, present);
@@ -134,12 +139,7 @@ pub async fn admit(session: &mut Session, ctx: &mut RequestCtx) -> Result<(), St
         // Not read: the declared length stands for the input.
         ctx.tokens = Tokens::estimate(limits::declared_length(session).unwrap_or(0), None);
     }
-    let session_header = session
-        .req_header()
-        .headers
-        .get(&affinity.header)
-        .map(http::HeaderValue::as_bytes);
-    ctx.affinity = crate::routing::affinity::key::choose(affinity, session_header, &body_keys);
+    ctx.affinity = crate::routing::affinity::key::choose(affinity, session_key, &body_keys);
     if !models.declared() {
         return Ok(());
     }

@@ -304,28 +304,18 @@ impl Ranked<'_> {
         self.keyed = Some((key, load_factor));
     }
 
-    /// Walks `endpoint` of `region` before anything else.
+    /// Walks `endpoint` of `region` before anything else. A ranking with a preferred
+    /// region keeps it first (the client's own choice; affinity does not ask then).
     pub fn stick(&mut self, region: usize, endpoint: usize) {
-        let score = match self.first.take() {
-            Some((id, score)) if id == region => score,
-            first => {
-                // A preferred region other than this one goes back among the rest.
-                if let Some((id, score)) = first {
-                    self.left.push(Entry {
-                        rank: Rank::new(0, 0, score, 0.0),
-                        region: id,
-                        score,
-                    });
-                }
-                let Some(i) = self.left.iter().position(|e| e.region == region) else {
-                    return;
-                };
-                let e = self.left.remove(i);
-                self.best = (0..self.left.len()).min_by_key(|&j| self.left[j].rank);
-                e.score
-            }
+        if self.first.is_some() {
+            return;
+        }
+        let Some(i) = self.left.iter().position(|e| e.region == region) else {
+            return;
         };
-        self.first = Some((region, score));
+        let e = self.left.remove(i);
+        self.best = (0..self.left.len()).min_by_key(|&j| self.left[j].rank);
+        self.first = Some((region, e.score));
         self.lead = Some((region, endpoint));
     }
 
@@ -495,6 +485,22 @@ mod tests {
             out.push(regions[e.region].name().to_string());
         }
         out
+    }
+
+    #[test]
+    fn a_stuck_region_goes_first_and_the_rest_keep_their_order() {
+        let (regions, ranker) = default_ranker();
+        let brazil = regions.iter().position(|r| r.name() == "brazilsouth").unwrap();
+        let mut it = ranker.ranked(Intent::default());
+        it.stick(brazil, 0);
+        let mut out = Vec::new();
+        while let Some(e) = it.next_endpoint() {
+            out.push(regions[e.region].name().to_string());
+        }
+        assert_eq!(
+            out,
+            ["brazilsouth", "ap-south-1", "me-south-1", "eu-west-1", "us-east-1"]
+        );
     }
 
     #[test]

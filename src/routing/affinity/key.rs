@@ -38,9 +38,11 @@ pub fn hasher(source: KeySource) -> Xxh3 {
 
 /// The request's key: the first configured source it has. A header or field that is
 /// empty counts as absent.
+/// `header`: the session header's hash ([`hash`] of [`KeySource::Header`]), when the
+/// request has a non-empty one.
 pub fn choose(
     settings: &AffinitySettings,
-    header: Option<&[u8]>,
+    header: Option<u64>,
     body: &BodyKeys,
 ) -> Option<AffinityKey> {
     if !settings.enabled {
@@ -48,7 +50,7 @@ pub fn choose(
     }
     settings.sources.iter().find_map(|&source| {
         let hash = match source {
-            KeySource::Header => header.filter(|h| !h.is_empty()).map(|h| hash(source, h)),
+            KeySource::Header => header,
             KeySource::PromptCacheKey => body.prompt_cache_key,
             KeySource::User => body.user,
             KeySource::Prefix => body.prefix,
@@ -82,12 +84,13 @@ mod tests {
             user: Some(2),
             prefix: Some(3),
         };
-        let k = choose(&s, Some(b"abc"), &body).unwrap();
+        let abc = Some(hash(KeySource::Header, b"abc"));
+        let k = choose(&s, abc, &body).unwrap();
         assert_eq!(k.source, KeySource::Header);
-        assert_eq!(k.hash, hash(KeySource::Header, b"abc"));
-        // An empty header is no session.
+        assert_eq!(Some(k.hash), abc);
+        // No session header: the body's sources in order.
         assert_eq!(
-            choose(&s, Some(b""), &body).unwrap().source,
+            choose(&s, None, &body).unwrap().source,
             KeySource::PromptCacheKey
         );
         let only_user = BodyKeys {
@@ -110,12 +113,12 @@ mod tests {
             enabled: false,
             ..AffinitySettings::default()
         };
-        assert_eq!(choose(&off, Some(b"abc"), &body), None);
+        assert_eq!(choose(&off, abc, &body), None);
         let prefix_only = AffinitySettings {
             sources: vec![KeySource::Prefix],
             ..AffinitySettings::default()
         };
-        assert_eq!(choose(&prefix_only, Some(b"abc"), &body).unwrap().hash, 3);
+        assert_eq!(choose(&prefix_only, abc, &body).unwrap().hash, 3);
     }
 
     #[test]
