@@ -490,7 +490,10 @@ mod tests {
     #[test]
     fn a_stuck_region_goes_first_and_the_rest_keep_their_order() {
         let (regions, ranker) = default_ranker();
-        let brazil = regions.iter().position(|r| r.name() == "brazilsouth").unwrap();
+        let brazil = regions
+            .iter()
+            .position(|r| r.name() == "brazilsouth")
+            .unwrap();
         let mut it = ranker.ranked(Intent::default());
         it.stick(brazil, 0);
         let mut out = Vec::new();
@@ -499,7 +502,13 @@ mod tests {
         }
         assert_eq!(
             out,
-            ["brazilsouth", "ap-south-1", "me-south-1", "eu-west-1", "us-east-1"]
+            [
+                "brazilsouth",
+                "ap-south-1",
+                "me-south-1",
+                "eu-west-1",
+                "us-east-1"
+            ]
         );
     }
 
