@@ -7,7 +7,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use super::fleet::ENDPOINTS_PER_REGION;
-use crate::scenario::regions::{REGIONS, RESIDENCY_COUNTRY};
+use crate::policy::meridian::config::{preamble, quoted, residency_rule};
+use crate::scenario::regions::REGIONS;
 
 /// What the config says about prompt-cache affinity.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,11 +22,6 @@ pub enum Affinity {
     Absent,
 }
 
-/// YAML accepts JSON strings, and JSON quoting is safe for any path or URL.
-fn quoted(s: &str) -> String {
-    serde_json::Value::from(s).to_string()
-}
-
 /// `urls` are the endpoints', indexed `region * ENDPOINTS_PER_REGION + k`.
 pub fn render(
     dir: &Path,
@@ -34,22 +30,8 @@ pub fn render(
     urls: &[String],
     affinity: Affinity,
 ) -> String {
-    let dir = dir.display();
     let mut y = String::new();
-    // Writing to a String cannot fail.
-    let _ = writeln!(y, "server:");
-    let _ = writeln!(y, "  pid_file: {}", quoted(&format!("{dir}/meridian.pid")));
-    let _ = writeln!(
-        y,
-        "  upgrade_sock: {}",
-        quoted(&format!("{dir}/meridian_upgrade.sock"))
-    );
-    let _ = writeln!(y, "listen:");
-    let _ = writeln!(y, "  proxy: {}", quoted(&proxy.to_string()));
-    let _ = writeln!(y, "  admin: {}", quoted(&admin.to_string()));
-    let _ = writeln!(y, "health_check:");
-    let _ = writeln!(y, "  interval: 500ms");
-    let _ = writeln!(y, "  timeout: 1s");
+    preamble(&mut y, dir, proxy, admin);
     match affinity {
         Affinity::On => {
             let _ = writeln!(y, "affinity:\n  enabled: true");
@@ -77,11 +59,7 @@ pub fn render(
             let _ = writeln!(y, "    tags: [{}]", def.tags.join(", "));
         }
     }
-    let _ = writeln!(y, "geo:");
-    let _ = writeln!(y, "  rules:");
-    let _ = writeln!(y, "    - name: eu-data-residency");
-    let _ = writeln!(y, "      match: [{RESIDENCY_COUNTRY}]");
-    let _ = writeln!(y, "      allow: [\"tag:eu\"]");
+    residency_rule(&mut y);
     y
 }
 

@@ -11,19 +11,14 @@ use crate::scenario::models::MODELS;
 use crate::scenario::regions::{price, REGIONS, RESIDENCY_COUNTRY};
 
 /// YAML accepts JSON strings, and JSON quoting is safe for any path or URL.
-fn quoted(s: &str) -> String {
+pub fn quoted(s: &str) -> String {
     serde_json::Value::from(s).to_string()
 }
 
-pub fn render(
-    dir: &Path,
-    proxy: SocketAddr,
-    admin: SocketAddr,
-    urls: &[String],
-    models: bool,
-) -> String {
+/// What every scenario's config starts with: the run's own files and ports, and probes
+/// fast enough that an outage is noticed within its phase.
+pub fn preamble(y: &mut String, dir: &Path, proxy: SocketAddr, admin: SocketAddr) {
     let dir = dir.display();
-    let mut y = String::new();
     // Writing to a String cannot fail.
     let _ = writeln!(y, "server:");
     let _ = writeln!(y, "  pid_file: {}", quoted(&format!("{dir}/meridian.pid")));
@@ -38,6 +33,26 @@ pub fn render(
     let _ = writeln!(y, "health_check:");
     let _ = writeln!(y, "  interval: 500ms");
     let _ = writeln!(y, "  timeout: 1s");
+}
+
+/// The residency rule every scenario has: DE requests only to regions tagged `eu`.
+pub fn residency_rule(y: &mut String) {
+    let _ = writeln!(y, "geo:");
+    let _ = writeln!(y, "  rules:");
+    let _ = writeln!(y, "    - name: eu-data-residency");
+    let _ = writeln!(y, "      match: [{RESIDENCY_COUNTRY}]");
+    let _ = writeln!(y, "      allow: [\"tag:eu\"]");
+}
+
+pub fn render(
+    dir: &Path,
+    proxy: SocketAddr,
+    admin: SocketAddr,
+    urls: &[String],
+    models: bool,
+) -> String {
+    let mut y = String::new();
+    preamble(&mut y, dir, proxy, admin);
     if models {
         let _ = writeln!(y, "models:");
         for m in &MODELS {
@@ -77,11 +92,7 @@ pub fn render(
             }
         }
     }
-    let _ = writeln!(y, "geo:");
-    let _ = writeln!(y, "  rules:");
-    let _ = writeln!(y, "    - name: eu-data-residency");
-    let _ = writeln!(y, "      match: [{RESIDENCY_COUNTRY}]");
-    let _ = writeln!(y, "      allow: [\"tag:eu\"]");
+    residency_rule(&mut y);
     y
 }
 

@@ -2,7 +2,7 @@
 //! name, and the serving region is whatever `x-meridian-region` says. Retries, failover
 //! and the region's own model name are Meridian's.
 
-mod config;
+pub mod config;
 mod process;
 
 pub use process::{Accounting, Process};
