@@ -5,7 +5,7 @@ pub mod file;
 pub mod format;
 pub mod machine;
 mod models;
-mod params;
+pub mod params;
 mod source;
 mod spend;
 mod summaries;

@@ -12,12 +12,9 @@ use crate::scenario::regions::{
 use crate::scenario::schedule::{Kind, Planned};
 use crate::scenario::Scenario;
 
-pub fn render(out: &mut String, meta: &Meta, s: &Scenario, plan: &[Planned], meridian: &Path) {
-    let title = if s.multi_model() {
-        "Multi-model scenario"
-    } else {
-        "Routing benchmark results"
-    };
+/// A report's title and what it was run with: the command, date, machine and Meridian
+/// binary. Every scenario's section starts with it.
+pub fn heading(out: &mut String, title: &str, meta: &Meta, meridian: &Path) {
     let _ = writeln!(out, "# {title}\n");
     let _ = writeln!(out, "- command: `{}`", meta.command_line);
     let _ = writeln!(out, "- date: {}", meta.date);
@@ -37,6 +34,15 @@ pub fn render(out: &mut String, meta: &Meta, s: &Scenario, plan: &[Planned], mer
             .as_deref()
             .map_or_else(String::new, |s| format!(" (source: {s})"))
     );
+}
+
+pub fn render(out: &mut String, meta: &Meta, s: &Scenario, plan: &[Planned], meridian: &Path) {
+    let title = if s.multi_model() {
+        "Multi-model scenario"
+    } else {
+        "Routing benchmark results"
+    };
+    heading(out, title, meta, meridian);
 
     let _ = writeln!(out, "## Scenario\n");
     let streams = plan.iter().filter(|r| r.kind == Kind::Stream).count();

@@ -25,25 +25,7 @@ pub fn render(
     let p = &settings.turns;
     let kill_at = p.kill_at();
     let mut out = String::new();
-    let _ = writeln!(out, "# Multi-turn scenario\n");
-    let _ = writeln!(out, "- command: `{}`", meta.command_line);
-    let _ = writeln!(out, "- date: {}", meta.date);
-    let _ = writeln!(
-        out,
-        "- machine: {} CPUs ({}), {} {}",
-        meta.nproc,
-        meta.cpu_model,
-        std::env::consts::OS,
-        std::env::consts::ARCH
-    );
-    let _ = writeln!(
-        out,
-        "- meridian binary: `{}`{}\n",
-        settings.meridian.display(),
-        meta.source
-            .as_deref()
-            .map_or_else(String::new, |s| format!(" (source: {s})"))
-    );
+    crate::report::params::heading(&mut out, "Multi-turn scenario", meta, &settings.meridian);
 
     let residency = sessions.iter().filter(|s| s.residency).count();
     let _ = writeln!(out, "## Scenario\n");
