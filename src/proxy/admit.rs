@@ -30,7 +30,7 @@ pub fn authenticate(session: &Session, ctx: &mut RequestCtx) -> Result<(), Failu
 /// Fixes the request's [`Admission`], or says why it is refused.
 pub fn admit(session: &mut Session, ctx: &mut RequestCtx) -> Result<(), Failure> {
     let rt = std::sync::Arc::clone(&ctx.rt);
-    limits::admit(session, &rt.config.limits)?;
+    let declared_length = limits::admit(session, &rt.config.limits)?;
     let headers = &session.req_header().headers;
     let peer = session
         .client_addr()
@@ -60,6 +60,7 @@ pub fn admit(session: &mut Session, ctx: &mut RequestCtx) -> Result<(), Failure>
         geo_rule,
         hints: hints::parse(headers, &rt.regions)?,
         model: None,
+        declared_length,
     };
     Ok(())
 }

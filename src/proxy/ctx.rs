@@ -114,6 +114,8 @@ pub struct Admission {
     pub hints: Hints,
     /// The declared model the request asks for (after aliases).
     pub model: Option<crate::regions::ModelId>,
+    /// The body length its `Content-Length` declares, if that is a number.
+    pub declared_length: Option<u64>,
 }
 
 /// How Meridian ended a request itself.

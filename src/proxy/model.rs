@@ -137,7 +137,7 @@ pub async fn admit(session: &mut Session, ctx: &mut RequestCtx) -> Result<(), St
     }
     if !hold {
         // Not read: the declared length stands for the input.
-        ctx.tokens = Tokens::estimate(limits::declared_length(session).unwrap_or(0), None);
+        ctx.tokens = Tokens::estimate(ctx.admission.declared_length.unwrap_or(0), None);
     }
     ctx.affinity = crate::routing::affinity::key::choose(affinity, session_key, &body_keys);
     if !models.declared() {
@@ -244,7 +244,10 @@ async fn read_body(session: &mut Session, ctx: &mut RequestCtx) -> Result<Bytes,
             .await
             .map_err(Stop::Read)?;
     }
-    let declared = limits::declared_length(session).filter(|_| !is_chunked(session));
+    let declared = ctx
+        .admission
+        .declared_length
+        .filter(|_| !is_chunked(session));
     let max = ctx.rt.config.limits.max_request_body_bytes;
     let capacity = declared.unwrap_or(16 * 1024).min(max);
     let mut buf = BytesMut::with_capacity(usize::try_from(capacity).unwrap_or(0));
