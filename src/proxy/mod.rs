@@ -55,6 +55,11 @@ impl ProxyHttp for MeridianProxy {
     /// context does.
     type CTX = Box<RequestCtx>;
 
+    /// No downstream modules. Pingora's default is a response compression module at
+    /// level 0 (off); Meridian never compresses, and that module's per-request context and
+    /// filters still run on every request.
+    fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
+
     fn new_ctx(&self) -> Box<RequestCtx> {
         Box::new(RequestCtx::new(self.shared.current()))
     }

@@ -145,3 +145,51 @@ async fn the_regions_own_headers_and_reason_phrase_reach_the_client() {
         "{head}"
     );
 }
+
+/// Meridian never compresses or decompresses: a client that accepts gzip gets the region's
+/// body byte for byte, with the region's own length and no `Content-Encoding`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_pass_through_unencoded_whatever_the_client_accepts() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let body = r#"{"output":"compressible compressible compressible"}"#.repeat(64);
+    let answer = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let upstream = fixed_upstream(Box::leak(answer.into_bytes().into_boxed_slice())).await;
+    let cfg = TestConfig::new().region("ap-south-1", &[format!("http://{upstream}")], 0.3, 1, "");
+    let m = Meridian::start(&cfg).await;
+    m.wait_health("ap-south-1", true).await;
+
+    let mut conn = tokio::net::TcpStream::connect(m.proxy).await.unwrap();
+    let req = br#"{"prompt":"hi"}"#;
+    let head = format!(
+        "POST /v1/inference HTTP/1.1\r\nhost: meridian\r\naccept-encoding: gzip, br, zstd\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        req.len()
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    conn.write_all(req).await.unwrap();
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 8192];
+    while !out.ends_with(body.as_bytes()) {
+        let n = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut chunk))
+            .await
+            .expect("a response within 5 s")
+            .unwrap();
+        assert!(n > 0, "{}", String::from_utf8_lossy(&out));
+        out.extend_from_slice(&chunk[..n]);
+    }
+    let text = String::from_utf8_lossy(&out).to_string();
+    let (head, got) = text.split_once("\r\n\r\n").unwrap();
+    assert_eq!(got, body, "the body as the region sent it");
+    let lower = head.to_ascii_lowercase();
+    assert!(!lower.contains("content-encoding"), "{head}");
+    assert!(
+        lower.contains(&format!("\r\ncontent-length: {}\r\n", body.len())),
+        "{head}"
+    );
+    assert!(
+        lower.contains("\r\nx-meridian-region: ap-south-1"),
+        "{head}"
+    );
+}
