@@ -446,7 +446,7 @@ mod scan {
 
         /// A key without escapes (a key with one is left to serde_json, which unescapes).
         /// Keys are short: a plain loop beats setting up a vectorised search.
-        #[inline]
+        #[inline(always)]
         fn key(&mut self) -> Option<&'a [u8]> {
             self.eat(b'"')?;
             let start = self.at;
@@ -491,6 +491,7 @@ mod scan {
 
         /// An unsigned integer as serde_json reads it into a `u64`, or `null`. Fractions,
         /// exponents, signs and overflow are left to serde_json.
+        #[inline(always)]
         fn opt_u64(&mut self) -> Option<Option<u64>> {
             if self.peek()? == b'n' {
                 self.literal(b"null")?;
