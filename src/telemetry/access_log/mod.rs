@@ -8,8 +8,8 @@ pub use sink::{flush_all, AccessLog};
 use std::io::Write;
 use std::time::{Duration, SystemTime};
 
-/// `,"name":`, the text that starts a member of the line (the first one drops its comma),
-/// built at compile time so a key is one copy.
+/// `,"name":`, the text that starts a member of the line (the first one's comma becomes
+/// the line's `{`), built at compile time so a key is one copy of a known length.
 macro_rules! k {
     ($name:literal) => {
         concat!(",\"", $name, "\":")
@@ -19,29 +19,30 @@ macro_rules! k {
 /// A JSON object written field by field straight into a byte buffer: one line costs no
 /// map, no per-key allocation and no intermediate `Value`. Strings go through serde_json's
 /// escaper, so a hostile path cannot break the line. Keys are given as [`k!`] makes them.
+/// The writers are inlined so that each key is a copy of constant length (a few moves,
+/// no `memcpy` call).
 struct Line<'a> {
     out: &'a mut Vec<u8>,
-    first: bool,
+    /// Where the object starts: its first byte is the first member's comma until
+    /// [`Line::end`] makes it the `{`, so a key needs no "is it the first" test.
+    start: usize,
 }
 
 impl<'a> Line<'a> {
     fn new(out: &'a mut Vec<u8>) -> Self {
-        out.push(b'{');
-        Line { out, first: true }
+        let start = out.len();
+        Line { out, start }
     }
 
-    /// Writes `key` (`,"name":`, from [`k!`]; no comma before the first member).
+    /// Writes `key` (`,"name":`, from [`k!`]).
+    #[inline(always)]
     fn key(&mut self, key: &'static str) -> &mut Vec<u8> {
         debug_assert!(key.starts_with(",\"") && key.ends_with("\":"));
-        let text = if std::mem::replace(&mut self.first, false) {
-            &key.as_bytes()[1..]
-        } else {
-            key.as_bytes()
-        };
-        self.out.extend_from_slice(text);
+        self.out.extend_from_slice(key.as_bytes());
         &mut *self.out
     }
 
+    #[inline(always)]
     fn str(&mut self, key: &'static str, value: &str) {
         let out = self.key(key);
         json_str(out, value);
@@ -53,6 +54,7 @@ impl<'a> Line<'a> {
     }
 
     /// As [`Line::plain_str`], for text already formatted.
+    #[inline(always)]
     fn plain_bytes(&mut self, key: &'static str, value: &[u8]) {
         let out = self.key(key);
         out.reserve(value.len() + 2);
@@ -61,6 +63,7 @@ impl<'a> Line<'a> {
         out.push(b'"');
     }
 
+    #[inline(always)]
     fn opt_str(&mut self, key: &'static str, value: Option<&str>) {
         match value {
             Some(v) => self.str(key, v),
@@ -68,28 +71,60 @@ impl<'a> Line<'a> {
         }
     }
 
-    fn num(&mut self, key: &'static str, value: impl itoa::Integer) {
-        let mut digits = itoa::Buffer::new();
-        let text = digits.format(value);
-        self.key(key).extend_from_slice(text.as_bytes());
+    /// An integer as itoa writes it. The usual ones (a status, an attempt count, small
+    /// byte and token counts) have at most three digits: written as a copy of known
+    /// length, without itoa's call or a `memcpy` of variable length.
+    #[inline(always)]
+    fn num(&mut self, key: &'static str, value: impl Into<u64>) {
+        let value: u64 = value.into();
+        let out = self.key(key);
+        let digit = |n: u64| b'0' + (n % 10) as u8;
+        if value < 10 {
+            out.push(digit(value));
+        } else if value < 100 {
+            out.extend_from_slice(&[digit(value / 10), digit(value)]);
+        } else if value < 1000 {
+            out.extend_from_slice(&[digit(value / 100), digit(value / 10), digit(value)]);
+        } else {
+            out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+        }
     }
 
     /// Milliseconds with microsecond precision (`12.345`), or null.
+    #[inline(always)]
     fn ms(&mut self, key: &'static str, d: Option<std::time::Duration>) {
         let Some(d) = d else {
             self.key(key).extend_from_slice(b"null");
             return;
         };
-        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
-        self.num(key, us / 1000);
+        // `as_micros`, saturated to a `u64`, without its 128-bit arithmetic.
+        let us = d
+            .as_secs()
+            .checked_mul(1_000_000)
+            .and_then(|us| us.checked_add(u64::from(d.subsec_micros())))
+            .unwrap_or(u64::MAX);
+        // The whole milliseconds (at most 17 digits), the point and three decimals, written
+        // backwards into one buffer and copied once.
+        let mut text = [0u8; 24];
         let frac = us % 1000;
-        let out = &mut *self.out;
-        out.push(b'.');
-        out.push(b'0' + (frac / 100) as u8);
-        out.push(b'0' + (frac / 10 % 10) as u8);
-        out.push(b'0' + (frac % 10) as u8);
+        text[23] = b'0' + (frac % 10) as u8;
+        text[22] = b'0' + (frac / 10 % 10) as u8;
+        text[21] = b'0' + (frac / 100) as u8;
+        text[20] = b'.';
+        let mut at = 20;
+        let mut whole = us / 1000;
+        loop {
+            at -= 1;
+            text[at] = b'0' + (whole % 10) as u8;
+            whole /= 10;
+            if whole == 0 {
+                break;
+            }
+        }
+        self.key(key).extend_from_slice(&text[at..]);
     }
 
+    #[inline(always)]
     fn str_list<'s>(&mut self, key: &'static str, values: impl Iterator<Item = &'s str>) {
         self.key(key).push(b'[');
         for (i, v) in values.enumerate() {
@@ -102,6 +137,7 @@ impl<'a> Line<'a> {
     }
 
     /// Dollars rounded to nine decimals, as `{}` prints `(cost * 1e9).round() / 1e9`.
+    #[inline(always)]
     fn cost(&mut self, key: &'static str, cost: f64) {
         let out = self.key(key);
         if !write_nanos(out, cost) {
@@ -110,6 +146,11 @@ impl<'a> Line<'a> {
     }
 
     fn end(self) {
+        // The first member's comma is the object's opening brace.
+        match self.out.get_mut(self.start) {
+            Some(comma) => *comma = b'{',
+            None => self.out.push(b'{'),
+        }
         self.out.extend_from_slice(b"}\n");
     }
 }
@@ -127,41 +168,41 @@ fn write_nanos(out: &mut Vec<u8>, cost: f64) -> bool {
     let nanos = (cost * 1e9).round();
     // Below 2^21 * 1e9 < 2^52: an exact integer.
     let nanos = nanos as u64;
-    let (whole, frac) = (nanos / 1_000_000_000, nanos % 1_000_000_000);
-    out.extend_from_slice(itoa::Buffer::new().format(whole).as_bytes());
+    let (mut whole, mut frac) = (nanos / 1_000_000_000, nanos % 1_000_000_000);
+    // The whole dollars (at most 7 digits) and, unless they are zero, the point and the
+    // nanodollars without their trailing zeros: written backwards into one buffer.
+    let mut text = [0u8; 24];
+    let mut at = text.len();
     if frac != 0 {
-        let mut digits = [b'0'; 10];
-        digits[0] = b'.';
-        let mut f = frac;
-        for d in digits[1..].iter_mut().rev() {
-            *d = b'0' + (f % 10) as u8;
-            f /= 10;
+        let mut digits = 9;
+        while frac % 10 == 0 {
+            frac /= 10;
+            digits -= 1;
         }
-        let len = 10 - frac.trailing_zeros_decimal();
-        out.extend_from_slice(&digits[..len]);
+        for _ in 0..digits {
+            at -= 1;
+            text[at] = b'0' + (frac % 10) as u8;
+            frac /= 10;
+        }
+        at -= 1;
+        text[at] = b'.';
     }
+    loop {
+        at -= 1;
+        text[at] = b'0' + (whole % 10) as u8;
+        whole /= 10;
+        if whole == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&text[at..]);
     true
-}
-
-/// Trailing zero digits of a number, in decimal.
-trait TrailingZerosDecimal {
-    fn trailing_zeros_decimal(self) -> usize;
-}
-
-impl TrailingZerosDecimal for u64 {
-    fn trailing_zeros_decimal(mut self) -> usize {
-        let mut n = 0;
-        while self != 0 && self % 10 == 0 {
-            self /= 10;
-            n += 1;
-        }
-        n
-    }
 }
 
 /// `value` as a JSON string. Most values (methods, paths, region names) contain nothing
 /// JSON escapes, so they are copied as they are, which is what serde_json would write
 /// for them at a fraction of its per-call cost; serde_json escapes the rest.
+#[inline(always)]
 fn json_str(out: &mut Vec<u8>, value: &str) {
     if !needs_escape(value.as_bytes()) {
         out.reserve(value.len() + 2);
@@ -169,33 +210,55 @@ fn json_str(out: &mut Vec<u8>, value: &str) {
         out.extend_from_slice(value.as_bytes());
         out.push(b'"');
     } else {
-        // Writing a &str into a Vec cannot fail.
-        let _ = serde_json::to_writer(out, value);
+        escaped(out, value);
     }
+}
+
+/// A string with something to escape, by serde_json (rare: kept out of the inlined path).
+#[cold]
+#[inline(never)]
+fn escaped(out: &mut Vec<u8>, value: &str) {
+    // Writing a &str into a Vec cannot fail.
+    let _ = serde_json::to_writer(out, value);
 }
 
 /// Whether `s` holds a byte serde_json escapes: a control character (below 0x20), the
 /// quote or the backslash. Eight bytes at a time with the classic bit tricks: for a
 /// word `w`, `(w - 0x01..01 * n) & !w & 0x80..80` is non-zero exactly when some byte of
 /// `w` is below `n` (n <= 0x80), and a byte equal to `c` is a zero byte of `w ^ c..c`.
+#[inline(always)]
 fn needs_escape(s: &[u8]) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let below = |w: u64, n: u8| w.wrapping_sub(ONES * u64::from(n)) & !w & HIGH;
     let has = |w: u64, c: u8| below(w ^ (ONES * u64::from(c)), 1);
-    let mut words = s.chunks_exact(8);
-    for chunk in &mut words {
+    let flagged = |w: u64| below(w, 0x20) | has(w, b'"') | has(w, b'\\') != 0;
+    let word = |chunk: &[u8]| {
         let mut bytes = [0u8; 8];
         bytes.copy_from_slice(chunk);
-        let w = u64::from_le_bytes(bytes);
-        if below(w, 0x20) | has(w, b'"') | has(w, b'\\') != 0 {
-            return true;
+        u64::from_le_bytes(bytes)
+    };
+    let half = |chunk: &[u8]| {
+        let mut bytes = [0u8; 4];
+        bytes.copy_from_slice(chunk);
+        u64::from(u32::from_le_bytes(bytes))
+    };
+    let n = s.len();
+    if n >= 8 {
+        let mut words = s.chunks_exact(8);
+        for chunk in &mut words {
+            if flagged(word(chunk)) {
+                return true;
+            }
         }
+        // The last few bytes as the last eight, some of them tested twice.
+        !words.remainder().is_empty() && flagged(word(&s[n - 8..]))
+    } else if n >= 4 {
+        // The first four and the last four, overlapping when fewer than eight.
+        flagged(half(&s[..4]) | half(&s[n - 4..]) << 32)
+    } else {
+        s.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\')
     }
-    words
-        .remainder()
-        .iter()
-        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
 /// `now` in RFC 3339 with milliseconds (`2026-01-02T03:04:05.678Z`), as
@@ -298,14 +361,14 @@ impl AccessLog {
             line.str(k!("path"), e.path);
             line.num(k!("status"), e.status);
             line.opt_str(k!("region"), e.region);
-            line.num(k!("attempts"), e.attempts);
+            line.num(k!("attempts"), e.attempts as u64);
             line.str_list(k!("tried"), e.tried.iter().copied());
             line.str(k!("geo"), e.geo);
             line.opt_str(k!("error"), e.error);
             line.ms(k!("latency_ms"), e.latency);
             line.ms(k!("ttft_ms"), e.ttft);
-            line.num(k!("bytes_in"), e.bytes_in);
-            line.num(k!("bytes_out"), e.bytes_out);
+            line.num(k!("bytes_in"), e.bytes_in as u64);
+            line.num(k!("bytes_out"), e.bytes_out as u64);
             line.opt_str(k!("model"), e.model);
             line.opt_str(k!("upstream_model"), e.upstream_model);
             line.opt_str(k!("key"), e.key);
@@ -344,7 +407,7 @@ mod tests {
         let mut line = Line::new(&mut buf);
         line.str(k!("path"), "/a\"b\\c\n\u{1}");
         line.opt_str(k!("region"), None);
-        line.num(k!("status"), 200);
+        line.num(k!("status"), 200u16);
         line.ms(k!("latency_ms"), Some(Duration::from_micros(12_345)));
         line.ms(k!("ttft_ms"), None);
         line.ms(k!("tiny_ms"), Some(Duration::from_micros(5)));
@@ -364,6 +427,23 @@ mod tests {
         assert_eq!(v["tried"], serde_json::json!(["x\"", "y"]));
         assert_eq!(v["none"], serde_json::json!([]));
         assert_eq!(v["cost"], 0.000_123_4);
+    }
+
+    #[test]
+    fn the_first_member_opens_the_object_wherever_the_line_starts() {
+        let mut buf = b"earlier line\n".to_vec();
+        Line::new(&mut buf).end();
+        let mut line = Line::new(&mut buf);
+        line.num(k!("a"), 1u8);
+        line.opt_str(k!("b"), None);
+        line.end();
+        let mut line = Line::new(&mut buf);
+        line.str(k!("c"), "x");
+        line.end();
+        assert_eq!(
+            String::from_utf8(buf).unwrap(),
+            "earlier line\n{}\n{\"a\":1,\"b\":null}\n{\"c\":\"x\"}\n"
+        );
     }
 
     #[test]
@@ -401,8 +481,10 @@ mod tests {
         }
         for cost in values {
             let mut ours = Vec::new();
-            Line::new(&mut ours).cost(k!("cost"), cost);
-            let theirs = format!("{{\"cost\":{}", (cost * 1e9).round() / 1e9);
+            let mut line = Line::new(&mut ours);
+            line.cost(k!("cost"), cost);
+            line.end();
+            let theirs = format!("{{\"cost\":{}}}\n", (cost * 1e9).round() / 1e9);
             assert_eq!(String::from_utf8(ours).unwrap(), theirs, "{cost:e}");
         }
     }
@@ -430,16 +512,75 @@ mod tests {
             super::json_str(&mut ours, s);
             assert_eq!(ours, serde_json::to_vec(s).unwrap(), "{s:?}");
         }
-        // Every byte value at every place in a word and in the tail.
-        for b in 0u8..=0x7f {
-            for at in 0..11 {
-                let mut text = vec![b'a'; 11];
-                text[at] = b;
-                let text = String::from_utf8(text).unwrap();
-                let mut ours = Vec::new();
-                super::json_str(&mut ours, &text);
-                assert_eq!(ours, serde_json::to_vec(&text).unwrap(), "{text:?}");
+        // Every byte value at every place, in strings of every length up to three words.
+        for len in 0..=24 {
+            let plain = String::from_utf8(vec![b'a'; len]).unwrap();
+            let mut ours = Vec::new();
+            super::json_str(&mut ours, &plain);
+            assert_eq!(ours, serde_json::to_vec(&plain).unwrap(), "{plain:?}");
+            for b in 0u8..=0x7f {
+                for at in 0..len {
+                    let mut text = vec![b'a'; len];
+                    text[at] = b;
+                    let text = String::from_utf8(text).unwrap();
+                    let mut ours = Vec::new();
+                    super::json_str(&mut ours, &text);
+                    assert_eq!(ours, serde_json::to_vec(&text).unwrap(), "{text:?}");
+                }
             }
+        }
+    }
+
+    #[test]
+    fn integers_are_written_as_itoa_writes_them() {
+        let mut values: Vec<u64> = (0..=1_100).collect();
+        values.extend([
+            9_999,
+            10_000,
+            123_456_789,
+            u64::from(u32::MAX),
+            u64::MAX - 1,
+            u64::MAX,
+        ]);
+        for v in values {
+            let mut ours = Vec::new();
+            let mut line = Line::new(&mut ours);
+            line.num(k!("n"), v);
+            line.end();
+            let theirs = format!("{{\"n\":{}}}\n", itoa::Buffer::new().format(v));
+            assert_eq!(String::from_utf8(ours).unwrap(), theirs);
+        }
+    }
+
+    #[test]
+    fn durations_are_written_as_their_microseconds_in_milliseconds() {
+        let mut values = vec![
+            Duration::ZERO,
+            Duration::from_nanos(999),
+            Duration::from_micros(1),
+            Duration::from_micros(999),
+            Duration::from_micros(1_000),
+            Duration::from_micros(12_345),
+            Duration::from_nanos(44_475_999),
+            Duration::from_secs(1),
+            Duration::from_secs(u64::MAX / 1_000_000),
+            Duration::from_secs(u64::MAX / 1_000_000 + 1),
+            Duration::new(u64::MAX / 1_000_000, 999_999_999),
+            Duration::MAX,
+        ];
+        let mut x = 1u64;
+        for _ in 0..20_000 {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            values.push(Duration::from_nanos(x >> (x % 40)));
+        }
+        for d in values {
+            let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+            let theirs = format!("{{\"t\":{}.{:03}}}\n", us / 1000, us % 1000);
+            let mut ours = Vec::new();
+            let mut line = Line::new(&mut ours);
+            line.ms(k!("t"), Some(d));
+            line.end();
+            assert_eq!(String::from_utf8(ours).unwrap(), theirs, "{d:?}");
         }
     }
 
