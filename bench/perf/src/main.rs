@@ -127,6 +127,8 @@ async fn run(opts: &cli::Opts) -> Result<Report, String> {
     std::fs::write(&script, request::wrk_script()).map_err(|e| e.to_string())?;
     report.fd_limit = fd_limit;
 
+    // Each phase's seconds go to stderr as it ends, so a slow one can be found in a CI log.
+    let mut clock = Clock::start();
     // Request cost: every system in front of the fixed-answer nginx.
     let (upstream, addrs) = upstream::fixed(&dir, fd_limit).await?;
     let mut running = Vec::new();
@@ -141,8 +143,10 @@ async fn run(opts: &cli::Opts) -> Result<Report, String> {
     for r in &running {
         report.get(r.kind).rss_idle_kib = r.proc.as_ref().map(|p| p.usage().rss_kib);
     }
+    clock.lap("start-up");
     if opts.runs("throughput") {
         throughput(opts, &running, &script, &mut report).await;
+        clock.lap("throughput");
     }
     if opts.runs("latency") {
         if systems::found(std::path::Path::new("oha")) || !opts.smoke {
@@ -150,29 +154,37 @@ async fn run(opts: &cli::Opts) -> Result<Report, String> {
         } else {
             report.skip("latency phase: oha not installed".to_string());
         }
+        clock.lap("latency");
     }
     // Before the idle-connection phase, whose buffers the allocator keeps afterwards.
     if opts.runs("soak") {
         soak(opts, &running, &script, &mut report).await;
+        clock.lap("soak");
     }
     if opts.runs("memory") {
         memory(opts, &running, &mut report).await;
+        clock.lap("memory");
     }
     drop(running);
     if opts.runs("instructions") {
         instructions(opts, &setup, &kinds, &addrs, &mut report).await;
+        clock.lap("instructions");
     }
     if opts.runs("instructions-models") {
         instructions_models(opts, &setup, &kinds, &mut report).await;
+        clock.lap("instructions-models");
     }
     if opts.runs("instructions-affinity") {
         instructions_affinity(opts, &setup, &kinds, &mut report).await;
+        clock.lap("instructions-affinity");
     }
     if opts.runs("instructions-streams") {
         instructions_streams(opts, &setup, &kinds, &mut report).await;
+        clock.lap("instructions-streams");
     }
     if opts.runs("http2") {
         http2(opts, &setup, &kinds, &mut report).await;
+        clock.lap("http2");
     }
     drop(upstream);
     if !opts.runs("streaming") {
@@ -200,6 +212,7 @@ async fn run(opts: &cli::Opts) -> Result<Report, String> {
         }
         report.get(k).stream = Some(s);
     }
+    clock.lap("streaming");
     report.selection = report::read_criterion(&opts.criterion);
     // Kept when something went wrong: the logs the problems point to are there.
     if report.problems.is_empty() && !opts.keep {
@@ -208,6 +221,32 @@ async fn run(opts: &cli::Opts) -> Result<Report, String> {
         eprintln!("perf-bench: working folder kept: {}", dir.display());
     }
     Ok(report)
+}
+
+/// Seconds per phase, printed as each ends.
+struct Clock {
+    begun: std::time::Instant,
+    last: std::time::Instant,
+}
+
+impl Clock {
+    fn start() -> Self {
+        let now = std::time::Instant::now();
+        Clock {
+            begun: now,
+            last: now,
+        }
+    }
+
+    fn lap(&mut self, phase: &str) {
+        let now = std::time::Instant::now();
+        eprintln!(
+            "perf-bench: {phase} took {:.1} s ({:.1} s in all)",
+            (now - self.last).as_secs_f64(),
+            (now - self.begun).as_secs_f64()
+        );
+        self.last = now;
+    }
 }
 
 /// Rounds of wrk at fixed concurrency; the order rotates each round so drift cancels.
