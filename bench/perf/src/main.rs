@@ -89,6 +89,12 @@ fn selected(opts: &cli::Opts, setup: &Setup) -> Result<(Vec<Kind>, Vec<String>),
     Ok((kinds, Vec::new()))
 }
 
+/// The wait before memory is read, after the systems start and after the idle connections
+/// open: a second, a fifth of it in a smoke (its figures are not judged).
+fn pause(opts: &cli::Opts) -> Duration {
+    Duration::from_millis(if opts.smoke { 200 } else { 1000 })
+}
+
 /// Raises the open-file limit to the hard limit and returns it.
 fn raise_fd_limit() -> u64 {
     let mut lim = libc::rlimit {
@@ -139,7 +145,7 @@ async fn run(opts: &cli::Opts) -> Result<Report, String> {
             Err(e) => report.problem(k, e),
         }
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::time::sleep(pause(opts)).await;
     for r in &running {
         report.get(r.kind).rss_idle_kib = r.proc.as_ref().map(|p| p.usage().rss_kib);
     }
@@ -257,13 +263,21 @@ async fn throughput(
     report: &mut Report,
 ) {
     for r in running {
-        // Warm-up: connection pools, caches, LiteLLM's first-request work.
-        let _ = load::wrk(r.addr, opts.connections, 1, script);
+        // Warm-up: connection pools, caches, LiteLLM's first-request work. A smoke's is
+        // one request on each connection (wrk's shortest run is a second, as its round).
+        if opts.smoke {
+            let raw = std::sync::Arc::new(request::raw(r.addr));
+            let n = u64::from(opts.connections);
+            let limit = Duration::from_secs(60);
+            let _ = load::fixed_count(r.addr, raw, n, opts.connections, limit, None).await;
+        } else {
+            let _ = load::wrk(r.addr, opts.connections, 1, script);
+        }
     }
     for round in 0..opts.rounds as usize {
         for i in 0..running.len() {
             let r = &running[(i + round) % running.len()];
-            load::settle().await;
+            load::settle(opts).await;
             let before = r.proc.as_ref().map(|p| p.usage());
             let t = match load::wrk(r.addr, opts.connections, opts.duration, script) {
                 Ok(t) => t,
@@ -319,7 +333,7 @@ async fn latency(opts: &cli::Opts, running: &[Running], report: &mut Report) {
             _ => &[opts.rate],
         };
         for &rate in rates {
-            load::settle().await;
+            load::settle(opts).await;
             let pair = (measure(direct, rate), measure(r, rate));
             match pair {
                 (Ok(d), Ok(l)) => {
@@ -509,13 +523,13 @@ async fn http2(opts: &cli::Opts, setup: &Setup, kinds: &[Kind], report: &mut Rep
 async fn memory(opts: &cli::Opts, running: &[Running], report: &mut Report) {
     for r in running {
         let Some(p) = &r.proc else { continue };
-        load::settle().await;
+        load::settle(opts).await;
         let before = p.usage().rss_kib;
         let n = opts
             .idle_connections
             .min(r.max_clients.unwrap_or(usize::MAX));
         let (conns, failed) = conns::open(r.addr, n, Duration::from_secs(180)).await;
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::time::sleep(pause(opts)).await;
         let with = p.usage().rss_kib;
         eprintln!(
             "perf-bench: {} with {} idle connections: {} -> {} KiB",
