@@ -114,8 +114,14 @@ pub async fn measure(
     }
     for (r, h) in &running {
         for c in load_clients {
-            // Warm-up: connections to the upstream, caches; a failure is reported below.
-            let _ = oha(r.addr, c, Amount::Secs(1), Duration::from_secs(40)).await;
+            // Warm-up: connections to the upstream, caches; a failure is reported below. A
+            // smoke's is two requests per connection instead of a second.
+            let warmup = if opts.smoke {
+                Amount::Requests(u64::from(c.connections) * 2)
+            } else {
+                Amount::Secs(1)
+            };
+            let _ = oha(r.addr, c, warmup, Duration::from_secs(40)).await;
             cases.push(Case {
                 kind: r.kind,
                 upstream_h2: h.upstream,
@@ -135,7 +141,7 @@ pub async fn measure(
             let (r, _) = &running[i];
             let c = load_clients[j];
             let case = &mut cases[i * load_clients.len() + j];
-            load::settle().await;
+            load::settle(opts).await;
             let before = r.proc.as_ref().map(|p| p.usage());
             let limit = Duration::from_secs(opts.duration + 40);
             let t = match oha(r.addr, c, Amount::Secs(opts.duration), limit).await {

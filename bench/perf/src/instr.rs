@@ -36,7 +36,7 @@ pub async fn measure(
     let dir = setup.dir.join(format!("{}-callgrind", kind.name()));
     let wrapper = wrapper(&dir, opts)?;
     let r = systems::start_wrapped(kind, setup, upstreams, "callgrind", &wrapper).await?;
-    let mut cg = Callgrind::new(r, dir, kind.name().to_string())?;
+    let mut cg = Callgrind::new(r, dir, kind.name().to_string(), opts)?;
     let raw = Arc::new(request::raw(cg.r.addr));
     cg.count(raw, opts.instr_warmup, opts.instr_requests, 1, opts)
         .await
@@ -60,7 +60,7 @@ pub async fn measure_http2(
     let wrapper = wrapper(&dir, opts)?;
     let r = systems::start_http2(kind, setup, upstreams, &tag, &wrapper, h2).await?;
     let label = format!("{} (upstream {up})", kind.name());
-    let mut cg = Callgrind::new(r, dir, label)?;
+    let mut cg = Callgrind::new(r, dir, label, opts)?;
     let mut out = Vec::new();
     for &c in clients {
         out.push(cg.count_oha(c, warmup, n, opts).await?);
@@ -73,13 +73,26 @@ fn wrapper(dir: &Path, opts: &Opts) -> Result<Vec<OsString>, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let mut out_arg = OsString::from("--callgrind-out-file=");
     out_arg.push(dir.join("callgrind.out"));
-    Ok(vec![
+    let mut args = vec![
         opts.valgrind.clone().into(),
         "--tool=callgrind".into(),
         out_arg,
         // Dumps and zeroing come from callgrind_control, through valgrind's gdb server.
         "--vgdb=yes".into(),
-    ])
+    ];
+    // A smoke starts the process uninstrumented (a debug build then starts in a third of
+    // the time) and `Callgrind::new` turns instrumentation on before the first request:
+    // every count is still of requests only, from counters zeroed just before them.
+    if opts.smoke {
+        args.push("--instr-atstart=no".into());
+    }
+    Ok(args)
+}
+
+/// How long a counted run waits after its last answer before the dump, for the proxy's
+/// work after the answer is out (its access log line); a smoke's counts are not judged.
+fn after_run(opts: &Opts) -> Duration {
+    Duration::from_millis(if opts.smoke { 50 } else { 200 })
 }
 
 /// A proxy running under callgrind; its dumps are numbered in the order they are taken.
@@ -128,8 +141,12 @@ pub struct Run {
 }
 
 impl Callgrind {
-    fn new(r: Running, dir: PathBuf, label: String) -> Result<Self, String> {
+    /// `r`, started under `wrapper(dir, opts)`, ready to count.
+    fn new(r: Running, dir: PathBuf, label: String, opts: &Opts) -> Result<Self, String> {
         let pid = r.proc.as_ref().ok_or("no process")?.pid();
+        if opts.smoke {
+            control(&opts.valgrind, &["-i", "on"], pid)?;
+        }
         Ok(Callgrind {
             r,
             pid,
@@ -182,13 +199,13 @@ impl Callgrind {
             .map_err(|e| format!("callgrind warm-up: {e}"))?;
         let mut runs = Vec::new();
         for run in 1..=opts.instr_runs {
-            control(&opts.valgrind, "-z", self.pid)?;
+            control(&opts.valgrind, &["-z"], self.pid)?;
             let start = Instant::now();
             let reconnects = send(n)
                 .await
                 .map_err(|e| format!("callgrind run {run}: {e}"))?;
             // A proxy logs a request after its answer is out: let the last ones finish.
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            tokio::time::sleep(after_run(opts)).await;
             let ir = self.dump(opts)?;
             let seconds = start.elapsed().as_secs_f64();
             let per = ir as f64 / n as f64;
@@ -232,11 +249,11 @@ impl Callgrind {
             .map_err(|e| format!("callgrind warm-up: {e}"))?;
         let mut runs = Vec::new();
         for run in 1..=opts.instr_runs {
-            control(&opts.valgrind, "-z", self.pid)?;
+            control(&opts.valgrind, &["-z"], self.pid)?;
             send(n)
                 .await
                 .map_err(|e| format!("callgrind run {run}: {e}"))?;
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            tokio::time::sleep(after_run(opts)).await;
             let ir = self.dump(opts)?;
             let per = ir as f64 / n as f64;
             eprintln!(
@@ -252,7 +269,7 @@ impl Callgrind {
 
     /// Dumps the counters and returns the dump's instruction total.
     fn dump(&mut self, opts: &Opts) -> Result<u64, String> {
-        control(&opts.valgrind, "-d", self.pid)?;
+        control(&opts.valgrind, &["-d"], self.pid)?;
         // The first dump is `callgrind.out.1`: one zeroing and one dump per run.
         self.dumps += 1;
         read_total(&self.dir.join(format!("callgrind.out.{}", self.dumps)))
@@ -260,7 +277,7 @@ impl Callgrind {
 
     /// Instructions per second with no request in flight: zeroed, `secs` of nothing, dumped.
     async fn idle(&mut self, secs: u64, opts: &Opts) -> Result<f64, String> {
-        control(&opts.valgrind, "-z", self.pid)?;
+        control(&opts.valgrind, &["-z"], self.pid)?;
         let start = Instant::now();
         tokio::time::sleep(Duration::from_secs(secs)).await;
         let ir = self.dump(opts)?;
@@ -334,7 +351,7 @@ pub async fn measure_models(setup: &Setup, opts: &Opts) -> Result<ModelRouting, 
         };
         let tag = format!("callgrind-{tag}");
         let r = systems::start_meridian_with(setup, &addrs, &tag, &wrapper, variant).await?;
-        let mut cg = Callgrind::new(r, dir, String::new())?;
+        let mut cg = Callgrind::new(r, dir, String::new(), opts)?;
         let mut sent = 0;
         for size in &mut out.sizes {
             cg.label = format!("meridian {} at {} KiB", models.name(), size.kib);
@@ -556,7 +573,7 @@ pub async fn measure_streams(setup: &Setup, opts: &Opts) -> Result<StreamAccount
     let r =
         systems::start_meridian(setup, &addrs, "callgrind-streams", &wrapper, Models::None).await?;
     let admin = r.admin.ok_or("meridian without an admin address")?;
-    let mut cg = Callgrind::new(r, dir, String::new())?;
+    let mut cg = Callgrind::new(r, dir, String::new(), opts)?;
     let smallest = opts.stream_tokens.iter().copied().min().unwrap_or(1);
     let mut cases = Vec::new();
     for &tokens in &opts.stream_tokens {
@@ -687,8 +704,8 @@ async fn metrics(admin: SocketAddr) -> Result<String, String> {
         .map_err(|_| "/metrics took longer than 60 s".to_string())?
 }
 
-/// `callgrind_control ARG PID`, from the folder valgrind is in when that is a path.
-fn control(valgrind: &Path, arg: &str, pid: u32) -> Result<(), String> {
+/// `callgrind_control ARGS... PID`, from the folder valgrind is in when that is a path.
+fn control(valgrind: &Path, args: &[&str], pid: u32) -> Result<(), String> {
     let program = match valgrind.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.join("callgrind_control"),
         _ => "callgrind_control".into(),
@@ -696,13 +713,14 @@ fn control(valgrind: &Path, arg: &str, pid: u32) -> Result<(), String> {
     let out = Command::new("timeout")
         .arg("60")
         .arg(&program)
-        .arg(arg)
+        .args(args)
         .arg(pid.to_string())
         .output()
         .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
     if !out.status.success() {
         return Err(format!(
-            "callgrind_control {arg} {pid} failed: {}{}",
+            "callgrind_control {} {pid} failed: {}{}",
+            args.join(" "),
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         ));

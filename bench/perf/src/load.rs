@@ -299,9 +299,11 @@ pub async fn fixed_count(
     result.map_err(|_| format!("{n} requests took longer than {} s", limit.as_secs()))?
 }
 
-/// Sleeps a little so a system settles between phases.
-pub async fn settle() {
-    tokio::time::sleep(Duration::from_millis(500)).await;
+/// Sleeps a little so a system settles between phases (less in a smoke, whose figures are
+/// not judged).
+pub async fn settle(opts: &crate::cli::Opts) {
+    let ms = if opts.smoke { 100 } else { 500 };
+    tokio::time::sleep(Duration::from_millis(ms)).await;
 }
 
 #[cfg(test)]

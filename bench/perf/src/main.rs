@@ -89,6 +89,12 @@ fn selected(opts: &cli::Opts, setup: &Setup) -> Result<(Vec<Kind>, Vec<String>),
     Ok((kinds, Vec::new()))
 }
 
+/// The wait before memory is read, after the systems start and after the idle connections
+/// open: a second, a fifth of it in a smoke (its figures are not judged).
+fn pause(opts: &cli::Opts) -> Duration {
+    Duration::from_millis(if opts.smoke { 200 } else { 1000 })
+}
+
 /// Raises the open-file limit to the hard limit and returns it.
 fn raise_fd_limit() -> u64 {
     let mut lim = libc::rlimit {
@@ -127,6 +133,8 @@ async fn run(opts: &cli::Opts) -> Result<Report, String> {
     std::fs::write(&script, request::wrk_script()).map_err(|e| e.to_string())?;
     report.fd_limit = fd_limit;
 
+    // Each phase's seconds go to stderr as it ends, so a slow one can be found in a CI log.
+    let mut clock = Clock::start();
     // Request cost: every system in front of the fixed-answer nginx.
     let (upstream, addrs) = upstream::fixed(&dir, fd_limit).await?;
     let mut running = Vec::new();
@@ -137,12 +145,14 @@ async fn run(opts: &cli::Opts) -> Result<Report, String> {
             Err(e) => report.problem(k, e),
         }
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::time::sleep(pause(opts)).await;
     for r in &running {
         report.get(r.kind).rss_idle_kib = r.proc.as_ref().map(|p| p.usage().rss_kib);
     }
+    clock.lap("start-up");
     if opts.runs("throughput") {
         throughput(opts, &running, &script, &mut report).await;
+        clock.lap("throughput");
     }
     if opts.runs("latency") {
         if systems::found(std::path::Path::new("oha")) || !opts.smoke {
@@ -150,29 +160,37 @@ async fn run(opts: &cli::Opts) -> Result<Report, String> {
         } else {
             report.skip("latency phase: oha not installed".to_string());
         }
+        clock.lap("latency");
     }
     // Before the idle-connection phase, whose buffers the allocator keeps afterwards.
     if opts.runs("soak") {
         soak(opts, &running, &script, &mut report).await;
+        clock.lap("soak");
     }
     if opts.runs("memory") {
         memory(opts, &running, &mut report).await;
+        clock.lap("memory");
     }
     drop(running);
     if opts.runs("instructions") {
         instructions(opts, &setup, &kinds, &addrs, &mut report).await;
+        clock.lap("instructions");
     }
     if opts.runs("instructions-models") {
         instructions_models(opts, &setup, &kinds, &mut report).await;
+        clock.lap("instructions-models");
     }
     if opts.runs("instructions-affinity") {
         instructions_affinity(opts, &setup, &kinds, &mut report).await;
+        clock.lap("instructions-affinity");
     }
     if opts.runs("instructions-streams") {
         instructions_streams(opts, &setup, &kinds, &mut report).await;
+        clock.lap("instructions-streams");
     }
     if opts.runs("http2") {
         http2(opts, &setup, &kinds, &mut report).await;
+        clock.lap("http2");
     }
     drop(upstream);
     if !opts.runs("streaming") {
@@ -200,6 +218,7 @@ async fn run(opts: &cli::Opts) -> Result<Report, String> {
         }
         report.get(k).stream = Some(s);
     }
+    clock.lap("streaming");
     report.selection = report::read_criterion(&opts.criterion);
     // Kept when something went wrong: the logs the problems point to are there.
     if report.problems.is_empty() && !opts.keep {
@@ -210,6 +229,32 @@ async fn run(opts: &cli::Opts) -> Result<Report, String> {
     Ok(report)
 }
 
+/// Seconds per phase, printed as each ends.
+struct Clock {
+    begun: std::time::Instant,
+    last: std::time::Instant,
+}
+
+impl Clock {
+    fn start() -> Self {
+        let now = std::time::Instant::now();
+        Clock {
+            begun: now,
+            last: now,
+        }
+    }
+
+    fn lap(&mut self, phase: &str) {
+        let now = std::time::Instant::now();
+        eprintln!(
+            "perf-bench: {phase} took {:.1} s ({:.1} s in all)",
+            (now - self.last).as_secs_f64(),
+            (now - self.begun).as_secs_f64()
+        );
+        self.last = now;
+    }
+}
+
 /// Rounds of wrk at fixed concurrency; the order rotates each round so drift cancels.
 async fn throughput(
     opts: &cli::Opts,
@@ -218,13 +263,21 @@ async fn throughput(
     report: &mut Report,
 ) {
     for r in running {
-        // Warm-up: connection pools, caches, LiteLLM's first-request work.
-        let _ = load::wrk(r.addr, opts.connections, 1, script);
+        // Warm-up: connection pools, caches, LiteLLM's first-request work. A smoke's is
+        // one request on each connection (wrk's shortest run is a second, as its round).
+        if opts.smoke {
+            let raw = std::sync::Arc::new(request::raw(r.addr));
+            let n = u64::from(opts.connections);
+            let limit = Duration::from_secs(60);
+            let _ = load::fixed_count(r.addr, raw, n, opts.connections, limit, None).await;
+        } else {
+            let _ = load::wrk(r.addr, opts.connections, 1, script);
+        }
     }
     for round in 0..opts.rounds as usize {
         for i in 0..running.len() {
             let r = &running[(i + round) % running.len()];
-            load::settle().await;
+            load::settle(opts).await;
             let before = r.proc.as_ref().map(|p| p.usage());
             let t = match load::wrk(r.addr, opts.connections, opts.duration, script) {
                 Ok(t) => t,
@@ -280,7 +333,7 @@ async fn latency(opts: &cli::Opts, running: &[Running], report: &mut Report) {
             _ => &[opts.rate],
         };
         for &rate in rates {
-            load::settle().await;
+            load::settle(opts).await;
             let pair = (measure(direct, rate), measure(r, rate));
             match pair {
                 (Ok(d), Ok(l)) => {
@@ -470,13 +523,13 @@ async fn http2(opts: &cli::Opts, setup: &Setup, kinds: &[Kind], report: &mut Rep
 async fn memory(opts: &cli::Opts, running: &[Running], report: &mut Report) {
     for r in running {
         let Some(p) = &r.proc else { continue };
-        load::settle().await;
+        load::settle(opts).await;
         let before = p.usage().rss_kib;
         let n = opts
             .idle_connections
             .min(r.max_clients.unwrap_or(usize::MAX));
         let (conns, failed) = conns::open(r.addr, n, Duration::from_secs(180)).await;
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::time::sleep(pause(opts)).await;
         let with = p.usage().rss_kib;
         eprintln!(
             "perf-bench: {} with {} idle connections: {} -> {} KiB",

@@ -181,7 +181,7 @@ async fn measure_case(case: Case, setup: &Setup, opts: &Opts) -> Result<CaseRuns
     let tag = format!("callgrind-affinity-{}", case.tag());
     let r = systems::start_meridian_with(setup, &addrs, &tag, &wrapper, variant).await?;
     let admin = r.admin.ok_or("meridian without an admin address")?;
-    let mut cg = Callgrind::new(r, dir, format!("meridian {}", case.name()))?;
+    let mut cg = Callgrind::new(r, dir, format!("meridian {}", case.name()), opts)?;
     let warmup = per_size(opts.instr_warmup, AFFINITY_KIB);
     let requests = per_size(opts.instr_requests, AFFINITY_KIB);
     let job = Job {
