@@ -160,15 +160,25 @@ fn assert_stuck(turns: &[Turn], source: &str) {
 async fn each_key_source_keeps_a_conversation_on_one_endpoint() {
     let f = fleet().await;
     let m = start(&config(&f, (0.1, 1), (0.5, 2), "")).await;
-    // Without a key, the region's endpoints take turns.
-    let plain: Vec<Turn> =
-        conversation(&m, 4, |i| (user_turn(&format!("unrelated {i}")), vec![])).await;
-    let endpoints: std::collections::BTreeSet<&str> =
-        plain.iter().map(|t| t.endpoint.as_str()).collect();
+    // Unrelated conversations (each a new prefix key) spread over both of ap's
+    // endpoints: each key's endpoint is its highest rendezvous hash, a coin toss per key
+    // (the endpoints' URLs carry ephemeral ports), so a few may share one; 32 all on one
+    // would be a one in 2^31 chance.
+    let mut plain: Vec<Turn> = Vec::new();
+    let mut endpoints = std::collections::BTreeSet::new();
+    for i in 0..32 {
+        let t = chat(&m, user_turn(&format!("unrelated {i}")), &[]).await;
+        assert_eq!(t.status, 200, "unrelated {i}: {}", t.decision);
+        endpoints.insert(t.endpoint.clone());
+        plain.push(t);
+        if endpoints.len() == 2 {
+            break;
+        }
+    }
     assert_eq!(
         endpoints.len(),
         2,
-        "a keyless request uses both of ap's endpoints"
+        "unrelated conversations use both of ap's endpoints"
     );
     assert!(plain
         .iter()
@@ -312,6 +322,13 @@ async fn hold_ap(
     f: &Fleet,
     work_ms: u64,
 ) -> tokio::task::JoinHandle<reqwest::Result<u16>> {
+    // The previous request's slot is released just after its client has the answer
+    // (Meridian's end of a request runs after the last byte is written): wait for it, or
+    // the holder could find ap full and go to me.
+    eventually(std::time::Duration::from_secs(5), "ap idle", || async {
+        m.region_status("ap").await["in_flight"].as_u64() == Some(0)
+    })
+    .await;
     for e in &f.ap {
         e.set_work_ms(work_ms);
     }
@@ -615,17 +632,25 @@ async fn a_kept_conversation_finds_its_history_cached_and_meridian_counts_it() {
                 .as_u64()
                 .unwrap_or(0);
         }
-        // Meridian's account holds exactly what the regions reported.
-        let counted: f64 = m
-            .metrics()
-            .await
-            .lines()
-            .filter(|l| {
-                l.starts_with("meridian_tokens_total{") && l.contains("kind=\"cached_input\"")
-            })
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum();
-        assert_eq!(counted, cached as f64, "affinity {enabled}");
+        // Meridian's account holds exactly what the regions reported, once the last
+        // request's end (which runs just after its client has the answer) is counted.
+        let counted = || async {
+            m.metrics()
+                .await
+                .lines()
+                .filter(|l| {
+                    l.starts_with("meridian_tokens_total{") && l.contains("kind=\"cached_input\"")
+                })
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum::<f64>()
+        };
+        eventually(
+            std::time::Duration::from_secs(5),
+            "the cached tokens counted",
+            || async { counted().await == cached as f64 },
+        )
+        .await;
+        assert_eq!(counted().await, cached as f64, "affinity {enabled}");
         cached_by.push(cached);
     }
     // Kept on one endpoint, every turn finds all the turns before it cached; alternating
