@@ -83,31 +83,22 @@ async fn fixed_upstream(answer: &'static [u8]) -> std::net::SocketAddr {
     addr
 }
 
-/// Meridian adds its headers without disturbing the region's: repeated headers keep every
-/// value, a reason phrase of the region's own survives, and names stay case-insensitive
-/// equal (Meridian writes them in canonical case).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_regions_own_headers_and_reason_phrase_reach_the_client() {
+/// Sends one `POST /v1/inference` with `{"prompt":"hi"}` and the `extra` header lines over
+/// a raw connection, and reads until the answer ends with `ends`: the response head and
+/// body as text, exactly as they arrived.
+async fn raw_exchange(m: &Meridian, extra: &str, ends: &[u8]) -> (String, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let upstream = fixed_upstream(
-        b"HTTP/1.1 200 Fine Here\r\nContent-Type: application/json\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nX-Upstream-Thing: Yes\r\nX-Meridian-Region: forged\r\nContent-Length: 2\r\n\r\n{}",
-    )
-    .await;
-    let cfg = TestConfig::new().region("ap-south-1", &[format!("http://{upstream}")], 0.3, 1, "");
-    let m = Meridian::start(&cfg).await;
-    m.wait_health("ap-south-1", true).await;
-
     let mut conn = tokio::net::TcpStream::connect(m.proxy).await.unwrap();
     let body = br#"{"prompt":"hi"}"#;
     let head = format!(
-        "POST /v1/inference HTTP/1.1\r\nhost: meridian\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        "POST /v1/inference HTTP/1.1\r\nhost: meridian\r\n{extra}content-type: application/json\r\ncontent-length: {}\r\n\r\n",
         body.len()
     );
     conn.write_all(head.as_bytes()).await.unwrap();
     conn.write_all(body).await.unwrap();
     let mut out = Vec::new();
-    let mut chunk = [0u8; 4096];
-    while !out.ends_with(b"\r\n\r\n{}") {
+    let mut chunk = [0u8; 8192];
+    while !out.ends_with(ends) {
         let n = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut chunk))
             .await
             .expect("a response within 5 s")
@@ -116,7 +107,24 @@ async fn the_regions_own_headers_and_reason_phrase_reach_the_client() {
         out.extend_from_slice(&chunk[..n]);
     }
     let text = String::from_utf8_lossy(&out).to_string();
-    let (head, _) = text.split_once("\r\n\r\n").unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    (head.to_string(), body.to_string())
+}
+
+/// Meridian adds its headers without disturbing the region's: repeated headers keep every
+/// value, a reason phrase of the region's own survives, and names stay case-insensitive
+/// equal (Meridian writes them in canonical case).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_regions_own_headers_and_reason_phrase_reach_the_client() {
+    let upstream = fixed_upstream(
+        b"HTTP/1.1 200 Fine Here\r\nContent-Type: application/json\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nX-Upstream-Thing: Yes\r\nX-Meridian-Region: forged\r\nContent-Length: 2\r\n\r\n{}",
+    )
+    .await;
+    let cfg = TestConfig::new().region("ap-south-1", &[format!("http://{upstream}")], 0.3, 1, "");
+    let m = Meridian::start(&cfg).await;
+    m.wait_health("ap-south-1", true).await;
+
+    let (head, _) = raw_exchange(&m, "", b"\r\n\r\n{}").await;
     let mut lines = head.lines();
     assert_eq!(lines.next(), Some("HTTP/1.1 200 Fine Here"), "{head}");
     let fields: Vec<(String, String)> = lines
@@ -150,7 +158,6 @@ async fn the_regions_own_headers_and_reason_phrase_reach_the_client() {
 /// body byte for byte, with the region's own length and no `Content-Encoding`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_pass_through_unencoded_whatever_the_client_accepts() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let body = r#"{"output":"compressible compressible compressible"}"#.repeat(64);
     let answer = format!(
         "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
@@ -161,26 +168,8 @@ async fn bodies_pass_through_unencoded_whatever_the_client_accepts() {
     let m = Meridian::start(&cfg).await;
     m.wait_health("ap-south-1", true).await;
 
-    let mut conn = tokio::net::TcpStream::connect(m.proxy).await.unwrap();
-    let req = br#"{"prompt":"hi"}"#;
-    let head = format!(
-        "POST /v1/inference HTTP/1.1\r\nhost: meridian\r\naccept-encoding: gzip, br, zstd\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-        req.len()
-    );
-    conn.write_all(head.as_bytes()).await.unwrap();
-    conn.write_all(req).await.unwrap();
-    let mut out = Vec::new();
-    let mut chunk = [0u8; 8192];
-    while !out.ends_with(body.as_bytes()) {
-        let n = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut chunk))
-            .await
-            .expect("a response within 5 s")
-            .unwrap();
-        assert!(n > 0, "{}", String::from_utf8_lossy(&out));
-        out.extend_from_slice(&chunk[..n]);
-    }
-    let text = String::from_utf8_lossy(&out).to_string();
-    let (head, got) = text.split_once("\r\n\r\n").unwrap();
+    let (head, got) =
+        raw_exchange(&m, "accept-encoding: gzip, br, zstd\r\n", body.as_bytes()).await;
     assert_eq!(got, body, "the body as the region sent it");
     let lower = head.to_ascii_lowercase();
     assert!(!lower.contains("content-encoding"), "{head}");

@@ -111,16 +111,7 @@ impl<'a> Line<'a> {
         text[22] = b'0' + (frac / 10 % 10) as u8;
         text[21] = b'0' + (frac / 100) as u8;
         text[20] = b'.';
-        let mut at = 20;
-        let mut whole = us / 1000;
-        loop {
-            at -= 1;
-            text[at] = b'0' + (whole % 10) as u8;
-            whole /= 10;
-            if whole == 0 {
-                break;
-            }
-        }
+        let at = digits_before(&mut text, 20, us / 1000);
         self.key(key).extend_from_slice(&text[at..]);
     }
 
@@ -168,7 +159,7 @@ fn write_nanos(out: &mut Vec<u8>, cost: f64) -> bool {
     let nanos = (cost * 1e9).round();
     // Below 2^21 * 1e9 < 2^52: an exact integer.
     let nanos = nanos as u64;
-    let (mut whole, mut frac) = (nanos / 1_000_000_000, nanos % 1_000_000_000);
+    let (whole, mut frac) = (nanos / 1_000_000_000, nanos % 1_000_000_000);
     // The whole dollars (at most 7 digits) and, unless they are zero, the point and the
     // nanodollars without their trailing zeros: written backwards into one buffer.
     let mut text = [0u8; 24];
@@ -187,16 +178,23 @@ fn write_nanos(out: &mut Vec<u8>, cost: f64) -> bool {
         at -= 1;
         text[at] = b'.';
     }
-    loop {
-        at -= 1;
-        text[at] = b'0' + (whole % 10) as u8;
-        whole /= 10;
-        if whole == 0 {
-            break;
-        }
-    }
+    let at = digits_before(&mut text, at, whole);
     out.extend_from_slice(&text[at..]);
     true
+}
+
+/// Writes `n` in decimal into `text`, its last digit just before `end`, and returns where
+/// its first digit is. A `u64` has at most 20 digits; callers leave room for them.
+#[inline(always)]
+fn digits_before(text: &mut [u8; 24], mut end: usize, mut n: u64) -> usize {
+    loop {
+        end -= 1;
+        text[end] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return end;
+        }
+    }
 }
 
 /// `value` as a JSON string. Most values (methods, paths, region names) contain nothing
