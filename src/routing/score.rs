@@ -15,8 +15,10 @@
 //!
 //! `work_ewma_ms` is what real requests took beyond the round-trip (queueing, prefill); a
 //! region without real samples is assumed to work like the fleet's median, and a region's
-//! estimate drifts to that median over `latency_decay` while it gets no traffic, so an
-//! idle region is neither mistaken for a fast one nor written off for good. `busy` is the
+//! estimate drifts over `latency_decay`, while it gets no traffic, to the median of the
+//! *other* regions' estimates, so an idle region is neither mistaken for a fast one nor
+//! written off for good. (Toward a median that counts its own stale estimate, a region of
+//! two that had one slow request would drift only halfway back and never be tried again.) `busy` is the
 //! larger of Meridian's own in-flight requests to the region and what the region reports
 //! (in flight + queued).
 //!
@@ -72,7 +74,8 @@ impl From<&crate::config::SelectionSettings> for Weights {
 #[derive(Debug, Clone)]
 pub struct Scorer {
     weights: Weights,
-    fleet_work_ms: f64,
+    /// The work estimates of the regions that have one, sorted.
+    works: SmallVec<[f64; 16]>,
     /// (priority, deficit) per cost tier; a handful of tiers, so a list beats a map, and
     /// it lives inline so that scoring does not allocate.
     tier_deficit: SmallVec<[(u32, f64); 8]>,
@@ -134,7 +137,10 @@ impl Scorer {
             .collect();
         Self {
             weights,
-            fleet_work_ms: median(&mut works),
+            works: {
+                works.sort_by(f64::total_cmp);
+                works
+            },
             tier_deficit,
             now: Stamp::at(now),
             model,
@@ -172,9 +178,14 @@ impl Scorer {
     /// Expected time to first byte for a new request, before queueing. A region's work
     /// estimate ages toward the fleet's when it gets no traffic.
     pub fn latency_ms(&self, region: &Region) -> f64 {
-        let work = work_of(region, self.model)
-            .and_then(|w| w.estimate_toward_at(self.fleet_work_ms, self.now))
-            .unwrap_or(self.fleet_work_ms);
+        let estimate = work_of(region, self.model);
+        let target = match estimate.and_then(PeakEwma::estimate_ms) {
+            Some(own) => median_without(&self.works, own),
+            None => median(&self.works),
+        };
+        let work = estimate
+            .and_then(|w| w.estimate_toward_at(target, self.now))
+            .unwrap_or(target);
         region.rtt.estimate_ms().unwrap_or(0.0) + work
     }
 
@@ -299,19 +310,40 @@ fn work_of(region: &Region, model: Option<ModelId>) -> Option<&PeakEwma> {
     }
 }
 
-/// The fleet's typical work estimate: the median over regions that have one (0 when
-/// none has). A median, so one very slow region does not make every idle one look slow.
-fn median(works: &mut [f64]) -> f64 {
-    if works.is_empty() {
+/// The fleet's typical work estimate: the median of `sorted`, the estimates of the regions
+/// that have one (0 when none has). A median, so one very slow region does not make every
+/// idle one look slow.
+fn median(sorted: &[f64]) -> f64 {
+    median_of(sorted.len(), |k| sorted.get(k).copied())
+}
+
+/// The median of `sorted` without one value equal to `own` (a region's own estimate): what
+/// the rest of the fleet does. A region alone keeps its own. An estimate that changed since
+/// the ranking read it (a sample arrived in between) leaves out the nearest one above it.
+fn median_without(sorted: &[f64], own: f64) -> f64 {
+    if sorted.len() <= 1 {
+        return median(sorted);
+    }
+    let at = sorted
+        .partition_point(|w| w.total_cmp(&own).is_lt())
+        .min(sorted.len() - 1);
+    median_of(sorted.len() - 1, |k| {
+        sorted.get(if k < at { k } else { k + 1 }).copied()
+    })
+}
+
+/// The median of `n` sorted values, the `k`-th given by `nth`.
+fn median_of(n: usize, nth: impl Fn(usize) -> Option<f64>) -> f64 {
+    if n == 0 {
         return 0.0;
     }
-    works.sort_by(f64::total_cmp);
-    let mid = works.len() / 2;
-    if works.len() % 2 == 1 {
-        works[mid]
+    let mid = n / 2;
+    let value = if n % 2 == 1 {
+        nth(mid)
     } else {
-        (works[mid - 1] + works[mid]) / 2.0
-    }
+        nth(mid - 1).zip(nth(mid)).map(|(a, b)| (a + b) / 2.0)
+    };
+    value.unwrap_or(0.0)
 }
 
 #[cfg(test)]
@@ -351,6 +383,52 @@ regions:
     fn report(regions: &RegionTable, json: &str, ours: u64) {
         regions[0].endpoints[0].set_report(LoadReport::parse(json.as_bytes()), ours);
         regions[0].refresh_load();
+    }
+
+    #[test]
+    fn an_idle_regions_work_estimate_drifts_to_the_rest_of_the_fleets() {
+        // ap had one slow request (2 s of work) and then no traffic; me works in 30 ms.
+        let regions = fleet("");
+        let t0 = Instant::now();
+        let rtt = |r: &Region| r.rtt.estimate_ms().unwrap_or(0.0);
+        regions[0].work.observe(Duration::from_millis(2000), t0);
+        regions[1].work.observe(Duration::from_millis(30), t0);
+        let w = Weights {
+            tier_weight_ms: 100.0,
+            cost_weight_ms: 200.0,
+        };
+        let at = |secs: u64| {
+            let s = Scorer::at(
+                &regions,
+                w,
+                None,
+                crate::routing::Tokens::default(),
+                t0 + Duration::from_secs(secs),
+            );
+            (
+                s.latency_ms(&regions[0]) - rtt(&regions[0]),
+                s.latency_ms(&regions[1]) - rtt(&regions[1]),
+            )
+        };
+        let (ap, me) = at(0);
+        assert!(
+            (ap - 2000.0).abs() < 1.0 && (me - 30.0).abs() < 1.0,
+            "{ap} {me}"
+        );
+        // Many decay times later ap is expected to work as me does, not halfway (the
+        // median of both, which counts ap's own stale estimate) ...
+        let (ap, me) = at(60);
+        assert!((ap - 30.0).abs() < 1.0, "ap {ap}");
+        // ... and me, without samples here either, drifts toward ap's (in service its
+        // traffic keeps it at its own).
+        assert!(me > 30.0, "me {me}");
+        // A region alone keeps its own estimate; one without any takes the median.
+        assert_eq!(median_without(&[7.0], 7.0), 7.0);
+        assert_eq!(median_without(&[], 7.0), 0.0);
+        assert_eq!(median_without(&[1.0, 5.0, 9.0], 9.0), 3.0);
+        assert_eq!(median_without(&[1.0, 5.0, 9.0], 1.0), 7.0);
+        assert_eq!(median_without(&[1.0, 5.0, 9.0, 20.0], 5.0), 9.0);
+        assert_eq!(median(&[1.0, 5.0, 9.0, 20.0]), 7.0);
     }
 
     #[test]
