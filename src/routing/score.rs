@@ -314,36 +314,40 @@ fn work_of(region: &Region, model: Option<ModelId>) -> Option<&PeakEwma> {
 /// that have one (0 when none has). A median, so one very slow region does not make every
 /// idle one look slow.
 fn median(sorted: &[f64]) -> f64 {
-    median_of(sorted.len(), |k| sorted.get(k).copied())
+    let n = sorted.len();
+    let get = |k: usize| sorted.get(k).copied().unwrap_or(0.0);
+    match n {
+        0 => 0.0,
+        _ if n % 2 == 1 => get(n / 2),
+        _ => (get(n / 2 - 1) + get(n / 2)) / 2.0,
+    }
 }
 
 /// The median of `sorted` without one value equal to `own` (a region's own estimate): what
 /// the rest of the fleet does. A region alone keeps its own. An estimate that changed since
 /// the ranking read it (a sample arrived in between) leaves out the nearest one above it.
 fn median_without(sorted: &[f64], own: f64) -> f64 {
-    if sorted.len() <= 1 {
+    let n = sorted.len();
+    if n <= 1 {
         return median(sorted);
     }
-    let at = sorted
-        .partition_point(|w| w.total_cmp(&own).is_lt())
-        .min(sorted.len() - 1);
-    median_of(sorted.len() - 1, |k| {
-        sorted.get(if k < at { k } else { k + 1 }).copied()
-    })
-}
-
-/// The median of `n` sorted values, the `k`-th given by `nth`.
-fn median_of(n: usize, nth: impl Fn(usize) -> Option<f64>) -> f64 {
-    if n == 0 {
-        return 0.0;
-    }
-    let mid = n / 2;
-    let value = if n % 2 == 1 {
-        nth(mid)
+    // Where `own` is; the median of the others is then one or two of the middle values.
+    let i = sorted.partition_point(|w| *w < own).min(n - 1);
+    let m = n / 2;
+    let get = |k: usize| sorted.get(k).copied().unwrap_or(0.0);
+    if n % 2 == 0 {
+        if i < m {
+            get(m)
+        } else {
+            get(m - 1)
+        }
+    } else if i < m {
+        (get(m) + get(m + 1)) / 2.0
+    } else if i > m {
+        (get(m - 1) + get(m)) / 2.0
     } else {
-        nth(mid - 1).zip(nth(mid)).map(|(a, b)| (a + b) / 2.0)
-    };
-    value.unwrap_or(0.0)
+        (get(m - 1) + get(m + 1)) / 2.0
+    }
 }
 
 #[cfg(test)]
@@ -429,6 +433,16 @@ regions:
         assert_eq!(median_without(&[1.0, 5.0, 9.0], 1.0), 7.0);
         assert_eq!(median_without(&[1.0, 5.0, 9.0, 20.0], 5.0), 9.0);
         assert_eq!(median(&[1.0, 5.0, 9.0, 20.0]), 7.0);
+        // Against the definition: the median of the others, for every fleet size and place.
+        for n in 0..8 {
+            let sorted: Vec<f64> = (0..n).map(|k| f64::from(k * k + 1)).collect();
+            for (i, own) in sorted.iter().enumerate() {
+                let mut others = sorted.clone();
+                others.remove(i);
+                let want = if n == 1 { *own } else { median(&others) };
+                assert_eq!(median_without(&sorted, *own), want, "n {n}, i {i}");
+            }
+        }
     }
 
     #[test]
