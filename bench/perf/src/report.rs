@@ -299,7 +299,8 @@ impl Report {
              `Connection: close` is followed by a new connection, as any client does (Meridian \
              closes one after `limits.keepalive_requests`, 1000 by default; bare Pingora never \
              does), so the count includes those reconnections. Counted, not timed: \
-             the figure does not move with the machine's load. Spread is (max - min) / median \
+             the machine's load moves the figure by about 1% at most (more reads wait, so more \
+             timers and wake-ups), far less than it moves time. Spread is (max - min) / median \
              over the runs.\n",
             opts.instr_warmup,
             opts.instr_requests,
