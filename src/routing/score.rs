@@ -18,9 +18,9 @@
 //! estimate drifts over `latency_decay`, while it gets no traffic, to the median of the
 //! *other* regions' estimates, so an idle region is neither mistaken for a fast one nor
 //! written off for good. (Toward a median that counts its own stale estimate, a region of
-//! two that had one slow request would drift only halfway back and never be tried again.) `busy` is the
-//! larger of Meridian's own in-flight requests to the region and what the region reports
-//! (in flight + queued).
+//! two that had one slow request would drift only halfway back and never be tried again.)
+//! `busy` is the larger of Meridian's own in-flight requests to the region and what the
+//! region reports (in flight + queued).
 //!
 //! **Capacity.** Where a region's capacity is known (the config's `max_in_flight`, or the
 //! `max_concurrency` its endpoints report) a cheap region keeps its traffic until it is
@@ -176,7 +176,7 @@ impl Scorer {
     }
 
     /// Expected time to first byte for a new request, before queueing. A region's work
-    /// estimate ages toward the fleet's when it gets no traffic.
+    /// estimate ages toward the other regions' when it gets no traffic.
     pub fn latency_ms(&self, region: &Region) -> f64 {
         let estimate = work_of(region, self.model);
         let target = match estimate.and_then(PeakEwma::estimate_ms) {
