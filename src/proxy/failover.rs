@@ -274,7 +274,8 @@ pub fn response_started(
     Ok(())
 }
 
-/// The first body byte (time to first token for streams) is the latency sample.
+/// The first body byte (time to first token for streams) is the latency sample; the last
+/// frees the region's slot.
 pub fn body_received(ctx: &mut RequestCtx, body: &mut Option<bytes::Bytes>, end_of_stream: bool) {
     if let Some(r) = ctx.usage.as_mut() {
         if r.strips() {
@@ -286,6 +287,10 @@ pub fn body_received(ctx: &mut RequestCtx, body: &mut Option<bytes::Bytes>, end_
     let Some(attempt) = ctx.current.as_mut() else {
         return;
     };
+    if end_of_stream {
+        // This runs before the last bytes go on to the client.
+        attempt.slot.release();
+    }
     if attempt.phase != (Phase::Responding { first_byte: false })
         || !(end_of_stream || body.as_ref().is_some_and(|b| !b.is_empty()))
     {

@@ -408,7 +408,7 @@ impl Region {
     /// Marks one request in flight until the returned guard is dropped.
     pub fn start_request(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Relaxed);
-        InFlight(Arc::clone(self), None, None)
+        InFlight(Arc::clone(self), None, None, Released::No)
     }
 
     /// [`Region::start_request`] for one model: counted on the model too.
@@ -455,7 +455,7 @@ impl Region {
         self.in_flight
             .fetch_update(Relaxed, Relaxed, |n| (n < limit).then_some(n + 1))
             .ok()?;
-        Some(InFlight(Arc::clone(self), None, None))
+        Some(InFlight(Arc::clone(self), None, None, Released::No))
     }
 }
 
@@ -486,9 +486,17 @@ impl Default for LoadSummary {
     }
 }
 
-/// Holds one in-flight slot of a region; released on drop, so no exit path can leak it.
+/// Holds one in-flight slot of a region; released on drop, so no exit path can leak it,
+/// or before, by [`InFlight::release`], once the region has sent its whole answer.
 #[derive(Debug)]
-pub struct InFlight(Arc<Region>, Option<ModelId>, Option<usize>);
+pub struct InFlight(Arc<Region>, Option<ModelId>, Option<usize>, Released);
+
+/// Whether an [`InFlight`] slot has been given back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Released {
+    No,
+    Yes,
+}
 
 /// See [`EndpointState::placement_seed`].
 fn placement_seed(e: &crate::config::Endpoint) -> u64 {
@@ -502,7 +510,7 @@ fn placement_seed(e: &crate::config::Endpoint) -> u64 {
 impl InFlight {
     /// Counts the slot on the endpoint the request goes to, too (once).
     pub fn bind_endpoint(&mut self, endpoint: usize) {
-        if self.2.is_some() {
+        if self.2.is_some() || self.3 == Released::Yes {
             return;
         }
         if let Some(e) = self.0.endpoints.get(endpoint) {
@@ -524,10 +532,17 @@ impl InFlight {
     pub fn model(&self) -> Option<&ModelState> {
         self.1.and_then(|m| self.0.model(m))
     }
-}
 
-impl Drop for InFlight {
-    fn drop(&mut self) {
+    /// The region has sent its whole answer, so its slot (and the endpoint's and the
+    /// model's) is free now, while the answer may still be on its way to the client: a
+    /// slow client, or one that sends its next request the moment the last byte arrives,
+    /// does not keep the region looking busy. Once; the slot still names its region, model
+    /// and endpoint.
+    pub fn release(&mut self) {
+        if self.3 == Released::Yes {
+            return;
+        }
+        self.3 = Released::Yes;
         self.0.in_flight.fetch_sub(1, Relaxed);
         if let Some(e) = self.2.and_then(|i| self.0.endpoints.get(i)) {
             e.in_flight.fetch_sub(1, Relaxed);
@@ -535,6 +550,12 @@ impl Drop for InFlight {
         if let Some(m) = self.model() {
             m.finish();
         }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.release();
     }
 }
 
@@ -547,4 +568,32 @@ pub fn build_table(config: &Config) -> RegionTable {
             .map(|(id, r)| Arc::new(Region::new(id, r.clone(), config)))
             .collect(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slot_released_early_is_given_back_once() {
+        let config = Config::load_default().unwrap();
+        let regions = build_table(&config);
+        let region = &regions[0];
+        let endpoint = &region.endpoints[0];
+        let mut slot = region.start_request();
+        slot.bind_endpoint(0);
+        assert_eq!((region.in_flight(), endpoint.in_flight()), (1, 1));
+        slot.release();
+        assert_eq!((region.in_flight(), endpoint.in_flight()), (0, 0));
+        // Again, a late bind and the drop: nothing more is given back or taken.
+        slot.release();
+        slot.bind_endpoint(0);
+        drop(slot);
+        assert_eq!((region.in_flight(), endpoint.in_flight()), (0, 0));
+        // A slot dropped without an early release is given back on drop.
+        let other = region.start_request();
+        assert_eq!(region.in_flight(), 1);
+        drop(other);
+        assert_eq!(region.in_flight(), 0);
+    }
 }

@@ -33,15 +33,15 @@
 //! dearer tier (whose weight is a whole `tier_weight_ms`).
 //!
 //! Full at its own end: Meridian counts a request in flight from the moment it picks the
-//! region until the answer has arrived, but the request holds a slot there only in
-//! between, so about `flow x round-trip` of Meridian's requests to a busy region (Little's
-//! law, the flow being the rate at which the region takes and finishes them, kept by the
-//! ranker) hold none. When requests are long against the round-trip that is less than one
-//! request and changes nothing; when they are short, a region that Meridian's own count
-//! calls full still has free slots. A GPU-utilization report at or above
-//! `gpu_saturation` holds while the region is at least as busy as it was when it made
-//! the report: a report is up to a probe interval old, and once Meridian's requests there
-//! have finished, the slots they freed are free again.
+//! region until the region has sent its whole answer, but the request holds a slot there
+//! only in between, so about `flow x round-trip` of Meridian's requests to a busy region
+//! (Little's law, the flow being the rate at which the region takes and finishes them, kept
+//! by the ranker) hold none. When requests are long against the round-trip that is less
+//! than one request and changes nothing; when they are short, a region that Meridian's own
+//! count calls full still has free slots. A GPU-utilization report at or above
+//! `gpu_saturation` holds while the region is at least as busy as it was when it made the
+//! report: a report is up to a probe interval old, and once Meridian's requests there have
+//! finished, the slots they freed are free again.
 //!
 //! `tier_deficit` is Envoy's priority spill-over with overprovisioning factor 1.4: a tier
 //! with fewer than 1/1.4 (71 %) of its regions healthy looks up to one tier dearer, so the
