@@ -215,7 +215,8 @@ async fn a_region_over_tls_is_spoken_to_over_http2_as_its_protocol_says() {
 }
 
 /// nginx serving HTTP/2 with prior knowledge (h2c) on a free port: `/health` and an
-/// inference answer. `None` when nginx is not installed (CI installs it and sets
+/// inference answer. One process (`master_process off`): killing a master leaves its
+/// workers running, each holding its port, after the test. `None` when nginx is not installed (CI installs it and sets
 /// MERIDIAN_REQUIRE_NGINX=1, which makes a missing one fail the test).
 struct Nginx {
     child: std::process::Child,
@@ -236,7 +237,7 @@ impl Nginx {
         for _ in 0..3 {
             let addr = free_addr();
             let conf = format!(
-                "pid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{}}\nhttp {{\n  access_log off;\n  client_body_temp_path {d};\n  server {{\n    listen {addr} http2;\n    location = /health {{ return 200 'ok'; }}\n    location / {{ default_type application/json; return 200 '{{\"id\":\"nginx\",\"object\":\"text_completion\"}}'; }}\n  }}\n}}\n",
+                "master_process off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{}}\nhttp {{\n  access_log off;\n  client_body_temp_path {d};\n  server {{\n    listen {addr} http2;\n    location = /health {{ return 200 'ok'; }}\n    location / {{ default_type application/json; return 200 '{{\"id\":\"nginx\",\"object\":\"text_completion\"}}'; }}\n  }}\n}}\n",
                 d = dir.path().display()
             );
             std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
