@@ -114,15 +114,16 @@ async fn everything_saturated_sheds_with_retry_after() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cheap_region_takes_requests_until_its_slots_are_full() {
-    // One tier, 200 ms away, ap a little cheaper (20 ms of score at the default weights):
-    // a load stretch below capacity (ap at two of its three slots) would hand the third
+    // One tier, 200 ms away, ap cheaper by 100 ms of score at the default weights (more
+    // than probe round-trips jitter on a busy machine, far less than a load stretch): a
+    // load stretch below capacity (ap at two of its three slots) would hand the third
     // request to me. ap keeps it; with ap full, the fourth goes to me.
     let ap = region("ap-south-1", 200).await;
     let me = region("me-south-1", 200).await;
     ap.set_capacity(Some(3));
     ap.set_work_ms(1500);
     me.set_work_ms(1500);
-    let cfg = TestConfig::new().mock(&ap, 0.30, 1).mock(&me, 0.40, 1);
+    let cfg = TestConfig::new().mock(&ap, 0.30, 1).mock(&me, 0.80, 1);
     let m = Meridian::start(&cfg).await;
     eventually(
         Duration::from_secs(5),
