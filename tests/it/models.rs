@@ -400,7 +400,9 @@ async fn a_models_own_cap_spills_it_over_while_other_models_stay() {
     let m = Meridian::start(&cfg).await;
     m.wait_health("ap-south-1", true).await;
     m.wait_health("me-south-1", true).await;
-    // One long 70B request holds the cheap region's only 70B slot.
+    // One long 70B request holds the cheap region's only 70B slot. The region stays slow
+    // to the end: made fast again once Meridian counts the request, it could answer it at
+    // once (the request may reach it only after) and free the slot before the next.
     a.set_work_ms(3000);
     let first = {
         let url = m.url("/v1/chat/completions");
@@ -420,7 +422,6 @@ async fn a_models_own_cap_spills_it_over_while_other_models_stay() {
         || async { m.region_status("ap-south-1").await["models"][0]["in_flight"] == 1 },
     )
     .await;
-    a.set_work_ms(0);
     let r = post(&m, "/v1/chat/completions", chat("llama-3.1-70b"), &[]).await;
     assert_eq!(
         r.region.as_deref(),
